@@ -1,0 +1,29 @@
+# API and CPU worker images. The GPU worker builds FROM a TensorRT base (see target worker-gpu).
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md alembic.ini ./
+COPY service ./service
+COPY migrations ./migrations
+
+# The API never imports torch or onnxruntime, so its image carries neither.
+FROM base AS api
+RUN pip install .
+EXPOSE 8000
+CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000"]
+
+FROM base AS worker-cpu
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+COPY worker ./worker
+RUN pip install '.[worker]'
+CMD ["celery", "-A", "worker.app", "worker", "-Q", "cpu", "--concurrency", "2", "--loglevel", "INFO"]
+
+FROM nvcr.io/nvidia/tensorrt:25.10-py3 AS worker-gpu
+WORKDIR /app
+COPY pyproject.toml README.md alembic.ini ./
+COPY service ./service
+COPY migrations ./migrations
+COPY worker ./worker
+RUN pip install '.[worker]' onnxruntime-gpu
+# One task per process: a GPU build holds the device, and a fresh process frees it completely.
+CMD ["celery", "-A", "worker.app", "worker", "-Q", "gpu", "--concurrency", "1", "--max-tasks-per-child", "1", "--loglevel", "INFO"]

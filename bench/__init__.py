@@ -1,0 +1,1 @@
+"""The benchmark harness: reference models, compression recipes, and honest before/after figures."""

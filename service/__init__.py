@@ -1,0 +1,1 @@
+"""ModelPress HTTP side and shared persistence."""

@@ -1,0 +1,53 @@
+"""The shape of a catalog entry, shared by the API (validation) and the workers (dispatch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Queue(StrEnum):
+    """Celery queues; a technique names the pool that can run it."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class TechniqueParams(BaseModel):
+    """Base for every technique's parameters: unknown keys are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class TechniqueSpec:
+    """One catalog entry; `implementation` is a worker module with a `run` function."""
+
+    name: str
+    summary: str
+    queue: Queue
+    params: type[TechniqueParams]
+    implementation: str
+
+    def describe(self) -> dict[str, Any]:
+        """The entry as served by GET /v1/techniques."""
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "queue": self.queue.value,
+            "params_schema": self.params.model_json_schema(),
+        }
+
+
+def referenced_dataset_ids(params: dict[str, Any]) -> list[str]:
+    """Ids of the datasets a step's parameters name (keys ending in dataset_id, nested too)."""
+    found: list[str] = []
+    for key, value in params.items():
+        if key.endswith("dataset_id") and value:
+            found.append(str(value))
+        elif isinstance(value, dict):
+            found.extend(referenced_dataset_ids(value))
+    return found

@@ -1,0 +1,107 @@
+"""Pruning techniques: parameters and where their implementations live."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.catalog.base import Queue, TechniqueParams, TechniqueSpec
+
+PrunableOp = Literal["Conv", "Gemm", "MatMul"]
+
+
+def _all_prunable_ops() -> list[PrunableOp]:
+    return ["Conv", "Gemm", "MatMul"]
+
+
+class MagnitudePruneParams(TechniqueParams):
+    """Unstructured L1 magnitude pruning of Conv / Gemm / MatMul weights."""
+
+    sparsity: float = Field(0.5, gt=0.0, lt=1.0, description="Fraction of weights set to zero")
+    scope: Literal["per_layer", "global"] = Field(
+        "per_layer", description="Same sparsity in every layer, or one threshold across all of them"
+    )
+    op_types: list[PrunableOp] = Field(
+        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
+    )
+    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
+    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
+
+
+class NMPruneParams(TechniqueParams):
+    """N:M semi-structured sparsity along each layer's reduction dimension."""
+
+    n: int = Field(2, ge=1, le=15, description="Non-zero weights kept in each group")
+    m: int = Field(4, ge=2, le=16, description="Consecutive weights per group along the reduction dimension")
+    op_types: list[PrunableOp] = Field(
+        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
+    )
+    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
+    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> Self:
+        if self.n >= self.m:
+            raise ValueError("n must be smaller than m")
+        return self
+
+
+class FinetuneParams(BaseModel):
+    """Training after pruning: labels and the original's outputs, or the original's outputs alone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(description="Dataset with the model's inputs, and `labels` if any")
+    epochs: int = Field(3, ge=1, le=1000, description="Passes over the dataset")
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate")
+    batch_size: int = Field(32, ge=1, le=65536, description="Samples per step")
+    distillation: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="With labels: weight of matching the original model's softened class scores "
+        "(0 = labels only); without labels fine-tuning always distils",
+    )
+
+
+class StructuredPruneParams(TechniqueParams):
+    """Removal of whole channels / neurons, following the graph's channel dependencies."""
+
+    sparsity: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Fraction of channels removed in each prunable group"
+    )
+    importance: Literal["l1", "l2", "bn_scale"] = Field(
+        "l1", description="Channel ranking: weight norm, or batch-norm scale where there is one"
+    )
+    round_to: int = Field(
+        8, ge=1, le=1024, description="Kept channel counts are rounded up to a multiple of this"
+    )
+    exclude: list[str] = Field(default_factory=list, description="Node names whose output channels are kept")
+    finetune: FinetuneParams | None = Field(None, description="Train after pruning to recover accuracy")
+
+
+PRUNE_TECHNIQUES = (
+    TechniqueSpec(
+        name="prune.magnitude",
+        summary="unstructured L1 magnitude pruning, per layer or global",
+        queue=Queue.CPU,
+        params=MagnitudePruneParams,
+        implementation="worker.techniques.prune_magnitude",
+    ),
+    TechniqueSpec(
+        name="prune.nm",
+        summary="N:M semi-structured sparsity (2:4 for sparse tensor cores)",
+        queue=Queue.CPU,
+        params=NMPruneParams,
+        implementation="worker.techniques.prune_nm",
+    ),
+    TechniqueSpec(
+        name="prune.structured",
+        summary="removes whole channels or neurons (physically smaller tensors), channel counts rounded to "
+        "hardware-friendly multiples, optional fine-tuning",
+        queue=Queue.CPU,
+        params=StructuredPruneParams,
+        implementation="worker.techniques.prune_structured",
+    ),
+)

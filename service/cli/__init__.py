@@ -1,0 +1,1 @@
+"""The `modelpress` command line."""

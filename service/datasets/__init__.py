@@ -1,0 +1,1 @@
+"""Uploaded datasets (.npz) for calibration, evaluation and training."""

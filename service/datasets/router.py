@@ -1,0 +1,69 @@
+"""HTTP routes for datasets."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, status
+
+from service import intake
+from service.datasets import service as datasets_service
+from service.datasets.inspect import count_samples, read_npz_headers
+from service.datasets.orm import Dataset
+from service.datasets.schemas import DatasetRead
+from service.deps import SessionDep, SettingsDep, TenantDep
+from service.models.router import UPLOAD_BODY
+from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, page_of, paginate
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetRead, openapi_extra=UPLOAD_BODY)
+async def upload_dataset(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    idempotency_key: intake.IdempotencyKeyHeader = None,
+) -> Any:
+    """Upload an .npz whose arrays are named after the model's inputs, plus optional `labels`."""
+    async with intake.receive(
+        request,
+        session=session,
+        tenant_id=tenant,
+        settings=settings,
+        scope="datasets",
+        key=idempotency_key,
+        checks=intake.Checks(file=lambda path: count_samples(read_npz_headers(path))),
+    ) as received:
+        if received.replay:
+            return datasets_service.get_dataset(
+                session=session, tenant_id=tenant, dataset_id=received.resource_id
+            )
+        return datasets_service.create_dataset(
+            session=session,
+            tenant_id=tenant,
+            upload=received.upload,
+            name=received.upload.fields.get("name"),
+            dataset_id=received.resource_id,
+        )
+
+
+@router.get("", response_model=Page[DatasetRead])
+def list_datasets(
+    session: SessionDep,
+    tenant: TenantDep,
+    cursor: str | None = None,
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+) -> Any:
+    """List the tenant's datasets, newest first."""
+    statement = datasets_service.list_datasets_query(tenant_id=tenant)
+    rows = list(session.scalars(paginate(statement, Dataset, cursor, limit)))
+    return page_of(rows, limit, DatasetRead.model_validate)
+
+
+@router.get("/{dataset_id}", response_model=DatasetRead)
+def get_dataset(dataset_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Any:
+    """One dataset."""
+    return datasets_service.get_dataset(session=session, tenant_id=tenant, dataset_id=dataset_id)

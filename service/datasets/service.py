@@ -1,0 +1,63 @@
+"""Dataset operations."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from service.artifacts import service as artifacts_service
+from service.artifacts.orm import ArtifactKind
+from service.datasets.inspect import count_samples, read_npz_headers
+from service.datasets.orm import Dataset
+from service.errors import NotFound
+from service.storage import get_store
+from service.storage.local import LocalStore
+from service.uploads import ReceivedUpload
+
+
+def create_dataset(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    upload: ReceivedUpload,
+    name: str | None,
+    dataset_id: uuid.UUID | None = None,
+) -> Dataset:
+    """Inspect an uploaded .npz (headers only) and record it."""
+    store = get_store()
+    assert isinstance(store, LocalStore)  # an S3 backend would fetch to a temp file here
+    arrays = read_npz_headers(store.path(upload.stored.sha256))
+    samples = count_samples(arrays)
+    artifact = artifacts_service.add_upload(
+        session=session,
+        tenant_id=tenant_id,
+        upload=upload,
+        kind=ArtifactKind.DATASET,
+        media_type="application/x-npz",
+    )
+    dataset = Dataset(
+        id=dataset_id or uuid.uuid4(),
+        tenant_id=tenant_id,
+        name=(name or upload.filename or "dataset")[:255],
+        artifact_id=artifact.id,
+        arrays=arrays,
+        samples=samples,
+    )
+    session.add(dataset)
+    session.commit()
+    return dataset
+
+
+def get_dataset(*, session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> Dataset:
+    """A tenant's dataset, or 404."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or dataset.tenant_id != tenant_id:
+        raise NotFound(f"dataset {dataset_id} does not exist")
+    return dataset
+
+
+def list_datasets_query(*, tenant_id: uuid.UUID) -> Select[Dataset]:
+    """The select statement for a tenant's datasets."""
+    return select(Dataset).where(Dataset.tenant_id == tenant_id)

@@ -1,0 +1,99 @@
+"""Exception handlers: every error leaves the API as an RFC 9457 problem document."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import PROBLEM_MEDIA_TYPE, Problem, ServiceUnavailable, problem_document
+from service.openapi import allowed_methods
+
+log = logging.getLogger("modelpress.api")
+
+
+def problem_response(document: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON response with the problem media type."""
+    return JSONResponse(
+        document, status_code=document["status"], headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+async def _problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(exc.to_document(instance=request.url.path), exc.headers)
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+        for error in exc.errors()
+    ]
+    summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+    document = problem_document(
+        "validation-error",
+        "The request is not valid",
+        422,
+        summary,
+        instance=request.url.path,
+        errors=errors,
+    )
+    return problem_response(document)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    document = problem_document(slug, title, exc.status_code, str(exc.detail), instance=request.url.path)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # The router names only the first route that matched the path; RFC 9110 wants them all.
+        allowed = allowed_methods(request.app, request.url.path)
+        headers["Allow"] = ", ".join(allowed) or headers.get("Allow", "")
+    return problem_response(document, headers)
+
+
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    # A dropped or refused connection is the database being away, not a bug: say 503 and retry later.
+    log.warning("database unavailable: %s", exc)
+    problem = ServiceUnavailable("the database is not reachable; retry shortly", headers={"Retry-After": "5"})
+    return problem_response(problem.to_document(instance=request.url.path), problem.headers)
+
+
+async def _dbapi(request: Request, exc: Exception) -> JSONResponse:
+    # A connection cut mid-statement (a restarting server) is an outage; any other driver error is a bug.
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return await _database(request, exc)
+    return await _unexpected(request, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    document = problem_document(
+        "internal-error",
+        "Internal error",
+        500,
+        "an unexpected error occurred; it has been logged",
+        instance=request.url.path,
+    )
+    return problem_response(document)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers; the Problem handler covers every subclass."""
+    app.add_exception_handler(Problem, _problem)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(OperationalError, _database)
+    app.add_exception_handler(InterfaceError, _database)
+    app.add_exception_handler(PoolTimeout, _database)
+    app.add_exception_handler(DBAPIError, _dbapi)
+    app.add_exception_handler(Exception, _unexpected)

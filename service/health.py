@@ -1,0 +1,72 @@
+"""Liveness, readiness and the technique catalog (no authentication needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from service.catalog import CATALOG
+from service.db import get_engine
+from service.queue import get_celery
+from service.storage import get_store
+from service.storage.local import LocalStore
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+def _check_database() -> str:
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return "ok"
+
+
+def _check_broker() -> str:
+    with get_celery().connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+    return "ok"
+
+
+def _check_store() -> str:
+    store = get_store()
+    if isinstance(store, LocalStore) and not (store.root / "objects").is_dir():
+        raise OSError("store directory missing")
+    return "ok"
+
+
+_READINESS = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Every dependency answers", **_READINESS},
+        503: {"description": "The checks name the dependencies that do not answer", **_READINESS},
+    },
+)
+def readyz() -> JSONResponse:
+    """Whether the database, the broker and the store answer; 503 naming the ones that do not."""
+    checks: dict[str, str] = {}
+    for name, check in (("database", _check_database), ("broker", _check_broker), ("store", _check_store)):
+        try:
+            checks[name] = check()
+        except Exception as exc:  # any failure means not ready; the message says which
+            checks[name] = f"unavailable: {type(exc).__name__}: {exc}"[:300]
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+@router.get("/v1/techniques", tags=["techniques"])
+def list_techniques() -> dict[str, Any]:
+    """The technique catalog with each technique's parameter JSON Schema."""
+    return {"items": [spec.describe() for spec in CATALOG.values()]}

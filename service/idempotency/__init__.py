@@ -1,0 +1,1 @@
+"""Idempotency keys for uploads: replay a finished request, refuse a different or concurrent one."""

@@ -1,0 +1,1 @@
+"""Compression jobs, their steps and their measured results."""

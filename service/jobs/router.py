@@ -1,0 +1,66 @@
+"""HTTP routes for jobs and their reports."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from service.deps import SessionDep, SettingsDep, TenantDep
+from service.jobs import service as jobs_service
+from service.jobs.orm import Job, JobStatus
+from service.jobs.schemas import JobCreate, JobRead
+from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, page_of, paginate
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+STATUS_PATTERN = "^(" + "|".join(s.value for s in JobStatus) + ")$"
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    tenant: TenantDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Any:
+    """Submit a job; it runs on a worker. Repeating a request with the same Idempotency-Key replays it."""
+    job, _created = jobs_service.create_job(
+        session=session,
+        tenant_id=tenant,
+        request=body,
+        idempotency_key=idempotency_key,
+        active_jobs_limit=settings.quota_concurrent_jobs,
+    )
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+@router.get("", response_model=Page[JobRead])
+def list_jobs(
+    session: SessionDep,
+    tenant: TenantDep,
+    status_filter: str | None = Query(None, alias="status", pattern=STATUS_PATTERN),
+    model_id: uuid.UUID | None = None,
+    cursor: str | None = None,
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+) -> Any:
+    """List the tenant's jobs, newest first."""
+    statement = jobs_service.list_jobs_query(tenant_id=tenant, status=status_filter, model_id=model_id)
+    rows = list(session.scalars(paginate(statement, Job, cursor, limit)))
+    return page_of(rows, limit, JobRead.model_validate)
+
+
+@router.get("/{job_id}", response_model=JobRead)
+def get_job(job_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Any:
+    """One job with its steps and comparison."""
+    return jobs_service.get_job(session=session, tenant_id=tenant, job_id=job_id)
+
+
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
+def cancel_job(job_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Any:
+    """Cancel a job: a queued one at once, a running one as soon as its worker notices."""
+    return jobs_service.cancel_job(session=session, tenant_id=tenant, job_id=job_id)

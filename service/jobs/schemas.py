@@ -1,0 +1,88 @@
+"""Job API schemas."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints
+
+CallbackUrl = Annotated[
+    AnyUrl, UrlConstraints(max_length=2048, allowed_schemes=["http", "https"], host_required=True)
+]
+
+
+class StepCreate(BaseModel):
+    """One step of a job: a catalog technique and its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    technique: str = Field(..., min_length=1, max_length=100, examples=["quantize.dynamic"])
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluationCreate(BaseModel):
+    """How the result is measured against the original."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: uuid.UUID | None = None
+    metric: Literal["top1", "top5", "mse", "mae"] | None = None
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1e6)
+    batch_sizes: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        default_factory=lambda: [1, 8], min_length=1, max_length=6
+    )
+
+
+class JobCreate(BaseModel):
+    """Body of POST /v1/jobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: uuid.UUID
+    steps: list[StepCreate] = Field(..., min_length=1, max_length=10)
+    evaluation: EvaluationCreate = Field(default_factory=EvaluationCreate)
+    callback_url: CallbackUrl | None = Field(
+        None, description="http(s) URL that receives the job document, signed, when the job ends"
+    )
+
+
+class StepRead(BaseModel):
+    """A step as clients see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    index: int
+    technique: str
+    params: dict[str, Any]
+    status: str
+    artifact_id: uuid.UUID | None
+    metrics: dict[str, Any] | None
+    warnings: list[str] | None
+    error: dict[str, Any] | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobRead(BaseModel):
+    """A job as clients see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    model_id: uuid.UUID
+    status: str
+    stage: str
+    progress: float
+    steps: list[StepRead]
+    artifact_id: uuid.UUID | None
+    evaluation: dict[str, Any]
+    comparison: dict[str, Any] | None
+    error: dict[str, Any] | None
+    attempts: int
+    callback_url: str | None = None
+    webhook_deliveries: list[dict[str, Any]] = Field(default_factory=list)
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

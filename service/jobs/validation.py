@@ -1,0 +1,72 @@
+"""Check a job request against the catalog, the tenant's objects and the model's signature."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from service.catalog import CATALOG, Queue, referenced_dataset_ids
+from service.datasets import service as datasets_service
+from service.datasets.inspect import check_against_signature
+from service.errors import Conflict, InvalidParams, UnknownTechnique
+from service.jobs.schemas import JobCreate
+from service.models import service as models_service
+from service.models.orm import Model, ModelStatus
+
+
+def normalized_steps(request: JobCreate) -> tuple[list[dict[str, Any]], Queue]:
+    """Validate each step's params (422 before anything is queued) and pick the job's queue."""
+    steps: list[dict[str, Any]] = []
+    queue = Queue.CPU
+    for index, step in enumerate(request.steps):
+        spec = CATALOG.get(step.technique)
+        if spec is None:
+            raise UnknownTechnique(
+                f"step {index}: unknown technique '{step.technique}'", known=sorted(CATALOG), step=index
+            )
+        try:
+            params = spec.params.model_validate(step.params)
+        except ValidationError as exc:
+            errors = [
+                {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+                for error in exc.errors()
+            ]
+            summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in errors[:5])
+            raise InvalidParams(
+                f"step {index} ({step.technique}): {summary}", step=index, errors=errors
+            ) from None
+        if spec.queue is Queue.GPU:
+            queue = Queue.GPU
+        steps.append({"technique": spec.name, "params": params.model_dump(mode="json")})
+    return steps, queue
+
+
+def check_references(
+    *, session: Session, tenant_id: uuid.UUID, request: JobCreate, steps: list[dict[str, Any]]
+) -> Model:
+    """The model and every dataset named must be the tenant's; datasets must fit a ready model."""
+    model = models_service.get_model(session=session, tenant_id=tenant_id, model_id=request.model_id)
+    if model.status == ModelStatus.REJECTED:
+        raise Conflict(
+            f"model {model.id} was rejected at ingest and cannot be compressed", model_error=model.error
+        )
+    dataset_ids = [value for step in steps for value in referenced_dataset_ids(step["params"])]
+    if request.evaluation.dataset_id:
+        dataset_ids.append(str(request.evaluation.dataset_id))
+    for dataset_id in dict.fromkeys(dataset_ids):
+        dataset = datasets_service.get_dataset(
+            session=session, tenant_id=tenant_id, dataset_id=_as_uuid(dataset_id)
+        )
+        if model.status == ModelStatus.READY and model.signature:
+            check_against_signature(dataset.arrays, model.signature)
+    return model
+
+
+def _as_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidParams(f"'{value}' is not a dataset id") from None

@@ -1,0 +1,41 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from service import handlers, health, observability, openapi
+from service.artifacts.router import router as artifacts_router
+from service.body_guard import CloseUnreadBody
+from service.datasets.router import router as datasets_router
+from service.jobs.report import router as report_router
+from service.jobs.router import router as jobs_router
+from service.models.router import router as models_router
+from service.settings import Settings, get_settings
+from service.webhooks.router import router as webhooks_router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; uvicorn calls this with no arguments (`--factory`)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="ModelPress",
+        version="0.1.0",
+        description="Compress neural networks behind an HTTP API, with an honest before/after comparison.",
+    )
+    handlers.install(app)
+    for router in (
+        health.router,
+        models_router,
+        datasets_router,
+        jobs_router,
+        report_router,
+        artifacts_router,
+        webhooks_router,
+    ):
+        app.include_router(router)
+    observability.install(app, settings)
+    openapi.install(app)
+    app.add_middleware(CloseUnreadBody)
+    app.state.settings = settings
+    return app

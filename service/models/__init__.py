@@ -1,0 +1,1 @@
+"""Uploaded models and their ingest."""

@@ -1,0 +1,147 @@
+"""Render the report document as one self-contained HTML page (Chart.js inlined, no network)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from service.report import charts, layers, tables
+
+CHART_JS_VERSION = "4.6.1"  # MIT licence; see service/report/static/VENDORED.md
+
+
+@lru_cache
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("service.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@lru_cache
+def chart_js() -> str:
+    """The vendored Chart.js UMD build, made safe to inline in a <script> element."""
+    source = resources.files("service.report").joinpath("static/chart.umd.min.js").read_text("utf-8")
+    return source.replace("</script", "<\\/script")
+
+
+def _script_json(value: Any) -> Markup:
+    # Escaped so that no string in the data (a node name, a warning) can close the <script> element.
+    text = json.dumps(value, allow_nan=False, default=str)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text)  # escaped above for the script context
+
+
+def _trial_note(report: dict[str, Any]) -> str:
+    if any((step.get("metrics") or {}).get("trials") for step in report.get("steps") or []):
+        return " Trials were timed and scored by their step, on its data, not in the final side-by-side run."
+    return ""
+
+
+def chart_specs(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every chart the page shows: id, title, caption and Chart.js config."""
+    comparison = report.get("comparison") or {}
+    specs: list[dict[str, Any]] = []
+    for chart_id, title, caption, config in (
+        (
+            "latency",
+            "Latency percentiles by batch size",
+            "Lower is better.",
+            charts.latency_chart(comparison),
+        ),
+        ("throughput", "Throughput by batch size", "Higher is better.", charts.throughput_chart(comparison)),
+        (
+            "quality",
+            "Quality against latency",
+            "Up and to the left is better; every measured candidate." + _trial_note(report),
+            charts.quality_chart(report),
+        ),
+    ):
+        if config is not None:
+            specs.append({"id": chart_id, "title": title, "caption": caption, "config": config})
+    errors = layers.node_error_chart(comparison.get("node_errors"))
+    if errors is not None:
+        rows = 2 * len(comparison["node_errors"])  # two bars per node
+        caption = "Where the compressed model's outputs start to differ from the original's, worst first."
+        specs.append(
+            {
+                "id": "node-errors",
+                "title": "Error per node",
+                "caption": caption,
+                "config": errors,
+                "rows": rows,
+            }
+        )
+    final_sparsity = (comparison.get("candidate") or {}).get("per_layer_sparsity")
+    if final_sparsity:
+        values = layers.per_layer_series({"per_layer_sparsity": final_sparsity})["per_layer_sparsity"][1]
+        specs.append(
+            {
+                "id": "final-sparsity",
+                "title": "Final model: sparsity per layer",
+                "caption": f"Fraction of zero weights in the {len(values)} largest layers of the result.",
+                "config": layers.per_layer_chart("sparsity (fraction of zero weights)", values),
+                "rows": len(values),
+            }
+        )
+    for step in report.get("steps") or []:
+        for key, (axis, values) in layers.per_layer_series(step.get("metrics") or {}).items():
+            specs.append(
+                {
+                    "id": f"step{step['index']}-{key}",
+                    "title": f"Step {step['index'] + 1} ({step['technique']}): {axis} per layer",
+                    "caption": f"{len(values)} layers.",
+                    "config": layers.per_layer_chart(axis, values),
+                    "rows": len(values),
+                }
+            )
+    return specs
+
+
+def step_summaries(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Steps with their scalar metrics as text; nested ones are charted or shown as JSON."""
+    summaries = []
+    for step in report.get("steps") or []:
+        metrics = step.get("metrics") or {}
+        scalars = {k: tables.number(v, 4) for k, v in metrics.items() if not isinstance(v, dict | list)}
+        nested = {k: v for k, v in metrics.items() if isinstance(v, dict | list)}
+        summaries.append(
+            {
+                **step,
+                "scalars": scalars,
+                "nested": json.dumps(nested, indent=1, default=str)[:4000] if nested else "",
+            }
+        )
+    return summaries
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The report page: verdict and warnings, comparison tables, steps, charts."""
+    comparison = report.get("comparison") or {}
+    specs = chart_specs(report)
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            report=report,
+            comparison=comparison,
+            verdict=comparison.get("verdict") or {},
+            verdict_rows=tables.verdict_rows(comparison),
+            rows=tables.comparison_rows(comparison),
+            fidelity=tables.fidelity_rows(comparison),
+            node_errors=tables.node_error_rows(comparison),
+            environment=comparison.get("environment") or {},
+            steps=step_summaries(report),
+            charts=specs,
+            chart_data=_script_json({spec["id"]: spec["config"] for spec in specs}),
+            chart_js=Markup(chart_js()),  # our own vendored file
+            chart_js_version=CHART_JS_VERSION,
+        )
+    )

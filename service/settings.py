@@ -1,0 +1,80 @@
+"""Settings read from the environment (prefix MODELPRESS_), validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path("var")
+
+
+class Settings(BaseSettings):
+    """Every tunable of the API and the workers; the defaults are the embedded mode."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELPRESS_", env_ignore_empty=True, extra="ignore")
+
+    home: Path = Field(DEFAULT_HOME, description="Folder for the embedded database, broker and store")
+    database_url: str = ""
+    broker_url: str = ""
+    storage_dir: Path | None = None
+    max_upload_bytes: int = 2 * 1024**3
+    bench_threads: int = 1
+    bench_time_budget_s: float = 8.0
+    bench_warmup_runs: int = 5
+    bench_min_runs: int = 20
+    step_time_limit_s: int = 1800
+    sandbox_memory_bytes: int = 8 * 1024**3
+    lease_seconds: int = 60
+    sweep_interval_s: float = 15.0
+    max_attempts: int = 3
+    requeue_after_s: float = 300.0
+    ingest_timeout_s: float = 900.0
+    quota_storage_bytes: int = 100 * 1024**3
+    quota_concurrent_jobs: int = 20
+    webhook_max_attempts: int = 6
+    webhook_backoff_s: float = 10.0
+    webhook_timeout_s: float = 10.0
+    log_format: str = Field("json", pattern="^(json|console)$")
+    log_level: str = "INFO"
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _use_psycopg3(cls, value: str) -> str:
+        # Plain postgresql:// would pick psycopg2, which is not installed.
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file."""
+        return self.database_url or f"sqlite:///{(self.home / 'modelpress.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """The configured broker, or Celery's filesystem transport (no server)."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        """Where the filesystem transport keeps its messages in embedded mode."""
+        return (self.home / "broker").resolve()
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        """The artifact store's root folder."""
+        return (self.storage_dir or self.home / "artifacts").resolve()
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when running without external servers."""
+        return not self.broker_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, built once."""
+    return Settings()

@@ -1,0 +1,107 @@
+"""Local-directory store: objects/ab/abcdef…, written to a temp file then renamed atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from service.storage.base import StoredObject
+
+CHUNK = 1024 * 1024
+
+
+class LocalWriter:
+    """Streams into a temporary file in the store, hashing as it goes."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        handle, name = tempfile.mkstemp(dir=root / "tmp", prefix="upload-")
+        self._file = os.fdopen(handle, "wb")
+        self._path = Path(name)
+        self._hash = hashlib.sha256()
+        self.size_bytes = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk."""
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size_bytes += len(chunk)
+
+    def commit(self) -> StoredObject:
+        """Move the finished file to its content address (a no-op when already stored)."""
+        self._file.close()
+        digest = self._hash.hexdigest()
+        target = self._root / "objects" / digest[:2] / digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            self._path.unlink(missing_ok=True)
+        else:
+            os.replace(self._path, target)
+        return StoredObject(sha256=digest, size_bytes=self.size_bytes)
+
+    def abort(self) -> None:
+        """Delete the partial file."""
+        self._file.close()
+        self._path.unlink(missing_ok=True)
+
+    def pending_path(self) -> Path:
+        """The bytes written so far, flushed to their temporary file, to inspect before commit."""
+        self._file.flush()
+        return self._path
+
+
+class LocalStore:
+    """Artifacts in a local (or mounted) directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        (root / "objects").mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        """Where an object lives."""
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+            raise ValueError("not a sha256 digest")
+        return self.root / "objects" / sha256[:2] / sha256
+
+    def writer(self) -> LocalWriter:
+        """Start writing a new object."""
+        return LocalWriter(self.root)
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the object is stored."""
+        return self.path(sha256).is_file()
+
+    def open_range(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Stream bytes [start, end] inclusive."""
+        with self.path(sha256).open("rb") as handle:
+            handle.seek(start)
+            remaining = None if end is None else end - start + 1
+            while remaining is None or remaining > 0:
+                chunk = handle.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def fetch_to(self, sha256: str, destination: Path) -> Path:
+        """Copy the object to a local path (a copy, so a technique cannot alter the stored bytes)."""
+        shutil.copyfile(self.path(sha256), destination)
+        return destination
+
+    def put_file(self, source: Path) -> StoredObject:
+        """Store a local file by streaming it through a writer."""
+        writer = self.writer()
+        try:
+            with source.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit()

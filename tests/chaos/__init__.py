@@ -1,0 +1,1 @@
+"""Fault injection: killed workers, restarted servers, concurrency and memory under load."""

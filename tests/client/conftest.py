@@ -1,0 +1,122 @@
+"""A real API server on loopback (uvicorn subprocess) with the real worker, and a finished job.
+
+The CLI, the HTML report, webhooks and /metrics are tested against it the way a user meets them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.cli.client import ModelPressClient
+from tests.fixtures.api import new_key
+from tests.fixtures.infrastructure import ROOT
+
+# Webhook retries back off from this base (0.5 s, 1 s, ...); the worker subprocess reads it at start.
+os.environ.setdefault("MODELPRESS_WEBHOOK_BACKOFF_S", "0.5")
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """The URL of the server and the file its JSON logs go to."""
+
+    url: str
+    log_path: Path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """uvicorn serving the app on 127.0.0.1 with the test database, broker and store."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "api.log"
+    command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the API server did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield LiveServer(url, log_path)
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def tenant_key(live_server: LiveServer) -> str:
+    """An API key of a tenant used by this package's tests."""
+    return new_key()
+
+
+@pytest.fixture
+def client(live_server: LiveServer, tenant_key: str) -> Iterator[ModelPressClient]:
+    """The typed client, talking to the live server."""
+    with ModelPressClient(live_server.url, tenant_key) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def ready_model(live_server: LiveServer, tenant_key: str, mlp_onnx: Path) -> dict[str, Any]:
+    """The digits MLP, ingested."""
+    with ModelPressClient(live_server.url, tenant_key) as api:
+        model = api.wait_model(api.upload_model(mlp_onnx, name="digits-mlp")["id"], timeout=120)
+    assert model["status"] == "ready", model
+    return model
+
+
+@pytest.fixture(scope="session")
+def digits_dataset(live_server: LiveServer, tenant_key: str, digits_npz: Path) -> dict[str, Any]:
+    """The labelled digits test split."""
+    with ModelPressClient(live_server.url, tenant_key) as api:
+        return api.upload_dataset(digits_npz)
+
+
+@pytest.fixture(scope="session")
+def finished_job(
+    live_server: LiveServer, tenant_key: str, ready_model: dict[str, Any], digits_dataset: dict[str, Any]
+) -> dict[str, Any]:
+    """Magnitude pruning then dynamic int8, measured on labelled digits at three batch sizes."""
+    body = {
+        "model_id": ready_model["id"],
+        "steps": [
+            {"technique": "prune.magnitude", "params": {"sparsity": 0.5}},
+            {"technique": "quantize.dynamic", "params": {"per_channel": True}},
+        ],
+        "evaluation": {"dataset_id": digits_dataset["id"], "metric": "top1", "batch_sizes": [1, 8, 32]},
+    }
+    with ModelPressClient(live_server.url, tenant_key) as api:
+        job = api.create_job(body)
+        deadline = time.monotonic() + 180
+        while job["status"] not in ("succeeded", "failed", "cancelled") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = api.get_job(job["id"])
+    assert job["status"] == "succeeded", job
+    return job

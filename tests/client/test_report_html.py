@@ -1,0 +1,127 @@
+"""The HTML report, rendered by headless Chromium: the figures are on the page and the charts drew."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from service.cli.client import ModelPressClient
+from service.report.html import render_html
+from service.report.tables import number
+from tests.fixtures.infrastructure import ROOT
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,1000",
+)
+SCREENSHOT = ROOT / "docs" / "report-screenshot.png"
+
+# Non-blank pixels of each chart canvas, read back from the page.
+INKED_PIXELS = """
+return Array.from(document.querySelectorAll('canvas[data-chart]')).map(canvas => {
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let inked = 0;
+  for (let i = 3; i < data.length; i += 4) if (data[i] > 0) inked++;
+  return [canvas.dataset.chart, inked, Chart.getChart(canvas).data.datasets.length];
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def open_page(browser: webdriver.Chrome, html: str, path: Path) -> dict[str, tuple[int, int]]:
+    """Load the page from a file; return {chart id: (inked pixels, datasets)} once the charts drew."""
+    path.write_text(html, encoding="utf-8")
+    browser.get(path.as_uri())
+    WebDriverWait(browser, 20).until(
+        lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-charts-drawn")
+    )
+    return {chart: (inked, datasets) for chart, inked, datasets in browser.execute_script(INKED_PIXELS)}
+
+
+def test_report_page_shows_the_figures_and_charts(
+    browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
+) -> None:
+    with ModelPressClient(live_server.url, tenant_key) as client:
+        html = client.report_html(finished_job["id"])
+    comparison = finished_job["comparison"]
+
+    charts = open_page(browser, html, tmp_path / "report.html")
+    text = browser.find_element(By.TAG_NAME, "body").text
+
+    assert set(charts) == {
+        "latency",
+        "throughput",
+        "quality",
+        "final-sparsity",
+        "step0-per_layer_sparsity",
+        "node-errors",
+    }
+    assert charts["node-errors"][1] == 2  # each node's relative error and the part it added
+    for row in comparison["node_errors"]:
+        assert row["node"] in text
+    assert all(inked > 2000 for inked, _ in charts.values()), charts
+    assert charts["latency"][1] == 6  # p50, p95, p99 of the original and of the compressed model
+    for batch in ("1", "8", "32"):
+        for side in ("baseline", "candidate"):
+            assert number(comparison[side]["latency_ms"][batch]["p50"]) in text
+    assert number(comparison["candidate"]["accuracy"]["top1"], 4) in text
+    for warning in comparison["verdict"]["warnings"]:
+        assert warning in text
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
+    assert "<script src" not in html and "<link" not in html  # self-contained: nothing to fetch
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, height)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+
+
+def test_auto_quantization_trials_and_node_errors_are_charted(
+    browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
+) -> None:
+    with ModelPressClient(live_server.url, tenant_key) as client:
+        report = copy.deepcopy(client.report(finished_job["id"]))
+    p50 = report["comparison"]["candidate"]["latency_ms"]["1"]["p50"]
+    top1 = report["comparison"]["candidate"]["accuracy"]["top1"]
+    # The shape quantize.auto records: one entry per accuracy/latency trial, plus per-node errors.
+    report["steps"][1]["metrics"]["trials"] = [
+        {"excluded_nodes": [], "accuracy": top1 - 0.02, "latency_ms": p50},
+        {"excluded_nodes": ["/net/net.0/Gemm"], "accuracy": top1 - 0.01, "latency_ms": {"p50": p50 * 1.1}},
+        {
+            "excluded_nodes": ["/net/net.0/Gemm", "/net/net.2/Gemm"],
+            "accuracy": top1,
+            "latency_ms": {"1": {"p50": p50 * 1.3}},
+        },
+    ]
+    report["steps"][1]["metrics"]["node_errors"] = {"/net/net.0/Gemm": 0.02, "/net/net.2/Gemm": 0.005}
+
+    charts = open_page(browser, render_html(report), tmp_path / "auto.html")
+
+    assert charts["quality"][1] == 2 + 3  # original, compressed and three trials
+    assert charts["step1-node_errors"][1] == 1
+    assert all(inked > 1000 for inked, _ in charts.values()), charts

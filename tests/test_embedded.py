@@ -1,0 +1,77 @@
+"""`modelpress serve` on the embedded default (SQLite, filesystem broker, local store) runs a job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def embedded_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPRESS_")}
+    env.update(
+        MODELPRESS_HOME=str(tmp_path / "var"),
+        MODELPRESS_BENCH_TIME_BUDGET_S="0.3",
+        MODELPRESS_BENCH_MIN_RUNS="5",
+        PORT=str(_free_port()),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli.main", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{env['PORT']}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "embedded server did not start"
+            time.sleep(0.5)
+        yield url, (tmp_path / "var" / "api-key.txt").read_text().strip()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def test_serve_runs_a_job_without_any_server(embedded_server: tuple[str, str], mlp_onnx: Path) -> None:
+    url, key = embedded_server
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        with mlp_onnx.open("rb") as handle:
+            model = client.post("/v1/models", files={"file": ("mlp.onnx", handle)}).json()
+        job = client.post(
+            "/v1/jobs", json={"model_id": model["id"], "steps": [{"technique": "quantize.dynamic"}]}
+        )
+        assert job.status_code == 202, job.text
+        deadline = time.monotonic() + 180
+        while (body := client.get(f"/v1/jobs/{job.json()['id']}").json())["status"] not in {
+            "succeeded",
+            "failed",
+        }:
+            assert time.monotonic() < deadline, body
+            time.sleep(1)
+
+    assert body["status"] == "succeeded", body
+    assert body["comparison"]["candidate"]["size_bytes"] < body["comparison"]["baseline"]["size_bytes"]

@@ -1,0 +1,127 @@
+"""prune.structured follows channel dependencies: concat, depthwise, grouped, attention, exclusions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from service.catalog.prune import StructuredPruneParams
+from tests import model_zoo
+from tests.worker import bridge_models
+from worker.bridge import example_inputs, from_onnx, shrink
+from worker.bridge.channels import analyze
+from worker.techniques import prune_structured
+from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, mlp_onnx: Path) -> dict[str, Path]:
+    """Concat/depthwise/grouped CNN and encoder (batch norm kept as nodes), and the digits MLP."""
+    folder = tmp_path_factory.mktemp("graphs")
+    return {
+        "concat": bridge_models.export(bridge_models.trained("concat"), folder / "concat.onnx"),
+        "encoder": bridge_models.export(bridge_models.trained("encoder"), folder / "encoder.onnx"),
+        "mlp": mlp_onnx,
+    }
+
+
+def prune(source: Path, target: Path, **params: object) -> StepOutcome:
+    """Run the technique without fine-tuning."""
+    ctx = StepContext(workdir=target.parent)
+    return prune_structured.run(source, target, StructuredPruneParams.model_validate(params), ctx)
+
+
+def channels(outcome: StepOutcome) -> dict[str, tuple[int, int]]:
+    """Output channels before and after, by node name."""
+    return {name: (c["before"], c["after"]) for name, c in outcome.metrics["channels"].items()}
+
+
+def run(path: Path, name: str = "pixels", batch: int = 3) -> np.ndarray:
+    """Outputs for a few test images."""
+    images, _ = model_zoo.digits("test")
+    return ort.InferenceSession(str(path)).run(None, {name: images[:batch]})[0]
+
+
+def test_concat_depthwise_and_grouped(models: dict[str, Path], tmp_path: Path) -> None:
+    """Branches feeding a Concat shrink; the depthwise conv follows its input; grouped convs stay whole."""
+    out = tmp_path / "concat.onnx"
+    found = channels(prune(models["concat"], out, sparsity=0.5))
+    for node in ("/stem/stem.0/Conv", "/left/left.0/Conv", "/right/right.0/Conv", "/right/right.3/Conv"):
+        assert found[node] == (16, 8)
+    for node in ("/fuse/fuse.0/Conv", "/grouped/grouped.0/Conv", "/squeeze/squeeze.2/Conv"):
+        assert found[node] == (32, 32)
+    assert found["/squeeze/squeeze.0/Conv"] == (8, 8)
+    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer}
+    groups = {n.name: a.i for n in onnx.load(str(out)).graph.node for a in n.attribute if a.name == "group"}
+    depthwise = [n for n in onnx.load(str(out)).graph.node if groups.get(n.name, 1) not in (1, 4)]
+    assert len(depthwise) == 1 and groups[depthwise[0].name] == 8
+    assert weights[depthwise[0].input[1]].shape == (8, 1, 3, 3)
+    assert [v.name for v in ort.InferenceSession(str(out)).get_inputs()] == ["pixels"]
+    assert run(out).shape == (3, 10)
+
+
+def test_bn_scale_keeps_the_largest_gammas(models: dict[str, Path]) -> None:
+    """With bn_scale the kept channels of a group are those with the largest |gamma|."""
+    module = from_onnx(models["concat"])
+    with torch.no_grad():
+        shapes = {k: tuple(v.shape) for k, v in module.run(example_inputs(module)).items()}
+    graph = analyze(module, shapes)
+    plan = shrink.plan(module, graph, "bn_scale", 0.5, 8)
+    norm = next(s for s in module.steps if s.name == "/left/left.1/BatchNormalization")
+    gamma = module.layer_of(norm).weight.detach().abs().numpy()
+    root = graph.spaces.find(graph.layouts[norm.inputs[0]].segments[0][0])
+    assert sorted(plan.keep[root]) == sorted(np.argsort(-gamma)[:8])
+    assert plan.fallback_groups == 1  # the pointwise conv feeding the Concat has no batch norm
+
+
+def test_encoder_prunes_feed_forward_and_keeps_attention(models: dict[str, Path], tmp_path: Path) -> None:
+    """Hidden FFN neurons go; projections tied to reshapes into heads or the residual stream stay."""
+    out = tmp_path / "encoder.onnx"
+    found = channels(prune(models["encoder"], out, sparsity=0.5))
+    assert found["/up/MatMul"] == (64, 32)
+    assert all(found[n][0] == found[n][1] for n in found if n != "/up/MatMul")
+    session = ort.InferenceSession(str(out))
+    assert [(v.name, v.shape[0]) for v in session.get_outputs()] == [("scores", "n")]
+    assert run(out, batch=5).shape == (5, 10)
+
+
+def test_round_to_exclude_and_output_layer(models: dict[str, Path], tmp_path: Path) -> None:
+    """Kept counts round up to the multiple; excluded and output layers keep every channel."""
+    first, second, last = "/net/net.1/Gemm", "/net/net.3/Gemm", "/net/net.5/Gemm"
+    found = channels(prune(models["mlp"], tmp_path / "a.onnx", sparsity=0.3, round_to=16))
+    assert found == {first: (64, 48), second: (64, 48), last: (10, 10)}
+    found = channels(prune(models["mlp"], tmp_path / "b.onnx", sparsity=0.5, exclude=[first]))
+    assert found == {first: (64, 64), second: (64, 32), last: (10, 10)}
+    assert run(tmp_path / "b.onnx", name="x").shape == (3, 10)
+
+
+def _single_gemm() -> onnx.ModelProto:
+    weight = numpy_helper.from_array(np.ones((10, 4), np.float32), "w")
+    body = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 10])],
+        [weight],
+    )
+    return helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_nothing_prunable_and_unsupported_ops_fail_clearly(tmp_path: Path) -> None:
+    """Only an output layer: nothing to prune. An op the bridge lacks: named before any work."""
+    onnx.save(_single_gemm(), str(tmp_path / "gemm.onnx"))
+    with pytest.raises(TechniqueError) as caught:
+        prune(tmp_path / "gemm.onnx", tmp_path / "out.onnx")
+    assert caught.value.slug == "nothing-to-prune"
+    model = _single_gemm()
+    model.graph.node.append(helper.make_node("TopK", ["y", "k"], ["values", "indices"]))
+    onnx.save(model, str(tmp_path / "topk.onnx"))
+    with pytest.raises(TechniqueError) as caught:
+        prune(tmp_path / "topk.onnx", tmp_path / "out.onnx")
+    assert caught.value.slug == "unsupported-ops" and caught.value.extensions["ops"] == ["TopK"]

@@ -1,0 +1,139 @@
+"""quantize.fp16: float16 weights, float32 interface, sensitive ops in float32, loadable by onnxruntime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from service.catalog.quantize_fp16 import FP16_TECHNIQUES, Fp16Params
+from tests import model_zoo
+from worker.techniques import quantize_fp16
+from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+
+
+def _convert(model: Path, tmp_path: Path, **params: Any) -> tuple[StepOutcome, Path]:
+    output = tmp_path / "fp16.onnx"
+    outcome = quantize_fp16.run(model, output, Fp16Params(**params), StepContext(workdir=tmp_path))
+    return outcome, output
+
+
+def _logits(path: Path) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": model_zoo.digits()[0]})[0], dtype=np.float64)
+
+
+def _graph_model(nodes: list[onnx.NodeProto], *initializers: np.ndarray) -> onnx.ModelProto:
+    """A float32 model from x [batch, 3, 4] to y, written with onnx.helper."""
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(array, f"w{i}") for i, array in enumerate(initializers)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _runs_in_child(path: Path) -> subprocess.CompletedProcess[str]:
+    # A child process, because the failure this guards against is a segfault inside onnxruntime.
+    script = (
+        "import sys, numpy as np, onnxruntime as ort;"
+        "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']);"
+        "s.run(None, {'x': np.ones((2, 3, 4), np.float32)})"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("model", ["cnn_onnx", "mlp_onnx"])
+def test_fp16_keeps_float32_interface_and_outputs(
+    model: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    original: Path = request.getfixturevalue(model)
+    outcome, output = _convert(original, tmp_path)
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    assert [meta.type for meta in (*session.get_inputs(), *session.get_outputs())] == ["tensor(float)"] * 2
+    weights = [t for t in onnx.load(str(output)).graph.initializer if len(t.dims) > 1]
+    assert weights and all(t.data_type == TensorProto.FLOAT16 for t in weights)
+    assert outcome.metrics["float16_initializers"] >= len(weights)
+    assert output.stat().st_size < 0.6 * original.stat().st_size
+    before, after = _logits(original), _logits(output)
+    cosine = np.sum(before * after, 1) / (np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1))
+    assert cosine.mean() > 0.999
+    assert any("not faster on a CPU" in warning for warning in outcome.warnings)
+
+
+def test_block_list_keeps_softmax_in_float32(tmp_path: Path) -> None:
+    weight = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w0"], ["h"], name="mm"),
+        helper.make_node("Softmax", ["h"], ["y"], name="softmax", axis=-1),
+    ]
+    source = tmp_path / "softmax.onnx"
+    onnx.save(_graph_model(nodes, weight), str(source))
+
+    def softmax_input_type(**params: Any) -> int:
+        _, output = _convert(source, tmp_path, **params)
+        graph = onnx.shape_inference.infer_shapes(onnx.load(str(output))).graph
+        softmax = next(node for node in graph.node if node.op_type == "Softmax")
+        types = {value.name: value.type.tensor_type.elem_type for value in (*graph.value_info, *graph.input)}
+        return types[softmax.input[0]]
+
+    assert softmax_input_type() == TensorProto.FLOAT
+    assert softmax_input_type(op_block_list=[]) == TensorProto.FLOAT16
+
+
+def test_tensor_feeding_two_blocked_nodes_gives_a_valid_model(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Sqrt", ["r"], ["s1"], name="sqrt1"),
+        helper.make_node("Sqrt", ["r"], ["s2"], name="sqrt2"),
+        helper.make_node("Add", ["s1", "s2"], ["y"], name="add"),
+    ]
+    source = tmp_path / "fanout.onnx"
+    onnx.save(_graph_model(nodes), str(source))
+    _, output = _convert(source, tmp_path)
+    onnx.checker.check_model(onnx.load(str(output)), full_check=True)
+    assert _runs_in_child(output).returncode == 0
+
+
+def test_transpose_into_matmul_does_not_crash_onnxruntime(tmp_path: Path) -> None:
+    weight = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    # Unnamed, as exporters often leave them: only the Transpose may be kept in float32.
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["t", "w0"], ["y"]),
+    ]
+    source = tmp_path / "transpose.onnx"
+    onnx.save(_graph_model(nodes, weight), str(source))
+    _, output = _convert(source, tmp_path)
+    done = _runs_in_child(output)
+    assert done.returncode == 0, done.stderr
+    (stored,) = onnx.load(str(output)).graph.initializer
+    assert stored.data_type == TensorProto.FLOAT16
+
+
+def test_weights_beyond_float16_range_are_reported(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Mul", ["x", "w0"], ["y"], name="scale")]
+    source = tmp_path / "huge.onnx"
+    onnx.save(_graph_model(nodes, np.array([1.0, 2.0, 1e6, -1e6], dtype=np.float32)), str(source))
+    outcome, _ = _convert(source, tmp_path)
+    assert any(warning.startswith("2 weights exceed") for warning in outcome.warnings)
+
+
+def test_unknown_excluded_node_is_refused(mlp_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(TechniqueError) as raised:
+        _convert(mlp_onnx, tmp_path, nodes_to_exclude=["no-such-node"])
+    assert raised.value.slug == "invalid-params"
+    assert "no-such-node" in raised.value.detail
+    (spec,) = FP16_TECHNIQUES
+    assert spec.name == "quantize.fp16"

@@ -1,0 +1,1 @@
+"""ModelPress workers: Celery tasks, the step pipeline, the sandbox and the techniques."""

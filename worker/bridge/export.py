@@ -1,0 +1,91 @@
+"""OnnxModule back to ONNX, keeping the original input/output names and symbolic dims."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+import torch
+from torch import Tensor
+
+from worker.bridge.dtypes import torch_dtype
+from worker.bridge.module import OnnxModule, TensorSpec
+
+# The TorchScript exporter's supported range; older models are raised to the floor.
+MIN_OPSET, MAX_OPSET = 13, 20
+BATCH_EXAMPLE, DIM_EXAMPLE = 2, 16
+
+
+def _dim_names(spec: TensorSpec) -> dict[int, str]:
+    """Dims to keep dynamic: every symbolic or unknown dim, under its original name where it had one."""
+    if spec.shape is None:
+        return {}
+    return {
+        i: d if isinstance(d, str) else f"{spec.name}_dim{i}"
+        for i, d in enumerate(spec.shape)
+        if not isinstance(d, int)
+    }
+
+
+def example_inputs(module: OnnxModule) -> list[Tensor]:
+    """Zero inputs of the module's signature; symbolic dims are 2 for the first dim, 16 elsewhere."""
+    chosen: dict[str, int] = {}
+    examples = []
+    for spec in module.inputs:
+        if spec.shape is None:
+            raise ValueError(f"input {spec.name} has no known rank; pass example inputs")
+        dims = []
+        for i, d in enumerate(spec.shape):
+            if isinstance(d, int):
+                dims.append(d)
+            else:
+                key = d or f"{spec.name}:{i}"
+                dims.append(chosen.setdefault(key, BATCH_EXAMPLE if i == 0 else DIM_EXAMPLE))
+        examples.append(torch.zeros(dims, dtype=torch_dtype(spec.elem_type)))
+    return examples
+
+
+def to_onnx(
+    module: OnnxModule, path: Path, inputs: Sequence[Tensor] | None = None, opset: int | None = None
+) -> Path:
+    """Export with the TorchScript exporter (BatchNorm folded into Conv, constants folded)."""
+    examples = tuple(inputs) if inputs is not None else tuple(example_inputs(module))
+    specs = [*module.inputs, *module.outputs]
+    dynamic = {spec.name: dims for spec in specs if (dims := _dim_names(spec))}
+    version = opset or min(max(module.opset, MIN_OPSET), MAX_OPSET)
+    training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The tracer warns about every shape it records; the dynamic dims above are what matter.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                examples,
+                str(path),
+                input_names=[s.name for s in module.inputs],
+                output_names=[s.name for s in module.outputs],
+                dynamic_axes=dynamic,
+                opset_version=version,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        module.train(training)
+    _restore_unused_inputs(module, path)
+    return path
+
+
+def _restore_unused_inputs(module: OnnxModule, path: Path) -> None:
+    """Re-declare inputs the tracer dropped because no output depends on them, so callers can feed them."""
+    model = onnx.load(str(path), load_external_data=False)
+    present = {value.name for value in model.graph.input}
+    missing = [spec for spec in module.inputs if spec.name not in present]
+    if not missing:
+        return
+    for spec in missing:
+        dims = list(spec.shape) if spec.shape is not None else None
+        model.graph.input.append(onnx.helper.make_tensor_value_info(spec.name, spec.elem_type, dims))
+    onnx.save(model, str(path))

@@ -1,0 +1,136 @@
+"""Structured pruning of a bridged model: rank channels, pick the kept ones, slice the layers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from worker.bridge.channels import ChannelGraph
+from worker.bridge.module import OnnxModule
+from worker.bridge.spaces import Layout
+
+ConvLayer = nn.modules.conv._ConvNd
+BatchNorm = nn.modules.batchnorm._BatchNorm
+
+
+@dataclass
+class Plan:
+    """Kept channel indices per pruned group (by root space), and groups ranked by a fallback."""
+
+    keep: dict[int, np.ndarray] = field(default_factory=dict)
+    fallback_groups: int = 0
+
+
+def _single_root(graph: ChannelGraph, layout: Layout | None) -> int | None:
+    if layout is None or len(layout.segments) != 1 or layout.segments[0][1] != 1:
+        return None
+    return graph.spaces.find(layout.segments[0][0])
+
+
+def _normalized(values: np.ndarray) -> np.ndarray:
+    return values / (values.mean() + 1e-12)
+
+
+def scores(
+    module: OnnxModule, graph: ChannelGraph, importance: str
+) -> tuple[dict[int, np.ndarray], set[int]]:
+    """Channel importance per prunable group; also the groups where bn_scale fell back to l2."""
+    by_norm: dict[int, np.ndarray] = {}
+    by_bn: dict[int, np.ndarray] = {}
+    order = 1 if importance == "l1" else 2
+    for step in module.steps:
+        layer = module.layer_of(step)
+        if isinstance(layer, ConvLayer | nn.Linear):
+            root = _single_root(graph, graph.layouts.get(step.outputs[0]))
+            if root is not None and root not in graph.spaces.frozen:
+                weight = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()
+                norm = torch.linalg.vector_norm(weight, ord=order, dim=1).numpy()
+                by_norm[root] = by_norm.get(root, 0) + _normalized(norm)
+        elif isinstance(layer, BatchNorm) and layer.weight is not None:
+            root = _single_root(graph, graph.layouts.get(step.inputs[0]))
+            if root is not None and root not in graph.spaces.frozen:
+                by_bn[root] = by_bn.get(root, 0) + _normalized(layer.weight.detach().abs().double().numpy())
+    if importance != "bn_scale":
+        return by_norm, set()
+    return {root: by_bn.get(root, ranked) for root, ranked in by_norm.items()}, set(by_norm) - set(by_bn)
+
+
+def plan(module: OnnxModule, graph: ChannelGraph, importance: str, sparsity: float, round_to: int) -> Plan:
+    """Keep the most important channels of each group, the count rounded up to a multiple of round_to."""
+    ranked, fallback = scores(module, graph, importance)
+    result = Plan()
+    for root, score in ranked.items():
+        size = graph.spaces.size[root]
+        kept = min(size, round_to * math.ceil(size * (1 - sparsity) / round_to))
+        if kept < size:
+            result.keep[root] = np.sort(np.argsort(-score, kind="stable")[:kept])
+    result.fallback_groups = len(fallback & set(result.keep))
+    return result
+
+
+def kept_indices(
+    graph: ChannelGraph, layout: Layout | None, keep: dict[int, np.ndarray]
+) -> np.ndarray | None:
+    """Indices of a tensor's channel axis that survive, or None when it keeps them all."""
+    if layout is None:
+        return None
+    parts, offset = [], 0
+    for space, repeat in layout.segments:
+        size = graph.spaces.size[space]
+        channels = keep.get(graph.spaces.find(space), np.arange(size))
+        parts.append(offset + (channels[:, None] * repeat + np.arange(repeat)).reshape(-1))
+        offset += size * repeat
+    indices = np.concatenate(parts)
+    return None if len(indices) == offset else indices
+
+
+def _take(tensor: torch.Tensor, dim: int, indices: np.ndarray | None) -> torch.Tensor:
+    return tensor if indices is None else tensor.index_select(dim, torch.from_numpy(indices).long())
+
+
+def _slice_param(layer: nn.Module, name: str, dims: dict[int, np.ndarray | None]) -> None:
+    value = getattr(layer, name)
+    if value is None:
+        return
+    data = value.detach()
+    for dim, indices in dims.items():
+        data = _take(data, dim, indices)
+    if isinstance(value, nn.Parameter):
+        setattr(layer, name, nn.Parameter(data.clone(), requires_grad=value.requires_grad))
+    else:
+        setattr(layer, name, data.clone())
+
+
+def apply(module: OnnxModule, graph: ChannelGraph, keep: dict[int, np.ndarray]) -> dict[str, list[int]]:
+    """Slice every layer to the kept channels; returns [before, after] output channels per layer node."""
+    changed: dict[str, list[int]] = {}
+    for step in module.steps:
+        layer = module.layer_of(step)
+        rows = kept_indices(graph, graph.layouts.get(step.outputs[0]), keep)
+        cols = kept_indices(graph, graph.layouts.get(step.inputs[-1]), keep)
+        if isinstance(layer, ConvLayer):
+            before = layer.out_channels
+            depthwise = layer.groups == layer.in_channels == layer.out_channels and layer.groups > 1
+            _slice_param(layer, "weight", {0: rows} if depthwise else {0: rows, 1: cols})
+            _slice_param(layer, "bias", {0: rows})
+            layer.out_channels = layer.weight.shape[0]
+            layer.in_channels = layer.weight.shape[1] * (layer.out_channels if depthwise else layer.groups)
+            layer.groups = layer.out_channels if depthwise else layer.groups
+            changed[step.name] = [before, layer.out_channels]
+        elif isinstance(layer, nn.Linear):
+            before = layer.out_features
+            _slice_param(layer, "weight", {0: rows, 1: cols})
+            _slice_param(layer, "bias", {0: rows})
+            layer.out_features, layer.in_features = layer.weight.shape
+            changed[step.name] = [before, layer.out_features]
+        elif isinstance(layer, BatchNorm):
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                _slice_param(layer, name, {0: cols})
+            layer.num_features = (
+                layer.running_mean.shape[0] if layer.running_mean is not None else layer.num_features
+            )
+    return changed

@@ -1,0 +1,62 @@
+"""Task metrics of a model's first output against dataset labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worker.techniques.base import TechniqueError
+
+HIGHER_IS_BETTER = {"top1": True, "top5": True, "mse": False, "mae": False}
+BUDGET_TOLERANCE = 1e-9
+
+
+def default_metric(labels: np.ndarray) -> str:
+    """top1 for integer class labels, mse for float targets."""
+    return "top1" if labels.dtype.kind in "iub" else "mse"
+
+
+def check_metric(metric: str) -> str:
+    """The metric name when it is known, else a user-facing error."""
+    if metric not in HIGHER_IS_BETTER:
+        raise TechniqueError(
+            "invalid-metric", f"unknown metric {metric!r}; choose one of {sorted(HIGHER_IS_BETTER)}"
+        )
+    return metric
+
+
+def score(metric: str, outputs: np.ndarray, labels: np.ndarray) -> float:
+    """top-k over the last axis for classifiers; mean squared or absolute error for regression."""
+    if metric in ("top1", "top5"):
+        return _top_k(outputs, labels, 1 if metric == "top1" else 5)
+    if labels.size != outputs.size:
+        raise TechniqueError(
+            "dataset-mismatch", f"labels have shape {labels.shape}; the model's output has {outputs.shape}"
+        )
+    error = outputs - labels.astype(np.float64).reshape(outputs.shape)
+    return float(np.mean(error**2) if metric == "mse" else np.mean(np.abs(error)))
+
+
+def accuracy_drop(metric: str, baseline: float, candidate: float) -> float:
+    """How much worse the candidate is: a positive number is a loss, a negative one a gain."""
+    return baseline - candidate if HIGHER_IS_BETTER[metric] else candidate - baseline
+
+
+def within_budget(drop: float, max_drop: float) -> bool:
+    """True when the drop is at most the budget, up to floating-point rounding of the scores."""
+    # 0.95 - 0.94 is 0.010000000000000009 in binary floating point and is still a 1-point drop.
+    return drop <= max_drop + BUDGET_TOLERANCE
+
+
+def _top_k(outputs: np.ndarray, labels: np.ndarray, k: int) -> float:
+    if labels.dtype.kind not in "iub":
+        raise TechniqueError("dataset-mismatch", f"top-k needs integer class labels, not {labels.dtype}")
+    if outputs.ndim < 2 or outputs.shape[:-1] != labels.shape:
+        raise TechniqueError(
+            "dataset-mismatch",
+            f"labels of shape {labels.shape} do not match class scores of shape {outputs.shape}",
+        )
+    if k == 1:
+        return float(np.mean(np.argmax(outputs, axis=-1) == labels))
+    k = min(k, outputs.shape[-1])
+    best = np.argpartition(-outputs, k - 1, axis=-1)[..., :k]
+    return float(np.mean(np.any(best == labels[..., None], axis=-1)))

@@ -1,0 +1,68 @@
+"""Interleaved latency measurement of two models on the same inputs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class PairTiming:
+    """Per-run latencies in milliseconds, one entry per round for each model."""
+
+    baseline_ms: np.ndarray
+    candidate_ms: np.ndarray
+
+    @property
+    def rounds(self) -> int:
+        """How many timed runs each model had."""
+        return len(self.baseline_ms)
+
+    def of(self, which: int) -> np.ndarray:
+        """Latencies of the baseline (0) or of the candidate (1)."""
+        return self.candidate_ms if which else self.baseline_ms
+
+
+def keep_timing(rounds: int, elapsed_s: float, budget_s: float) -> bool:
+    """Run until the budget is spent, and never report fewer than three runs."""
+    return rounds < MIN_ROUNDS or elapsed_s < budget_s
+
+
+def time_pair(
+    baseline: Callable[[], object],
+    candidate: Callable[[], object],
+    *,
+    warmup_runs: int,
+    budget_s: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> PairTiming:
+    """Warm both up, then alternate them (flipping who goes first each round) until the budget is spent."""
+    for _ in range(warmup_runs):
+        baseline()
+        candidate()
+    runners = (baseline, candidate)
+    times: tuple[list[float], list[float]] = ([], [])
+    start = clock()
+    while keep_timing(len(times[0]), clock() - start, budget_s):
+        order = (0, 1) if len(times[0]) % 2 == 0 else (1, 0)
+        for which in order:
+            before = clock()
+            runners[which]()
+            times[which].append((clock() - before) * 1000.0)
+    return PairTiming(np.array(times[0]), np.array(times[1]))
+
+
+def percentiles(latencies_ms: np.ndarray) -> dict[str, float]:
+    """p50, p95 and p99 in milliseconds."""
+    p50, p95, p99 = np.percentile(latencies_ms, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+def throughput(latencies_ms: np.ndarray, batch: int) -> float:
+    """Samples per second when batches run back to back: total samples over total time."""
+    return float(batch * len(latencies_ms) / (np.sum(latencies_ms) / 1000.0))

@@ -1,0 +1,36 @@
+"""How closely the candidate's first output follows the original's, sample by sample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def fidelity(baseline: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
+    """Mean per-sample cosine, top-1 agreement (outputs shaped (samples, classes)), max abs error."""
+    if baseline.shape != candidate.shape:
+        return {"cosine": None, "top1_agreement": None, "max_abs_error": None}
+    a = baseline.reshape(len(baseline), -1).astype(np.float64)
+    b = candidate.reshape(len(candidate), -1).astype(np.float64)
+    return {
+        "cosine": _mean_cosine(a, b),
+        "top1_agreement": _top1_agreement(baseline, candidate),
+        "max_abs_error": float(np.max(np.abs(a - b))) if a.size else 0.0,
+    }
+
+
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = np.sum(a * b, axis=1)
+    # Two all-zero outputs agree perfectly; one all-zero output has no direction to agree with.
+    both_zero = (np.linalg.norm(a, axis=1) == 0) & (np.linalg.norm(b, axis=1) == 0)
+    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(both_zero, 1.0, 0.0))
+    return float(np.mean(cosine))
+
+
+def _top1_agreement(baseline: np.ndarray, candidate: np.ndarray) -> float | None:
+    # Only (samples, classes) outputs have an unambiguous class axis; (N, C, H, W) maps do not.
+    if baseline.ndim != 2 or baseline.shape[1] < 2:
+        return None
+    return float(np.mean(np.argmax(baseline, axis=1) == np.argmax(candidate, axis=1)))

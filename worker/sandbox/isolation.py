@@ -1,0 +1,48 @@
+"""What the child applies to itself before running anything: limits and no network."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+
+
+def drop_network() -> bool:
+    """Move into a fresh network namespace (no interfaces up); False where the OS refuses."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.unshare(CLONE_NEWNET) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when the worker that started it dies (Linux only).
+
+    The child leads its own session, so killing the worker's process group does not reach it;
+    without this an orphaned step would run on, unsupervised, after its worker was killed.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+
+
+def apply_limits(memory_bytes: int, cpu_seconds: int) -> None:
+    """Cap address space, CPU time, file size and core dumps for this process and its children."""
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.setsid()
+
+
+def preexec(memory_bytes: int, cpu_seconds: int) -> None:
+    """Runs in the forked child before exec: network and parent-death signal first, then limits."""
+    drop_network()
+    die_with_parent()
+    apply_limits(memory_bytes, cpu_seconds)

@@ -1,0 +1,1 @@
+"""Technique implementations, one module each, imported lazily by name from the catalog."""

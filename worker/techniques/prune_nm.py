@@ -1,0 +1,100 @@
+"""prune.nm: N:M semi-structured sparsity in the layout sparse tensor cores use.
+
+Groups are M consecutive weights along a layer's reduction dimension: along K for Gemm / MatMul
+(honouring transB and which operand is constant), and along input channels for Conv with the
+kernel position fixed, i.e. consecutive in the K-R-S-C order TensorRT's sparse convolutions use.
+A layer whose reduction dimension is not a multiple of M is left dense, with a warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from service.catalog.prune import NMPruneParams
+from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SPARSE_RUNTIME_WARNING = (
+    "N:M sparsity is faster only where a runtime has sparse kernels (TensorRT with sparse weights on "
+    "Ampere or newer GPUs); the ONNX file keeps its size and onnxruntime CPU runs it dense"
+)
+
+
+def _groups(array: np.ndarray, axis: int, m: int) -> np.ndarray:
+    """A view of the array with the reduction axis last, split into groups of m: (..., K/m, m)."""
+    import numpy as np
+
+    moved = np.moveaxis(array, axis, -1)
+    return moved.reshape(*moved.shape[:-1], moved.shape[-1] // m, m)
+
+
+def nm_prune(array: np.ndarray, axis: int, n: int, m: int) -> np.ndarray:
+    """A copy where each group of m consecutive weights along `axis` keeps its n largest |w|."""
+    import numpy as np
+
+    groups = _groups(array, axis, m).copy()
+    smallest = np.argsort(np.abs(groups), axis=-1, kind="stable")[..., : m - n]
+    np.put_along_axis(groups, smallest, 0, axis=-1)
+    moved_shape = np.moveaxis(array, axis, -1).shape
+    return np.moveaxis(groups.reshape(moved_shape), -1, axis)
+
+
+def nm_valid(array: np.ndarray, axis: int, n: int, m: int) -> bool:
+    """Whether every group of m consecutive weights along `axis` has at most n non-zeros."""
+    import numpy as np
+
+    return bool((np.count_nonzero(_groups(array, axis, m), axis=-1) <= n).all())
+
+
+def run(model_path: Path, output_path: Path, params: NMPruneParams, ctx: StepContext) -> StepOutcome:
+    """Apply the N:M pattern to every selected layer whose reduction dimension allows it."""
+    import numpy as np
+    import onnx
+
+    from worker.bridge.weights import initializer_arrays, replace_initializers, save_model, select_weights
+
+    n, m = params.n, params.m
+    model = onnx.load(str(model_path))
+    weights, warnings = select_weights(
+        model, params.op_types, params.nodes_to_include, params.nodes_to_exclude
+    )
+    arrays = initializer_arrays(model, {w.initializer for w in weights})
+    ctx.progress(0.2, f"applying {n}:{m} sparsity to {len(weights)} layers")
+    pruned: dict[str, np.ndarray] = {}
+    layers: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for weight in weights:
+        array = arrays[weight.initializer]
+        width = array.shape[weight.reduction_axis]
+        if width % m:
+            skipped[weight.node] = f"reduction dimension {width} is not a multiple of {m}"
+            continue
+        if weight.initializer not in pruned:
+            pruned[weight.initializer] = nm_prune(array, weight.reduction_axis, n, m)
+        result = pruned[weight.initializer]
+        layers[weight.node] = {
+            "pattern_valid": nm_valid(result, weight.reduction_axis, n, m),
+            "groups": result.size // m,
+            "sparsity": round(float(np.count_nonzero(result == 0)) / result.size, 6),
+        }
+    if not pruned:
+        detail = f"no selected layer has a reduction dimension that is a multiple of {m}: {skipped}"
+        raise TechniqueError("nothing-to-prune", detail, skipped_layers=skipped)
+    warnings += [f"{node} left dense: {reason}" for node, reason in skipped.items()]
+    replace_initializers(model, pruned)
+    save_model(model, output_path)
+    total = sum(a.size for a in pruned.values())
+    zeros = sum(int(np.count_nonzero(a == 0)) for a in pruned.values())
+    return StepOutcome(
+        metrics={
+            "pattern": f"{n}:{m}",
+            "layers": layers,
+            "skipped_layers": skipped,
+            "all_valid": all(layer["pattern_valid"] for layer in layers.values()),
+            "overall_sparsity": round(zeros / total, 6) if total else 0.0,
+        },
+        warnings=[*warnings, SPARSE_RUNTIME_WARNING],
+    )
