@@ -39,7 +39,7 @@ class Hammer:
                 response = calls[turn % len(calls)]()
                 outcome = (response.status_code, response.headers.get("content-type", ""))
             except httpx.TransportError as error:
-                outcome = (0, type(error).__name__)
+                outcome = (0, f"{type(error).__name__}: {error}")
             self.results.append((began, *outcome, time.monotonic() - began))
             turn += 1
             time.sleep(0.05)

@@ -1,4 +1,5 @@
-"""Uploads against a real server: 2 GiB streams in bounded memory; past the cap, 413 and no more reading."""
+"""Uploads against a real server: 2 GiB in bounded memory; past the cap, 413 and no more reading; short
+bodies refused unread are drained so the answer survives."""
 
 from __future__ import annotations
 
@@ -116,6 +117,44 @@ def test_past_the_cap_the_server_answers_413_and_stops_reading(small_server: Liv
             "body sent before the 413 (Content-Length over the cap), bytes": declared_sent,
         },
     )
+
+
+def test_a_short_body_refused_unread_is_drained_and_the_connection_kept(small_server: LiveApi) -> None:
+    """Closing on unread bytes sends a TCP reset that can destroy the answer; a short body is drained."""
+    host, port = small_server.url.removeprefix("http://").split(":")
+    body = b"".join(multipart_body([], filename="tiny.npz"))
+    head = (
+        f"POST /v1/datasets HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer mp_not-a-key\r\n"
+        f"Content-Type: {MULTIPART}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(head)
+        time.sleep(0.3)  # the app refuses the key from the headers alone, before this body arrives
+        connection.sendall(body)
+        refused = _read_response(connection)
+        connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        again = _read_response(connection)
+    assert refused.startswith(b"HTTP/1.1 401"), refused[:200]
+    assert b"connection: close" not in refused.lower()
+    assert again.startswith(b"HTTP/1.1 200"), again[:200]
+
+
+def _read_response(connection: socket.socket) -> bytes:
+    """One response with a Content-Length body, read off a connection that stays open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        assert chunk, f"the server closed the connection: {data[:200]!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        chunk = connection.recv(65536)
+        assert chunk, "the server closed the connection mid-answer"
+        rest += chunk
+    return head + b"\r\n\r\n" + rest
 
 
 def _push_until_answered(server: LiveApi, key: str, *, chunked: bool) -> tuple[int, int, bytes]:
