@@ -147,9 +147,8 @@ def _read_response(connection: socket.socket) -> bytes:
         assert chunk, f"the server closed the connection: {data[:200]!r}"
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-    )
+    lines = head.lower().split(b"\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in lines if line.startswith(b"content-length:"))
     while len(rest) < length:
         chunk = connection.recv(65536)
         assert chunk, "the server closed the connection mid-answer"

@@ -52,27 +52,37 @@ class ConcatCNN(nn.Module):
 
 
 class TinyEncoder(nn.Module):
-    """Rows of the image as 8 tokens through one pre-norm transformer block with 2 heads."""
+    """Rows of the image as 8 tokens through one pre-norm transformer block.
 
-    def __init__(self, dim: int = 32, heads: int = 2, hidden: int = 64) -> None:
+    By default a fused QKV projection and a key mask over 2 heads; `bert_style` makes it 4 heads
+    with separate Q, K and V projections and no mask, as BERT-like models are written.
+    """
+
+    def __init__(self, dim: int = 32, hidden: int = 64, bert_style: bool = False) -> None:
         super().__init__()
-        self.heads = heads
+        self.heads, self.bert_style = (4 if bert_style else 2), bert_style
         self.embed = nn.Linear(8, dim)
         self.position = nn.Parameter(torch.randn(1, 8, dim) * 0.02)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        if bert_style:
+            self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        else:
+            self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
         self.up, self.down = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
         self.register_buffer("keep", (torch.arange(8) < 7).long())
         self.head = nn.Linear(dim, 10)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Multi-head self-attention with a key mask, written out op by op."""
+        """Multi-head self-attention (with a key mask unless BERT-style), written out op by op."""
         batch, tokens, dim = x.shape[0], x.shape[1], x.shape[2]
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q, k, v = (self.q(x), self.k(x), self.v(x)) if self.bert_style else self.qkv(x).chunk(3, dim=-1)
         q, k, v = (t.reshape(batch, tokens, self.heads, dim // self.heads).transpose(1, 2) for t in (q, k, v))
         scores = q @ k.transpose(-2, -1) / (dim // self.heads) ** 0.5
-        mask = self.keep.expand(batch, self.heads, tokens, tokens) == 0
-        weights = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
+        if not self.bert_style:
+            mask = self.keep.expand(batch, self.heads, tokens, tokens) == 0
+            scores = scores.masked_fill(mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
         return self.proj((weights @ v).transpose(1, 2).reshape(batch, tokens, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +116,8 @@ def export(model: nn.Module, path: Path, opset: int = 17, fold: bool = False) ->
 @functools.cache
 def trained(name: str) -> nn.Module:
     """One of the models above trained briefly on digits, once per test session."""
-    model = ConcatCNN() if name == "concat" else TinyEncoder()
+    builders = {"concat": ConcatCNN, "encoder": TinyEncoder, "bert": lambda: TinyEncoder(bert_style=True)}
+    model = builders[name]()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # spinning worker threads crawl on a busy two-core machine
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,12 @@ from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, mlp_onnx: Path) -> dict[str, Path]:
-    """Concat/depthwise/grouped CNN and encoder (batch norm kept as nodes), and the digits MLP."""
+    """Concat/depthwise/grouped CNN (batch norm kept as nodes), two encoders, and the digits MLP."""
     folder = tmp_path_factory.mktemp("graphs")
     return {
         "concat": bridge_models.export(bridge_models.trained("concat"), folder / "concat.onnx"),
         "encoder": bridge_models.export(bridge_models.trained("encoder"), folder / "encoder.onnx"),
+        "bert": bridge_models.export(bridge_models.trained("bert"), folder / "bert.onnx"),
         "mlp": mlp_onnx,
     }
 
@@ -81,7 +83,7 @@ def test_bn_scale_keeps_the_largest_gammas(models: dict[str, Path]) -> None:
 
 
 def test_encoder_prunes_feed_forward_and_keeps_attention(models: dict[str, Path], tmp_path: Path) -> None:
-    """Hidden FFN neurons go; projections tied to reshapes into heads or the residual stream stay."""
+    """Hidden FFN neurons go; heads sliced out of a fused QKV or masked by a head-shaped mask stay."""
     out = tmp_path / "encoder.onnx"
     found = channels(prune(models["encoder"], out, sparsity=0.5))
     assert found["/up/MatMul"] == (64, 32)
@@ -89,6 +91,43 @@ def test_encoder_prunes_feed_forward_and_keeps_attention(models: dict[str, Path]
     session = ort.InferenceSession(str(out))
     assert [(v.name, v.shape[0]) for v in session.get_outputs()] == [("scores", "n")]
     assert run(out, batch=5).shape == (5, 10)
+
+
+def test_attention_heads_go_whole_and_q_k_v_together(models: dict[str, Path], tmp_path: Path) -> None:
+    """Half the heads go from Q, K, V and the out projection's inputs; the rest compute as before.
+
+    Removing a head equals zeroing its V rows (its attention weights then average zeros), so the
+    pruned file must match the original model with those rows zeroed.
+    """
+    out = tmp_path / "bert.onnx"
+    found = channels(prune(models["bert"], out, sparsity=0.5, exclude=["/up/MatMul"]))
+    assert {name: found[name] for name in ("/q/MatMul", "/k/MatMul", "/v/MatMul")} == {
+        "/q/MatMul": (32, 16),
+        "/k/MatMul": (32, 16),
+        "/v/MatMul": (32, 16),
+    }
+    assert all(before == after for name, (before, after) in found.items() if name[1] not in "qkv")
+
+    module = from_onnx(onnx.load(str(models["bert"])))
+    with torch.no_grad():
+        shapes = {name: tuple(v.shape) for name, v in module.run(example_inputs(module)).items()}
+    graph = analyze(module, shapes, {"/up/MatMul"})
+    q_step = next(step for step in module.steps if step.name == "/q/MatMul")
+    head_space = graph.layouts[q_step.outputs[0]].segments[0][0]
+    kept_heads = shrink.plan(module, graph, "l1", 0.5, 8).keep[graph.spaces.find(head_space)]
+    assert len(kept_heads) == 2 and graph.spaces.grain[graph.spaces.find(head_space)] == 8
+
+    reference = copy.deepcopy(bridge_models.trained("bert"))
+    gone = [head for head in range(4) if head not in kept_heads]
+    with torch.no_grad():
+        for head in gone:
+            reference.v.weight[head * 8 : (head + 1) * 8] = 0
+            reference.v.bias[head * 8 : (head + 1) * 8] = 0
+        images, _ = model_zoo.digits("test")
+        expected = reference(torch.from_numpy(images[:64])).numpy()
+    actual = ort.InferenceSession(str(out)).run(None, {"pixels": images[:64]})[0]
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+    assert run(out, batch=5).shape == (5, 10)  # the head count is no longer the traced one
 
 
 def test_round_to_exclude_and_output_layer(models: dict[str, Path], tmp_path: Path) -> None:

@@ -4,11 +4,18 @@ Every Conv / Linear output starts a channel *space*. Spaces that meet in an elem
 (a residual Add, a squeeze-excite Mul) or pass through a depthwise conv are merged; a tensor's
 *layout* says which spaces make up its channel axis (several after a Concat, each channel
 repeated H*W times after a Flatten). A space that reaches anything the analysis does not
-understand (a Reshape, a LayerNorm, a graph output, a grouped conv...) is frozen: kept whole.
+understand (a LayerNorm, a graph output, a grouped conv...) is frozen: kept whole.
+
+Attention heads: a Reshape that splits a projection's channels into (heads, head_dim) replaces
+the projection's space by a coarser one, one element per head; Transposes move the heads axis,
+the Q-K and weights-V MatMuls tie the heads of Q, K and V together (heads are a batch axis
+there), Softmax runs within each head, and the Reshape merging heads back hands the out
+projection its input columns head by head. So whole heads are pruned, Q, K and V alike.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
@@ -34,6 +41,10 @@ ELEMENTWISE = frozenset(
 )
 
 
+# Ops that normalize along one axis: channel-wise for any other axis.
+ALONG_AXIS = frozenset({"Softmax", "LogSoftmax"})
+
+
 @dataclass
 class ChannelGraph:
     """The result: spaces, and the layout of every tensor that has one."""
@@ -43,8 +54,8 @@ class ChannelGraph:
 
 
 class _Walker:
-    def __init__(self, shapes: Shapes, exclude: Collection[str]) -> None:
-        self.shapes, self.exclude = shapes, exclude
+    def __init__(self, shapes: Shapes, exclude: Collection[str], opset: int) -> None:
+        self.shapes, self.exclude, self.opset = shapes, exclude, opset
         self.spaces = Spaces()
         self.layouts: dict[str, Layout] = {}
 
@@ -111,6 +122,89 @@ class _Walker:
             inner *= d
         return Layout(-1, tuple((s, r * inner) for s, r in layout.segments))
 
+    def refine(self, root: int, parts: list[tuple[int, int]]) -> None:
+        """Replace a group by new spaces: each segment on it becomes (part, repeat * factor) segments."""
+        root = self.spaces.find(root)
+        for tensor, layout in self.layouts.items():
+            if any(self.spaces.find(space) == root for space, _ in layout.segments):
+                segments = []
+                for space, repeat in layout.segments:
+                    if self.spaces.find(space) == root:
+                        segments += [(part, repeat * factor) for part, factor in parts]
+                    else:
+                        segments.append((space, repeat))
+                self.layouts[tensor] = Layout(layout.axis, tuple(segments))
+        self.spaces.retired.add(root)
+
+    def split_heads(self, layout: Layout, heads: int) -> Layout | None:
+        """The layout's channels as `heads` equal blocks, each a single element of a new space."""
+        if len(layout.segments) != 1:
+            return None
+        space, repeat = layout.segments[0]
+        width = self.spaces.size[space] * repeat
+        block = width // heads
+        if block % repeat:
+            return None
+        root = self.spaces.find(space)
+        per_head = block // repeat  # channels of the old space in one head
+        grain = per_head * self.spaces.grain.get(root, 1)
+        head_space = self.spaces.new(heads, root in self.spaces.frozen, grain)
+        self.refine(root, [(head_space, per_head)])
+        return Layout(layout.axis, ((head_space, 1),))
+
+    def reshape(self, step: Step, layout: Layout) -> Layout | None:
+        """Follow the channel axis through a row-major reshape: kept, merged with inner dims, or split."""
+        before, after = self.shapes[step.inputs[0]], self.shapes[step.outputs[0]]
+        position = len(before) + layout.axis
+        prefix, width, inner = (
+            math.prod(before[:position]),
+            before[position],
+            math.prod(before[position + 1 :]),
+        )
+        starts = [
+            q for q in range(len(after)) if math.prod(after[:q]) == prefix and (after[q] > 1 or width == 1)
+        ]
+        if not starts:
+            return None
+        q = starts[0]
+        axis, rest = q - len(after), math.prod(after[q + 1 :])
+        if after[q] == width and rest == inner:
+            return Layout(axis, layout.segments)
+        if after[q] > width and after[q] % width == 0:
+            factor = after[q] // width
+            merged = [
+                math.prod(before[position + 1 : position + 1 + j]) for j in range(len(before) - position)
+            ]
+            if factor in merged and rest * factor == inner:
+                return Layout(axis, tuple((space, repeat * factor) for space, repeat in layout.segments))
+            return None
+        if after[q] < width and width % after[q] == 0 and rest == (width // after[q]) * inner:
+            split = self.split_heads(layout, after[q])
+            return None if split is None else Layout(axis, split.segments)
+        return None
+
+    def transpose(self, step: Step, layout: Layout) -> Layout:
+        """The channel axis where the permutation puts it."""
+        rank = len(self.shapes[step.inputs[0]])
+        perm = step.attrs.get("perm") or list(reversed(range(rank)))
+        return Layout(list(perm).index(rank + layout.axis) - rank, layout.segments)
+
+    def matmul(self, step: Step, operands: list[str]) -> Layout | None:
+        """Two activations multiplied: channels on a batch axis (attention heads) must line up."""
+        ranks = {len(self.shapes[name]) for name in operands} | {len(self.shapes[step.outputs[0]])}
+        present = [self.layouts[name] for name in operands if name in self.layouts]
+        if len(ranks) != 1 or any(layout.axis > -3 for layout in present):
+            return None
+        return self.unify(step, operands)
+
+    def along_axis(self, step: Step, layout: Layout) -> Layout | None:
+        """Softmax within each channel: before opset 13 it spans every dim from `axis` on."""
+        rank = len(self.shapes[step.inputs[0]])
+        channel = rank + layout.axis
+        if self.opset < 13:
+            return layout if channel < step.attrs.get("axis", 1) % rank else None
+        return layout if channel != step.attrs.get("axis", -1) % rank else None
+
     def layer(self, step: Step, layer: nn.Module) -> None:
         source, out = self.layouts.get(step.inputs[-1]), step.outputs[0]
         rank, excluded = len(self.shapes[out]), step.name in self.exclude
@@ -152,6 +246,14 @@ class _Walker:
             result = self.concat(step)
         elif step.op == "Flatten" and source is not None:
             result = self.flatten(step, source)
+        elif step.op == "Reshape" and source is not None:
+            result = self.reshape(step, source)
+        elif step.op == "Transpose" and source is not None:
+            result = self.transpose(step, source)
+        elif step.op == "MatMul" and len(operands) == 2:
+            result = self.matmul(step, operands)
+        elif step.op in ALONG_AXIS and source is not None:
+            result = self.along_axis(step, source)
         if result is None:
             self.freeze_inputs(step)
         else:
@@ -161,7 +263,7 @@ class _Walker:
 
 def analyze(module: OnnxModule, shapes: Shapes, exclude: Collection[str] = ()) -> ChannelGraph:
     """Channel spaces and layouts of a bridged model, given every tensor's shape from one run."""
-    walker = _Walker(shapes, exclude)
+    walker = _Walker(shapes, exclude, module.opset)
     for step in module.steps:
         walker.step(step, module.layer_of(step))
     for spec in module.outputs:

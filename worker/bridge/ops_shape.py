@@ -21,15 +21,22 @@ def shape(call: Call) -> Tensor:
     return dims[start:end] if (start, end) != (0, None) else dims
 
 
+# Step attribute set by structured pruning: (axis, new size) of a reshape whose channels were cut.
+RESHAPED_AXIS = "pruned_axis"
+
+
 @op("Reshape")
 def reshape(call: Call) -> Tensor:
     """Reshape where 0 copies the input's dim (unless allowzero) and -1 is inferred."""
     x = call.x()
+    pruned = call.attr(RESHAPED_AXIS)
     known = call.const(1)
     if known is not None:
         dims: list[Any] = [int(d) for d in known.reshape(-1)]
         if not call.attr("allowzero", 0):
             dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+        if pruned is not None:
+            dims[pruned[0]] = pruned[1]
         return x.reshape(dims)
     target = call.x(1)
     # Zeros in a computed shape only come from empty dims; skip the copy-dim graph when there are none.
@@ -37,6 +44,10 @@ def reshape(call: Call) -> Tensor:
         current = torch._shape_as_tensor(x)
         current = torch.cat([current, torch.ones_like(current)])[: target.numel()]
         target = torch.where(target == 0, current, target)
+    if pruned is not None:
+        axis = pruned[0] % target.numel()
+        width = torch.tensor([pruned[1]], dtype=target.dtype)
+        target = torch.cat([target[:axis], width, target[axis + 1 :]])
     return torch._reshape_from_tensor(x, target)  # exports as one Reshape fed by the shape tensor
 
 

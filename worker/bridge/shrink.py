@@ -11,6 +11,7 @@ from torch import nn
 
 from worker.bridge.channels import ChannelGraph
 from worker.bridge.module import OnnxModule
+from worker.bridge.ops_shape import RESHAPED_AXIS
 from worker.bridge.spaces import Layout
 
 ConvLayer = nn.modules.conv._ConvNd
@@ -35,6 +36,26 @@ def _normalized(values: np.ndarray) -> np.ndarray:
     return values / (values.mean() + 1e-12)
 
 
+def _segment_scores(
+    graph: ChannelGraph, layout: Layout | None, weight: torch.Tensor, order: int
+) -> dict[int, np.ndarray]:
+    """Each prunable space's share of a layer's output rows, one normalized norm per element."""
+    if layout is None:
+        return {}
+    rows = weight.detach().reshape(weight.shape[0], -1).double()
+    norms = torch.linalg.vector_norm(rows, ord=order, dim=1).numpy()
+    found: dict[int, np.ndarray] = {}
+    offset = 0
+    for space, repeat in layout.segments:
+        size, root = graph.spaces.size[space], graph.spaces.find(space)
+        if root not in graph.spaces.frozen:
+            # A head is `repeat` consecutive rows: its importance is theirs together.
+            block = norms[offset : offset + size * repeat].reshape(size, repeat).sum(1)
+            found[root] = found.get(root, 0) + _normalized(block)
+        offset += size * repeat
+    return found if offset == len(norms) else {}
+
+
 def scores(
     module: OnnxModule, graph: ChannelGraph, importance: str
 ) -> tuple[dict[int, np.ndarray], set[int]]:
@@ -45,11 +66,9 @@ def scores(
     for step in module.steps:
         layer = module.layer_of(step)
         if isinstance(layer, ConvLayer | nn.Linear):
-            root = _single_root(graph, graph.layouts.get(step.outputs[0]))
-            if root is not None and root not in graph.spaces.frozen:
-                weight = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()
-                norm = torch.linalg.vector_norm(weight, ord=order, dim=1).numpy()
-                by_norm[root] = by_norm.get(root, 0) + _normalized(norm)
+            found = _segment_scores(graph, graph.layouts.get(step.outputs[0]), layer.weight, order)
+            for group, ranked in found.items():
+                by_norm[group] = by_norm.get(group, 0) + ranked
         elif isinstance(layer, BatchNorm) and layer.weight is not None:
             root = _single_root(graph, graph.layouts.get(step.inputs[0]))
             if root is not None and root not in graph.spaces.frozen:
@@ -60,12 +79,17 @@ def scores(
 
 
 def plan(module: OnnxModule, graph: ChannelGraph, importance: str, sparsity: float, round_to: int) -> Plan:
-    """Keep the most important channels of each group, the count rounded up to a multiple of round_to."""
+    """Keep the most important channels of each group, the count rounded up to a multiple of round_to.
+
+    For a group of heads the kept channels (heads times channels per head) are what is rounded.
+    """
     ranked, fallback = scores(module, graph, importance)
     result = Plan()
     for root, score in ranked.items():
         size = graph.spaces.size[root]
-        kept = min(size, round_to * math.ceil(size * (1 - sparsity) / round_to))
+        grain = graph.spaces.grain.get(root, 1)
+        unit = round_to // math.gcd(round_to, grain)
+        kept = min(size, unit * math.ceil(size * (1 - sparsity) / unit))
         if kept < size:
             result.keep[root] = np.sort(np.argsort(-score, kind="stable")[:kept])
     result.fallback_groups = len(fallback & set(result.keep))
@@ -127,6 +151,10 @@ def apply(module: OnnxModule, graph: ChannelGraph, keep: dict[int, np.ndarray]) 
             _slice_param(layer, "bias", {0: rows})
             layer.out_features, layer.in_features = layer.weight.shape
             changed[step.name] = [before, layer.out_features]
+        elif step.op == "Reshape" and rows is not None:
+            # The target shape may hold the old width (or head count) as a constant: say the new one.
+            layout = graph.layouts[step.outputs[0]]
+            step.attrs[RESHAPED_AXIS] = (layout.axis, len(rows))
         elif isinstance(layer, BatchNorm):
             for name in ("weight", "bias", "running_mean", "running_var"):
                 _slice_param(layer, name, {0: cols})

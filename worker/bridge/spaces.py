@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -15,19 +16,29 @@ class Layout:
 
 @dataclass
 class Spaces:
-    """Union-find over channel spaces; a frozen root is never pruned."""
+    """Union-find over channel spaces; a frozen root is never pruned.
+
+    A space's `grain` is how many channels of the layer that made it one of its elements stands
+    for (an attention head of 16 channels has grain 16); `retired` spaces were replaced by finer
+    or coarser ones (see `_Walker.refine` in channels.py) and no tensor refers to them any more.
+    """
 
     parent: list[int] = field(default_factory=list)
     size: list[int] = field(default_factory=list)
     frozen: set[int] = field(default_factory=set)
+    grain: dict[int, int] = field(default_factory=dict)
+    retired: set[int] = field(default_factory=set)
 
-    def new(self, size: int, frozen: bool = False) -> int:
-        """A fresh space of `size` channels."""
-        self.parent.append(len(self.parent))
+    def new(self, size: int, frozen: bool = False, grain: int = 1) -> int:
+        """A fresh space of `size` channels (or groups of `grain` channels)."""
+        space = len(self.parent)
+        self.parent.append(space)
         self.size.append(size)
         if frozen:
-            self.frozen.add(len(self.parent) - 1)
-        return len(self.parent) - 1
+            self.frozen.add(space)
+        if grain > 1:
+            self.grain[space] = grain
+        return space
 
     def find(self, space: int) -> int:
         """The space's representative."""
@@ -43,11 +54,17 @@ class Spaces:
             self.parent[b] = a
             if b in self.frozen:
                 self.frozen.add(a)
+            if b in self.grain or a in self.grain:
+                self.grain[a] = math.lcm(self.grain.get(a, 1), self.grain.get(b, 1))
 
     def freeze(self, layout: Layout | None) -> None:
         """Keep every channel of every space in a layout."""
         for space, _ in layout.segments if layout else ():
             self.frozen.add(self.find(space))
+
+    def roots(self) -> set[int]:
+        """The representative of every live group."""
+        return {self.find(space) for space in range(len(self.parent))} - self.retired
 
     def is_frozen(self, space: int) -> bool:
         """Whether the space's group must be kept whole."""

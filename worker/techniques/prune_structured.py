@@ -1,9 +1,10 @@
 """prune.structured: remove whole channels / neurons through the torch bridge, then fine-tune.
 
 Channel groups come from the bridge's dependency analysis (residual adds, concatenations,
-depthwise convs, batch norms, flattens); layers producing graph outputs, excluded nodes and
-anything the analysis cannot follow keep all their channels. Tensors really shrink, so the
-exported model is smaller and runs fewer operations on any runtime.
+depthwise convs, batch norms, flattens, attention heads split by a reshape to (heads, head_dim));
+layers producing graph outputs, excluded nodes and anything the analysis cannot follow keep all
+their channels (for example heads folded into the batch axis, as nn.MultiheadAttention does).
+Tensors really shrink, so the exported model is smaller and runs fewer operations on any runtime.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _prune(module: OnnxModule, params: StructuredPruneParams, warnings: list[str
             f"{plan.fallback_groups} channel groups have no batch norm; ranked by l2 norm instead"
         )
     channels = shrink.apply(module, graph, plan.keep)
-    roots = {graph.spaces.find(space) for space in range(len(graph.spaces.parent))}
+    roots = graph.spaces.roots()
     return {
         "channels": {node: {"before": b, "after": a} for node, (b, a) in channels.items()},
         "groups_pruned": len(plan.keep),
