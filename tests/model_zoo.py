@@ -6,6 +6,7 @@ is fast, and with a symbolic batch dimension so every batch size can be benchmar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,19 @@ def train(model: nn.Module, epochs: int = 15, seed: int = 0) -> nn.Module:
             nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
             optimizer.step()
     return model.eval()
+
+
+def trained(build: Callable[[], nn.Module], epochs: int = 15) -> nn.Module:
+    """A model built from a fixed seed and trained on one thread: the same weights in every session."""
+    torch.manual_seed(0)  # before the weights are drawn, whatever ran before
+    model = build()
+    # One thread: on a busy two-core machine torch's spinning worker threads slow training tenfold.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(model, epochs=epochs)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def accuracy(model: nn.Module) -> float:

@@ -15,38 +15,6 @@ def _all_prunable_ops() -> list[PrunableOp]:
     return ["Conv", "Gemm", "MatMul"]
 
 
-class MagnitudePruneParams(TechniqueParams):
-    """Unstructured L1 magnitude pruning of Conv / Gemm / MatMul weights."""
-
-    sparsity: float = Field(0.5, gt=0.0, lt=1.0, description="Fraction of weights set to zero")
-    scope: Literal["per_layer", "global"] = Field(
-        "per_layer", description="Same sparsity in every layer, or one threshold across all of them"
-    )
-    op_types: list[PrunableOp] = Field(
-        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
-    )
-    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
-
-
-class NMPruneParams(TechniqueParams):
-    """N:M semi-structured sparsity along each layer's reduction dimension."""
-
-    n: int = Field(2, ge=1, le=15, description="Non-zero weights kept in each group")
-    m: int = Field(4, ge=2, le=16, description="Consecutive weights per group along the reduction dimension")
-    op_types: list[PrunableOp] = Field(
-        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
-    )
-    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
-
-    @model_validator(mode="after")
-    def _n_below_m(self) -> Self:
-        if self.n >= self.m:
-            raise ValueError("n must be smaller than m")
-        return self
-
-
 class FinetuneParams(BaseModel):
     """Training after pruning: labels and the original's outputs, or the original's outputs alone."""
 
@@ -65,17 +33,62 @@ class FinetuneParams(BaseModel):
     )
 
 
+class MagnitudePruneParams(TechniqueParams):
+    """Unstructured L1 magnitude pruning of Conv / Gemm / MatMul weights."""
+
+    sparsity: float = Field(0.5, gt=0.0, lt=1.0, description="Fraction of weights set to zero")
+    scope: Literal["per_layer", "global"] = Field(
+        "per_layer", description="Same sparsity in every layer, or one threshold across all of them"
+    )
+    op_types: list[PrunableOp] = Field(
+        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
+    )
+    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
+    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
+    finetune: FinetuneParams | None = Field(
+        None, description="Train after pruning to recover accuracy; pruned weights stay zero"
+    )
+
+
+class NMPruneParams(TechniqueParams):
+    """N:M semi-structured sparsity along each layer's reduction dimension."""
+
+    n: int = Field(2, ge=1, le=15, description="Non-zero weights kept in each group")
+    m: int = Field(4, ge=2, le=16, description="Consecutive weights per group along the reduction dimension")
+    op_types: list[PrunableOp] = Field(
+        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
+    )
+    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
+    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
+    finetune: FinetuneParams | None = Field(
+        None, description="Train after pruning to recover accuracy; pruned weights stay zero"
+    )
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> Self:
+        if self.n >= self.m:
+            raise ValueError("n must be smaller than m")
+        return self
+
+
 class StructuredPruneParams(TechniqueParams):
     """Removal of whole channels / neurons, following the graph's channel dependencies."""
 
     sparsity: float = Field(
-        0.5, gt=0.0, lt=1.0, description="Fraction of channels removed in each prunable group"
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Fraction of channels (attention heads, in an encoder's attention) removed in each "
+        "prunable group",
     )
     importance: Literal["l1", "l2", "bn_scale"] = Field(
         "l1", description="Channel ranking: weight norm, or batch-norm scale where there is one"
     )
     round_to: int = Field(
-        8, ge=1, le=1024, description="Kept channel counts are rounded up to a multiple of this"
+        8,
+        ge=1,
+        le=1024,
+        description="Kept channel counts are rounded up to a multiple of this (for heads: their channels)",
     )
     exclude: list[str] = Field(default_factory=list, description="Node names whose output channels are kept")
     finetune: FinetuneParams | None = Field(None, description="Train after pruning to recover accuracy")
@@ -98,8 +111,8 @@ PRUNE_TECHNIQUES = (
     ),
     TechniqueSpec(
         name="prune.structured",
-        summary="removes whole channels or neurons (physically smaller tensors), channel counts rounded to "
-        "hardware-friendly multiples, optional fine-tuning",
+        summary="removes whole channels, neurons or attention heads (physically smaller tensors), channel "
+        "counts rounded to hardware-friendly multiples, optional fine-tuning",
         queue=Queue.CPU,
         params=StructuredPruneParams,
         implementation="worker.techniques.prune_structured",

@@ -117,13 +117,7 @@ def export(model: nn.Module, path: Path, opset: int = 17, fold: bool = False) ->
 def trained(name: str) -> nn.Module:
     """One of the models above trained briefly on digits, once per test session."""
     builders = {"concat": ConcatCNN, "encoder": TinyEncoder, "bert": lambda: TinyEncoder(bert_style=True)}
-    model = builders[name]()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # spinning worker threads crawl on a busy two-core machine
-    try:
-        return model_zoo.train(model, epochs=2)
-    finally:
-        torch.set_num_threads(threads)
+    return model_zoo.trained(builders[name], epochs=2)
 
 
 RNG = np.random.default_rng(0)

@@ -9,7 +9,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import numpy_helper
 from pydantic import ValidationError
 
@@ -25,12 +24,7 @@ from worker.techniques.smoothing import SUFFIX, smooth_layernorm_outliers
 @pytest.fixture(scope="module")
 def encoder_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained encoder as ONNX."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = model_zoo.train(TinyEncoder(), epochs=8)
-    finally:
-        torch.set_num_threads(threads)
+    model = model_zoo.trained(TinyEncoder, epochs=8)
     return model_zoo.export_onnx(model, tmp_path_factory.mktemp("encoder") / "encoder.onnx")
 
 
@@ -83,12 +77,15 @@ def test_smoothing_keeps_the_float_function_and_flattens_the_layernorms(
 
 @pytest.mark.parametrize("kind", ["dynamic", "static"])
 def test_smoothing_restores_int8_fidelity_on_outlier_channels(
-    kind: str, outlier_onnx: Path, tmp_path: Path
+    kind: str, encoder_onnx: Path, outlier_onnx: Path, tmp_path: Path
 ) -> None:
+    """With smoothing, int8 is as faithful on the outlier variant as on the encoder without outliers."""
     reference = _logits(outlier_onnx)
     outcome, smoothed = _quantize(kind, outlier_onnx, tmp_path / "on")
     _, plain = _quantize(kind, outlier_onnx, tmp_path / "off", smooth_outliers=False)
-    assert _cosine(_logits(smoothed), reference) >= 0.999
+    _, no_outliers = _quantize(kind, encoder_onnx, tmp_path / "none")
+    attainable = _cosine(_logits(no_outliers), _logits(encoder_onnx))
+    assert _cosine(_logits(smoothed), reference) >= attainable - 5e-4
     assert _cosine(_logits(plain), reference) < 0.99
     assert len(outcome.metrics["smoothed_layernorms"]) == len(LAYERNORM_READERS)
     assert any("outlier channels" in warning for warning in outcome.warnings)

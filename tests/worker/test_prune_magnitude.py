@@ -14,7 +14,7 @@ from service.catalog.prune import MagnitudePruneParams
 from tests import model_zoo
 from tests.worker import bridge_models
 from worker.techniques import prune_magnitude
-from worker.techniques.base import StepContext, TechniqueError
+from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:
@@ -33,7 +33,7 @@ def sparsity(array: np.ndarray) -> float:
     return float(np.count_nonzero(array == 0)) / array.size
 
 
-def prune(source: Path, target: Path, **params: object) -> prune_magnitude.StepOutcome:
+def prune(source: Path, target: Path, **params: object) -> StepOutcome:
     """Run the technique with the given parameters."""
     return prune_magnitude.run(
         source, target, MagnitudePruneParams.model_validate(params), StepContext(workdir=target.parent)
@@ -103,3 +103,84 @@ def test_unknown_names_warn_and_empty_selection_fails(cnn_onnx: Path, tmp_path: 
     with pytest.raises(TechniqueError) as caught:
         prune(cnn_onnx, tmp_path / "b.onnx", sparsity=0.5, op_types=["MatMul"])
     assert caught.value.slug == "nothing-to-prune"
+
+
+FINETUNE = {"dataset_id": "train", "epochs": 3, "learning_rate": 1e-2, "batch_size": 32}
+
+
+@pytest.fixture(scope="module")
+def train_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The digits training split with labels and without."""
+    images, labels = model_zoo.digits("train")
+    folder = tmp_path_factory.mktemp("magnitude-finetune")
+    np.savez(folder / "labelled.npz", x=images, labels=labels)
+    np.savez(folder / "unlabelled.npz", x=images)
+    return {"labelled": folder / "labelled.npz", "unlabelled": folder / "unlabelled.npz"}
+
+
+def logits(path: Path) -> np.ndarray:
+    """Outputs of a model on the digits test split, from onnxruntime."""
+    images, _ = model_zoo.digits("test")
+    return ort.InferenceSession(str(path)).run(None, {"x": images})[0]
+
+
+def top1(path: Path) -> float:
+    """Test-split accuracy of an ONNX model."""
+    return float((logits(path).argmax(1) == model_zoo.digits("test")[1]).mean())
+
+
+def finetuned(source: Path, target: Path, data: Path, messages: list[str], **params: object) -> StepOutcome:
+    """Run the technique with fine-tuning on `data`, collecting progress messages."""
+    ctx = StepContext(
+        workdir=target.parent, datasets={"train": data}, progress=lambda _, text: messages.append(text)
+    )
+    return prune_magnitude.run(source, target, MagnitudePruneParams.model_validate(params), ctx)
+
+
+def assert_zeros_kept(plain: Path, tuned: Path, outcome: StepOutcome) -> None:
+    """Layer by layer (graph order) the tuned file has exactly the plain file's zeros, as its metrics say."""
+    before, after = weights(plain), weights(tuned)
+    reported = outcome.metrics["per_layer_sparsity"]
+    assert list(reported) == list(before) and len(after) == len(before) == 3
+    for (node, fraction), old, new in zip(reported.items(), before.values(), after.values(), strict=True):
+        assert np.array_equal(new == 0, old == 0), node
+        assert fraction == pytest.approx(sparsity(new), abs=1e-6)
+        assert sparsity(new) >= 0.9 - 1 / new.size
+    zeros = sum(np.count_nonzero(a == 0) for a in after.values())
+    assert outcome.metrics["zero_weights"] == zeros
+    assert outcome.metrics["pruned_weights"] == sum(a.size for a in after.values())
+
+
+def test_finetuning_recovers_accuracy_and_keeps_every_zero(
+    mlp_onnx: Path, train_sets: dict[str, Path], tmp_path: Path
+) -> None:
+    """At 90% the MLP collapses; a few epochs on labels bring it back with the same weights at zero."""
+    prune(mlp_onnx, tmp_path / "plain.onnx", sparsity=0.9)
+    messages: list[str] = []
+    outcome = finetuned(
+        mlp_onnx, tmp_path / "tuned.onnx", train_sets["labelled"], messages, sparsity=0.9, finetune=FINETUNE
+    )
+    report = outcome.metrics["finetune"]
+    assert report["objective"] == "cross_entropy+distillation"
+    assert [epoch["epoch"] for epoch in report["epochs"]] == [1, 2, 3]
+    assert report["epochs"][-1]["loss"] < report["epochs"][0]["loss"]
+    assert [m for m in messages if m.startswith("epoch ")][-1].startswith("epoch 3/3 loss ")
+    assert_zeros_kept(tmp_path / "plain.onnx", tmp_path / "tuned.onnx", outcome)
+    assert top1(tmp_path / "tuned.onnx") > top1(tmp_path / "plain.onnx") + 0.1
+    assert any("no faster" in w for w in outcome.warnings)
+
+
+def test_distillation_without_labels_tracks_the_original(
+    mlp_onnx: Path, train_sets: dict[str, Path], tmp_path: Path
+) -> None:
+    """Unlabelled inputs: the pruned MLP learns the original's outputs and still keeps its zeros."""
+    prune(mlp_onnx, tmp_path / "plain.onnx", sparsity=0.9)
+    outcome = finetuned(
+        mlp_onnx, tmp_path / "tuned.onnx", train_sets["unlabelled"], [], sparsity=0.9, finetune=FINETUNE
+    )
+    assert outcome.metrics["finetune"]["objective"] == "distillation_mse"
+    assert_zeros_kept(tmp_path / "plain.onnx", tmp_path / "tuned.onnx", outcome)
+    reference = logits(mlp_onnx)
+    before = np.mean((logits(tmp_path / "plain.onnx") - reference) ** 2)
+    after = np.mean((logits(tmp_path / "tuned.onnx") - reference) ** 2)
+    assert after < 0.5 * before

@@ -8,7 +8,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from onnx import helper, numpy_helper
+from torch import nn
 
 from service.catalog.prune import NMPruneParams
 from tests import model_zoo
@@ -113,3 +115,103 @@ def test_n_must_be_below_m() -> None:
     """The catalog refuses patterns that prune nothing."""
     with pytest.raises(ValueError, match="n must be smaller than m"):
         NMPruneParams(n=4, m=4)
+
+
+def reduction_weights(path: Path) -> list[tuple[np.ndarray, int]]:
+    """(weight, axis summed over) of each Conv / Gemm / MatMul with a constant weight, in graph order."""
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm", "MatMul") and node.input[1] in inits:
+            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+            found.append((inits[node.input[1]], 1 if node.op_type == "Conv" or trans_b else 0))
+    return found
+
+
+def finetuned(source: Path, target: Path, data: Path, **params: object) -> StepOutcome:
+    """Run the technique with fine-tuning on the dataset `data`."""
+    ctx = StepContext(workdir=target.parent, datasets={"train": data})
+    return prune_nm.run(source, target, NMPruneParams.model_validate(params), ctx)
+
+
+def outputs(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """First output of a model, from onnxruntime."""
+    return ort.InferenceSession(str(path)).run(None, inputs)[0]
+
+
+def test_finetuning_keeps_two_of_four_and_recovers_accuracy(cnn_onnx: Path, tmp_path: Path) -> None:
+    """Trained on labels, each pruned conv / gemm weight in the file is still 2:4, and accuracy is up."""
+    images, labels = model_zoo.digits("train")
+    np.savez(tmp_path / "train.npz", x=images, labels=labels)
+    plain = prune(cnn_onnx, tmp_path / "plain.onnx")
+    finetune = {"dataset_id": "train", "epochs": 3, "learning_rate": 1e-2}
+    outcome = finetuned(cnn_onnx, tmp_path / "tuned.onnx", tmp_path / "train.npz", finetune=finetune)
+    assert [epoch["epoch"] for epoch in outcome.metrics["finetune"]["epochs"]] == [1, 2, 3]
+    stem, block, head = reduction_weights(tmp_path / "tuned.onnx")
+    assert stem[0].shape[1] == 1 and block[0].shape[1] == 16 and head[0].shape == (10, 64)
+    for weight, axis in (block, head):
+        assert prune_nm.nm_valid(weight, axis, 2, 4)
+        assert np.count_nonzero(weight == 0) >= weight.size // 2
+    layers = outcome.metrics["layers"]
+    assert outcome.metrics["all_valid"] and list(layers) == list(plain.metrics["layers"])
+    assert [layer["sparsity"] for layer in layers.values()] == pytest.approx(
+        [np.count_nonzero(w == 0) / w.size for w, _ in (block, head)], abs=1e-6
+    )
+    test_images, test_labels = model_zoo.digits("test")
+    accuracy = {
+        name: float((outputs(tmp_path / name, {"x": test_images}).argmax(1) == test_labels).mean())
+        for name in ("plain.onnx", "tuned.onnx")
+    }
+    assert accuracy["tuned.onnx"] > accuracy["plain.onnx"], accuracy
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_distillation_keeps_the_pattern_in_every_weight_layout(
+    matrix_onnx: Path, tmp_path: Path, n: int
+) -> None:
+    """Without labels, MatMul and Gemm (transB 0 and 1) stay N:M along K and move towards the original."""
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "inputs.npz", x=rng.standard_normal((256, 8)).astype(np.float32))
+    probe = {"x": rng.standard_normal((64, 8)).astype(np.float32)}
+    prune(matrix_onnx, tmp_path / "plain.onnx", n=n, m=4)
+    finetune = {"dataset_id": "train", "epochs": 5, "learning_rate": 1e-2, "batch_size": 16}
+    outcome = finetuned(
+        matrix_onnx, tmp_path / "tuned.onnx", tmp_path / "inputs.npz", n=n, m=4, finetune=finetune
+    )
+    assert outcome.metrics["finetune"]["objective"] == "distillation_mse"
+    stored = reduction_weights(tmp_path / "tuned.onnx")
+    assert len(stored) == 3 and all(prune_nm.nm_valid(w, axis, n, 4) for w, axis in stored)
+    assert outcome.metrics["all_valid"] and set(outcome.metrics["layers"]) == {"mm", "gemm_kn", "gemm_nk"}
+    assert outcome.metrics["overall_sparsity"] == pytest.approx(1 - n / 4)
+    reference = outputs(matrix_onnx, probe)
+    before = np.mean((outputs(tmp_path / "plain.onnx", probe) - reference) ** 2)
+    after = np.mean((outputs(tmp_path / "tuned.onnx", probe) - reference) ** 2)
+    assert after < before
+
+
+def test_batch_norms_folded_by_the_export_keep_the_pattern(cnn: nn.Module, tmp_path: Path) -> None:
+    """Batch norms train as layers and the export folds them into the convs: the zeros stay where they are."""
+    source = tmp_path / "cnn-bn.onnx"
+    torch.onnx.export(
+        cnn,
+        (torch.zeros(2, 1, 8, 8),),
+        str(source),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        do_constant_folding=False,  # keeps the BatchNormalization nodes
+        dynamo=False,
+    )
+    assert [n.op_type for n in onnx.load(str(source)).graph.node].count("BatchNormalization") == 2
+    images, labels = model_zoo.digits("train")
+    np.savez(tmp_path / "train.npz", x=images, labels=labels)
+    finetune = {"dataset_id": "train", "epochs": 2, "learning_rate": 1e-2}
+    outcome = finetuned(source, tmp_path / "tuned.onnx", tmp_path / "train.npz", finetune=finetune)
+    tuned = onnx.load(str(tmp_path / "tuned.onnx"))
+    assert "BatchNormalization" not in {n.op_type for n in tuned.graph.node}
+    _, block, head = reduction_weights(tmp_path / "tuned.onnx")
+    assert all(prune_nm.nm_valid(w, axis, 2, 4) for w, axis in (block, head))
+    assert [layer["sparsity"] for layer in outcome.metrics["layers"].values()] == pytest.approx(
+        [np.count_nonzero(w == 0) / w.size for w, _ in (block, head)], abs=1e-6
+    )

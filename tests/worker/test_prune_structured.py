@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import numpy_helper
 
 from service.catalog.prune import StructuredPruneParams
@@ -26,14 +25,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cnn_onnx(folder: Path) -> Path:
     """The digits CNN from a fixed seed on one thread, so the accuracy figures are reproducible."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        model = model_zoo.train(model_zoo.DigitsCNN())
-    finally:
-        torch.set_num_threads(threads)
-    return model_zoo.export_onnx(model, folder / "cnn.onnx")
+    return model_zoo.export_onnx(model_zoo.trained(model_zoo.DigitsCNN), folder / "cnn.onnx")
 
 
 @pytest.fixture(scope="module")

@@ -135,8 +135,9 @@ def finetune(
     params: FinetuneParams,
     progress: Progress,
     span: tuple[float, float] = (0.0, 1.0),
+    after_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Train the student in place; reports each epoch's mean loss through `progress` within `span`."""
+    """Train the student in place (`after_step` runs after each optimizer step); losses go to `progress`."""
     import torch
 
     inputs, labels = load_dataset(data, student)
@@ -161,6 +162,8 @@ def finetune(
                 loss = _loss(student(*batch), batch, targets, teacher, params.distillation)
                 loss.backward()
                 optimizer.step()
+                if after_step is not None:
+                    after_step()
                 schedule.step()
                 total += float(loss.detach()) * len(index)
             epochs.append({"epoch": epoch, "loss": round(total / usable, 6)})

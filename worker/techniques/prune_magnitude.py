@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import MagnitudePruneParams
 from worker.techniques.base import StepContext, StepOutcome
@@ -45,11 +45,12 @@ def prune_arrays(arrays: dict[str, np.ndarray], sparsity: float, scope: str) -> 
 
 
 def run(model_path: Path, output_path: Path, params: MagnitudePruneParams, ctx: StepContext) -> StepOutcome:
-    """Prune to the target sparsity and report the sparsity reached in every layer."""
+    """Prune to the target sparsity, optionally fine-tune, and report the sparsity of every layer stored."""
     import numpy as np
     import onnx
 
     from worker.bridge.weights import initializer_arrays, replace_initializers, save_model, select_weights
+    from worker.techniques.masked_finetune import finetune_pruned, stored_weights
 
     model = onnx.load(str(model_path))
     weights, warnings = select_weights(
@@ -59,19 +60,24 @@ def run(model_path: Path, output_path: Path, params: MagnitudePruneParams, ctx: 
     arrays = initializer_arrays(model, {w.initializer for w in weights})
     pruned = prune_arrays(arrays, params.sparsity, params.scope)
     replace_initializers(model, pruned)
-    save_model(model, output_path)
-    zeros = {name: int(np.count_nonzero(array == 0)) for name, array in pruned.items()}
-    total = sum(array.size for array in pruned.values())
-    return StepOutcome(
-        metrics={
-            "target_sparsity": params.sparsity,
-            "scope": params.scope,
-            "per_layer_sparsity": {
-                w.node: round(zeros[w.initializer] / pruned[w.initializer].size, 6) for w in weights
-            },
-            "overall_sparsity": round(sum(zeros.values()) / total, 6),
-            "pruned_weights": total,
-            "zero_weights": sum(zeros.values()),
+    metrics: dict[str, Any] = {"target_sparsity": params.sparsity, "scope": params.scope}
+    tuned: dict[str, np.ndarray] = {}
+    if params.finetune is None:
+        save_model(model, output_path)
+    else:
+        nodes = [w.node for w in weights]
+        result = finetune_pruned(model, model_path, nodes, params.finetune, ctx, output_path)
+        metrics["finetune"], tuned = result.report, result.weights
+    stored = stored_weights(weights, pruned, tuned)
+    zeros = [int(np.count_nonzero(array == 0)) for array in stored.tensors]
+    total = sum(array.size for array in stored.tensors)
+    metrics.update(
+        per_layer_sparsity={
+            node: round(int(np.count_nonzero(array == 0)) / array.size, 6)
+            for node, (array, _) in stored.by_node.items()
         },
-        warnings=[*warnings, DENSE_RUNTIME_WARNING],
+        overall_sparsity=round(sum(zeros) / total, 6),
+        pruned_weights=total,
+        zero_weights=sum(zeros),
     )
+    return StepOutcome(metrics=metrics, warnings=[*warnings, DENSE_RUNTIME_WARNING])

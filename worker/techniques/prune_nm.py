@@ -49,12 +49,24 @@ def nm_valid(array: np.ndarray, axis: int, n: int, m: int) -> bool:
     return bool((np.count_nonzero(_groups(array, axis, m), axis=-1) <= n).all())
 
 
+def _layer_metrics(array: np.ndarray, axis: int, n: int, m: int) -> dict[str, Any]:
+    """Whether one stored weight follows the pattern, its group count and its sparsity."""
+    import numpy as np
+
+    return {
+        "pattern_valid": nm_valid(array, axis, n, m),
+        "groups": array.size // m,
+        "sparsity": round(float(np.count_nonzero(array == 0)) / array.size, 6),
+    }
+
+
 def run(model_path: Path, output_path: Path, params: NMPruneParams, ctx: StepContext) -> StepOutcome:
-    """Apply the N:M pattern to every selected layer whose reduction dimension allows it."""
+    """Apply N:M sparsity where a selected layer's reduction dimension allows it; optionally fine-tune."""
     import numpy as np
     import onnx
 
     from worker.bridge.weights import initializer_arrays, replace_initializers, save_model, select_weights
+    from worker.techniques.masked_finetune import finetune_pruned, stored_weights
 
     n, m = params.n, params.m
     model = onnx.load(str(model_path))
@@ -64,37 +76,40 @@ def run(model_path: Path, output_path: Path, params: NMPruneParams, ctx: StepCon
     arrays = initializer_arrays(model, {w.initializer for w in weights})
     ctx.progress(0.2, f"applying {n}:{m} sparsity to {len(weights)} layers")
     pruned: dict[str, np.ndarray] = {}
-    layers: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for weight in weights:
         array = arrays[weight.initializer]
         width = array.shape[weight.reduction_axis]
         if width % m:
             skipped[weight.node] = f"reduction dimension {width} is not a multiple of {m}"
-            continue
-        if weight.initializer not in pruned:
+        elif weight.initializer not in pruned:
             pruned[weight.initializer] = nm_prune(array, weight.reduction_axis, n, m)
-        result = pruned[weight.initializer]
-        layers[weight.node] = {
-            "pattern_valid": nm_valid(result, weight.reduction_axis, n, m),
-            "groups": result.size // m,
-            "sparsity": round(float(np.count_nonzero(result == 0)) / result.size, 6),
-        }
     if not pruned:
         detail = f"no selected layer has a reduction dimension that is a multiple of {m}: {skipped}"
         raise TechniqueError("nothing-to-prune", detail, skipped_layers=skipped)
     warnings += [f"{node} left dense: {reason}" for node, reason in skipped.items()]
     replace_initializers(model, pruned)
-    save_model(model, output_path)
-    total = sum(a.size for a in pruned.values())
-    zeros = sum(int(np.count_nonzero(a == 0)) for a in pruned.values())
-    return StepOutcome(
-        metrics={
-            "pattern": f"{n}:{m}",
-            "layers": layers,
-            "skipped_layers": skipped,
-            "all_valid": all(layer["pattern_valid"] for layer in layers.values()),
-            "overall_sparsity": round(zeros / total, 6) if total else 0.0,
-        },
-        warnings=[*warnings, SPARSE_RUNTIME_WARNING],
+    metrics: dict[str, Any] = {"pattern": f"{n}:{m}"}
+    tuned: dict[str, np.ndarray] = {}
+    if params.finetune is None:
+        save_model(model, output_path)
+    else:
+        # Every node reading a pruned initializer keeps its zeros, a skipped one sharing it included.
+        nodes = [w.node for w in weights if w.initializer in pruned]
+        result = finetune_pruned(model, model_path, nodes, params.finetune, ctx, output_path)
+        metrics["finetune"], tuned = result.report, result.weights
+    stored = stored_weights(weights, pruned, tuned)
+    layers = {
+        node: _layer_metrics(array, axis, n, m)
+        for node, (array, axis) in stored.by_node.items()
+        if node not in skipped
+    }
+    total = sum(a.size for a in stored.tensors)
+    zeros = sum(int(np.count_nonzero(a == 0)) for a in stored.tensors)
+    metrics.update(
+        layers=layers,
+        skipped_layers=skipped,
+        all_valid=all(layer["pattern_valid"] for layer in layers.values()),
+        overall_sparsity=round(zeros / total, 6) if total else 0.0,
     )
+    return StepOutcome(metrics=metrics, warnings=[*warnings, SPARSE_RUNTIME_WARNING])
