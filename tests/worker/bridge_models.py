@@ -54,36 +54,48 @@ class ConcatCNN(nn.Module):
 class TinyEncoder(nn.Module):
     """Rows of the image as 8 tokens through one pre-norm transformer block.
 
-    By default a fused QKV projection and a key mask over 2 heads; `bert_style` makes it 4 heads
-    with separate Q, K and V projections and no mask, as BERT-like models are written.
+    `style` "fused": one QKV projection cut in three and a key mask over 2 heads. "bert": 4 heads
+    with separate Q, K and V projections and views that keep whatever the leading dims are, as
+    HuggingFace writes them. "bert-width": the same, but the head size is worked out from the
+    projection's width at run time, so a shape read off a pruned tensor goes wrong.
     """
 
-    def __init__(self, dim: int = 32, hidden: int = 64, bert_style: bool = False) -> None:
+    def __init__(self, dim: int = 32, hidden: int = 64, style: str = "fused") -> None:
         super().__init__()
-        self.heads, self.bert_style = (4 if bert_style else 2), bert_style
+        self.style, self.heads = style, (2 if style == "fused" else 4)
         self.embed = nn.Linear(8, dim)
         self.position = nn.Parameter(torch.randn(1, 8, dim) * 0.02)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        if bert_style:
-            self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        else:
+        if style == "fused":
             self.qkv = nn.Linear(dim, 3 * dim)
+        else:
+            self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
         self.up, self.down = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
         self.register_buffer("keep", (torch.arange(8) < 7).long())
         self.head = nn.Linear(dim, 10)
 
+    def split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(batch, tokens, width) -> (batch, heads, tokens, head size)."""
+        size = t.shape[-1] // self.heads if self.style == "bert-width" else 32 // self.heads
+        return t.view(t.size()[:-1] + (self.heads, size)).transpose(1, 2)
+
     def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Multi-head self-attention (with a key mask unless BERT-style), written out op by op."""
+        """Multi-head self-attention (with a key mask when fused), written out op by op."""
         batch, tokens, dim = x.shape[0], x.shape[1], x.shape[2]
-        q, k, v = (self.q(x), self.k(x), self.v(x)) if self.bert_style else self.qkv(x).chunk(3, dim=-1)
-        q, k, v = (t.reshape(batch, tokens, self.heads, dim // self.heads).transpose(1, 2) for t in (q, k, v))
+        if self.style == "fused":
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            q, k, v = (
+                t.reshape(batch, tokens, self.heads, dim // self.heads).transpose(1, 2) for t in (q, k, v)
+            )
+        else:
+            q, k, v = (self.split_heads(t) for t in (self.q(x), self.k(x), self.v(x)))
         scores = q @ k.transpose(-2, -1) / (dim // self.heads) ** 0.5
-        if not self.bert_style:
+        if self.style == "fused":
             mask = self.keep.expand(batch, self.heads, tokens, tokens) == 0
             scores = scores.masked_fill(mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        return self.proj((weights @ v).transpose(1, 2).reshape(batch, tokens, dim))
+        context = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2)
+        return self.proj(context.reshape(batch, tokens, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.embed(x.squeeze(1)) + self.position
@@ -116,7 +128,8 @@ def export(model: nn.Module, path: Path, opset: int = 17, fold: bool = False) ->
 @functools.cache
 def trained(name: str) -> nn.Module:
     """One of the models above trained briefly on digits, once per test session."""
-    builders = {"concat": ConcatCNN, "encoder": TinyEncoder, "bert": lambda: TinyEncoder(bert_style=True)}
+    builders = {"concat": ConcatCNN, "encoder": TinyEncoder}
+    builders |= {style: functools.partial(TinyEncoder, style=style) for style in ("bert", "bert-width")}
     return model_zoo.trained(builders[name], epochs=2)
 
 

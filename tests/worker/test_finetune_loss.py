@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from service.catalog.prune import FinetuneParams
+from tests import model_zoo
 from worker.bridge import OnnxModule, from_onnx
 from worker.techniques.finetune import TEMPERATURE, finetune
 from worker.techniques.finetune import _class_loss as class_loss
@@ -66,3 +67,37 @@ def test_objective_names_what_was_trained(teacher: OnnxModule, tmp_path: Path) -
 
     assert reports[0.0]["objective"] == "cross_entropy"
     assert reports[0.5]["objective"] == "cross_entropy+distillation"
+
+
+class PixelClassifier(nn.Module):
+    """Per-pixel scores over 11 classes (background and the ten digits), classes on dim 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 11, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_segmentation_scores_on_dim_1_train_against_per_pixel_labels(tmp_path: Path) -> None:
+    """(N, C, H, W) scores with (N, H, W) labels: torch's own cross-entropy, and a loss that falls."""
+    images, digits = model_zoo.digits("train")
+    images, digits = images[:256], digits[:256]
+    # Ink pixels are labelled with their digit, blank ones as background (class 10).
+    labels = np.where(images[:, 0] > 0.3, digits[:, None, None], 10).astype(np.int64)
+    np.savez(tmp_path / "pixels.npz", x=images, labels=labels)
+    torch.manual_seed(0)
+    teacher = from_onnx(
+        onnx.load(str(model_zoo.export_onnx(PixelClassifier().eval(), tmp_path / "seg.onnx")))
+    )
+
+    logits = torch.randn(4, 11, 8, 8)
+    target = torch.from_numpy(labels[:4])
+    loss = class_loss(logits, target, [torch.zeros(4, 1, 8, 8)], teacher, 0.0)
+    assert float(loss) == pytest.approx(float(nn.functional.cross_entropy(logits, target)), rel=1e-6)
+
+    student = copy.deepcopy(teacher)
+    params = FinetuneParams(dataset_id="pixels", epochs=8, learning_rate=1e-2, distillation=0.0)
+    report = finetune(student, teacher, tmp_path / "pixels.npz", params, lambda *_: None)
+    assert report["epochs"][-1]["loss"] < 0.8 * report["epochs"][0]["loss"]

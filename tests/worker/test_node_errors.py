@@ -75,9 +75,8 @@ def test_report_lists_quantized_nodes_worst_first(cnn_onnx: Path, cnn_static: Pa
     assert {"Conv", "Gemm"} <= {entry["op_type"] for entry in report}
 
 
-def test_qoperator_and_qdq_candidates_blame_the_same_node(
-    cnn_onnx: Path, cnn_static: Path, tmp_path: Path
-) -> None:
+def test_qoperator_and_qdq_candidates_blame_the_same_node(cnn_onnx: Path, tmp_path: Path) -> None:
+    """The same quantization in both formats: the report reads each and blames the same node."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -87,14 +86,15 @@ def test_qoperator_and_qdq_candidates_blame_the_same_node(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    qoperator = tmp_path / "qoperator.onnx"
-    quantize_static(str(cnn_onnx), str(qoperator), Reader(), quant_format=QuantFormat.QOperator)
     baseline = onnx.load(str(cnn_onnx))
     blamed = []
-    for candidate in (cnn_static, qoperator):
+    for quant_format in (QuantFormat.QDQ, QuantFormat.QOperator):
+        candidate = tmp_path / f"{quant_format.name}.onnx"
+        quantize_static(str(cnn_onnx), str(candidate), Reader(), quant_format=quant_format)
         errors = measure_nodes(baseline, onnx.load(str(candidate)), IMAGES, threads=1, budget_s=5.0) or []
-        # Conv + Relu fold into one QLinearConv: the report must still read the post-Relu values.
-        assert errors and all(error.cosine > 0.99 for error in errors)
+        # Conv + Relu fold into one QLinearConv: the report must still read the post-Relu values
+        # (per-tensor int8 keeps ~0.99 of cosine here; the stem's pre-Relu values score ~0.72).
+        assert errors and all(error.cosine > 0.95 for error in errors)
         blamed.append(max(errors, key=lambda error: error.added_error).node)
     assert blamed[0] == blamed[1]
 

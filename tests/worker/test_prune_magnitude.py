@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from onnx import numpy_helper
 
 from service.catalog.prune import MagnitudePruneParams
@@ -94,6 +96,21 @@ def test_matmul_weights_of_an_encoder(tmp_path: Path) -> None:
         3,
         10,
     )
+
+
+def test_a_weight_shared_through_identity_is_reported_for_every_layer(tmp_path: Path) -> None:
+    """The exporter stores equal weights once and feeds the second reader through an Identity."""
+    torch.manual_seed(0)
+    block = torch.nn.Linear(64, 64)
+    copied = copy.deepcopy(block)  # as nn.TransformerEncoder copies its first layer into the others
+    tied = torch.nn.Sequential(torch.nn.Flatten(), block, torch.nn.ReLU(), copied, torch.nn.Linear(64, 10))
+    source = model_zoo.export_onnx(tied.eval(), tmp_path / "tied.onnx")
+    assert "Identity" in {node.op_type for node in onnx.load(str(source)).graph.node}
+    outcome = prune(source, tmp_path / "out.onnx", sparsity=0.5)
+    assert len(outcome.metrics["per_layer_sparsity"]) == 3
+    assert all(abs(value - 0.5) < 1e-3 for value in outcome.metrics["per_layer_sparsity"].values())
+    images, _ = model_zoo.digits("test")
+    assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": images[:3]})[0].shape == (3, 10)
 
 
 def test_unknown_names_warn_and_empty_selection_fails(cnn_onnx: Path, tmp_path: Path) -> None:

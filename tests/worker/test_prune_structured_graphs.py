@@ -23,12 +23,13 @@ from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, mlp_onnx: Path) -> dict[str, Path]:
-    """Concat/depthwise/grouped CNN (batch norm kept as nodes), two encoders, and the digits MLP."""
+    """Concat/depthwise/grouped CNN (batch norm kept as nodes), three encoders, and the digits MLP."""
     folder = tmp_path_factory.mktemp("graphs")
     return {
         "concat": bridge_models.export(bridge_models.trained("concat"), folder / "concat.onnx"),
         "encoder": bridge_models.export(bridge_models.trained("encoder"), folder / "encoder.onnx"),
         "bert": bridge_models.export(bridge_models.trained("bert"), folder / "bert.onnx"),
+        "bert-width": bridge_models.export(bridge_models.trained("bert-width"), folder / "bert-width.onnx"),
         "mlp": mlp_onnx,
     }
 
@@ -111,7 +112,7 @@ def test_attention_heads_go_whole_and_q_k_v_together(models: dict[str, Path], tm
     module = from_onnx(onnx.load(str(models["bert"])))
     with torch.no_grad():
         shapes = {name: tuple(v.shape) for name, v in module.run(example_inputs(module)).items()}
-    graph = analyze(module, shapes, {"/up/MatMul"})
+    graph = analyze(module, shapes, {"/up/MatMul"}, trust_dims=True)
     q_step = next(step for step in module.steps if step.name == "/q/MatMul")
     head_space = graph.layouts[q_step.outputs[0]].segments[0][0]
     kept_heads = shrink.plan(module, graph, "l1", 0.5, 8).keep[graph.spaces.find(head_space)]
@@ -128,6 +129,40 @@ def test_attention_heads_go_whole_and_q_k_v_together(models: dict[str, Path], tm
     actual = ort.InferenceSession(str(out)).run(None, {"pixels": images[:64]})[0]
     np.testing.assert_allclose(actual, expected, atol=1e-4)
     assert run(out, batch=5).shape == (5, 10)  # the head count is no longer the traced one
+
+
+def test_a_head_size_worked_out_from_the_width_keeps_the_heads(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Trusting the shapes read off Q, K, V would give a wrong head size: the check catches it."""
+    out = tmp_path / "bert-width.onnx"
+    found = channels(prune(models["bert-width"], out, sparsity=0.5))
+    assert found["/up/MatMul"] == (64, 32)
+    assert all(found[name] == (32, 32) for name in ("/q/MatMul", "/k/MatMul", "/v/MatMul"))
+    assert run(out, batch=5).shape == (5, 10)
+
+
+class MeanPooledCNN(torch.nn.Module):
+    """Convolutions averaged over space with a mean over (H, W), then a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, padding=1)
+        )
+        self.classifier = torch.nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.relu(self.features(x)).mean((2, 3)))
+
+
+def test_a_spatial_mean_keeps_the_channels_prunable(tmp_path: Path) -> None:
+    """ReduceMean over H and W (as the dynamo exporter writes adaptive pooling) is channel-wise."""
+    source = bridge_models.export(MeanPooledCNN().eval(), tmp_path / "mean.onnx")
+    assert "ReduceMean" in {node.op_type for node in onnx.load(str(source)).graph.node}
+    found = channels(prune(source, tmp_path / "out.onnx", sparsity=0.5))
+    assert found["/features/features.2/Conv"] == (32, 16)
+    assert run(tmp_path / "out.onnx", batch=4).shape == (4, 10)
 
 
 def test_round_to_exclude_and_output_layer(models: dict[str, Path], tmp_path: Path) -> None:
@@ -158,6 +193,7 @@ def test_nothing_prunable_and_unsupported_ops_fail_clearly(tmp_path: Path) -> No
     with pytest.raises(TechniqueError) as caught:
         prune(tmp_path / "gemm.onnx", tmp_path / "out.onnx")
     assert caught.value.slug == "nothing-to-prune"
+    assert caught.value.extensions["kept_whole_by"] == ["graph outputs"]
     model = _single_gemm()
     model.graph.node.append(helper.make_node("TopK", ["y", "k"], ["values", "indices"]))
     onnx.save(model, str(tmp_path / "topk.onnx"))

@@ -43,6 +43,13 @@ ELEMENTWISE = frozenset(
 
 # Ops that normalize along one axis: channel-wise for any other axis.
 ALONG_AXIS = frozenset({"Softmax", "LogSoftmax"})
+# Reductions: channel-wise when the channel axis is not among the reduced ones.
+REDUCTIONS = frozenset(
+    "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSum "
+    "ReduceLogSumExp".split()
+)
+# Ops that read only a tensor's dims, never its values.
+DIMS_ONLY = frozenset({"Shape", "Size"})
 
 
 @dataclass
@@ -51,21 +58,29 @@ class ChannelGraph:
 
     spaces: Spaces
     layouts: dict[str, Layout]
+    kept_whole_by: set[str]
 
 
 class _Walker:
-    def __init__(self, shapes: Shapes, exclude: Collection[str], opset: int) -> None:
-        self.shapes, self.exclude, self.opset = shapes, exclude, opset
+    def __init__(self, shapes: Shapes, exclude: Collection[str], opset: int, trust_dims: bool) -> None:
+        self.shapes, self.exclude, self.opset, self.trust_dims = shapes, exclude, opset, trust_dims
         self.spaces = Spaces()
         self.layouts: dict[str, Layout] = {}
+        self.kept_whole_by: set[str] = set()
 
     def fresh(self, tensor: str, axis: int, frozen: bool) -> None:
         size = self.shapes[tensor][axis]
         self.layouts[tensor] = Layout(axis, ((self.spaces.new(size, frozen), 1),))
 
+    def freeze(self, layout: Layout | None, reason: str) -> None:
+        """Keep a layout's channels whole, remembering what kept a prunable group whole."""
+        if layout is not None and any(not self.spaces.is_frozen(space) for space, _ in layout.segments):
+            self.kept_whole_by.add(reason)
+        self.spaces.freeze(layout)
+
     def freeze_inputs(self, step: Step) -> None:
         for name in step.inputs:
-            self.spaces.freeze(self.layouts.get(name))
+            self.freeze(self.layouts.get(name), step.op)
 
     def same_structure(self, one: Layout, other: Layout) -> bool:
         """Same axis, and segment by segment the same size and repeat."""
@@ -197,6 +212,24 @@ class _Walker:
             return None
         return self.unify(step, operands)
 
+    def reduction(self, step: Step, layout: Layout) -> Layout | None:
+        """A reduction over other axes keeps the channels; dropped dims move the axis."""
+        rank = len(self.shapes[step.inputs[0]])
+        constant = step.consts[1] if len(step.consts) > 1 else None
+        if len(step.inputs) > 1 and step.inputs[1] and constant is None:
+            return None  # axes computed at run time
+        axes = constant.reshape(-1).tolist() if constant is not None else step.attrs.get("axes")
+        if not axes:
+            return None  # over every axis, channels included
+        reduced = {int(a) % rank for a in axes}
+        channel = rank + layout.axis
+        if channel in reduced:
+            return None
+        if step.attrs.get("keepdims", 1):
+            return layout
+        kept_after = sum(1 for d in range(channel + 1, rank) if d not in reduced)
+        return Layout(-1 - kept_after, layout.segments)
+
     def along_axis(self, step: Step, layout: Layout) -> Layout | None:
         """Softmax within each channel: before opset 13 it spans every dim from `axis` on."""
         rank = len(self.shapes[step.inputs[0]])
@@ -210,17 +243,17 @@ class _Walker:
         rank, excluded = len(self.shapes[out]), step.name in self.exclude
         if isinstance(layer, nn.Linear):
             if source and source.axis != -1:
-                self.spaces.freeze(source)
+                self.freeze(source, "MatMul / Gemm over a non-channel axis")
             self.fresh(out, -1, excluded)
         elif isinstance(layer, nn.modules.conv._ConvNd):
             depthwise = layer.groups == layer.in_channels == layer.out_channels and layer.groups > 1
             if depthwise and source is not None:
                 if excluded:
-                    self.spaces.freeze(source)
+                    self.freeze(source, "excluded nodes")
                 self.layouts[out] = source
                 return
             if layer.groups > 1:
-                self.spaces.freeze(source)
+                self.freeze(source, "grouped Conv")
             self.fresh(out, 1 - rank, excluded or layer.groups > 1)
         elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and source and source.axis == 1 - rank:
             self.layouts[out] = source
@@ -233,6 +266,8 @@ class _Walker:
         operands = [n for n in step.inputs if n]
         if not any(n in self.layouts for n in operands):
             return None
+        if step.op in DIMS_ONLY and self.trust_dims:
+            return None  # dims computed from a pruned tensor follow it; validated after pruning
         result: Layout | None = None
         source = self.layouts.get(operands[0])
         if step.op in CHANNELWISE | SPATIAL and source is not None:
@@ -252,6 +287,8 @@ class _Walker:
             result = self.transpose(step, source)
         elif step.op == "MatMul" and len(operands) == 2:
             result = self.matmul(step, operands)
+        elif step.op in REDUCTIONS and source is not None:
+            result = self.reduction(step, source)
         elif step.op in ALONG_AXIS and source is not None:
             result = self.along_axis(step, source)
         if result is None:
@@ -261,11 +298,19 @@ class _Walker:
         return None
 
 
-def analyze(module: OnnxModule, shapes: Shapes, exclude: Collection[str] = ()) -> ChannelGraph:
-    """Channel spaces and layouts of a bridged model, given every tensor's shape from one run."""
-    walker = _Walker(shapes, exclude, module.opset)
+def analyze(
+    module: OnnxModule, shapes: Shapes, exclude: Collection[str] = (), trust_dims: bool = False
+) -> ChannelGraph:
+    """Channel spaces and layouts of a bridged model, given every tensor's shape from one run.
+
+    With `trust_dims` a Shape of a pruned tensor does not keep its channels whole: a shape computed
+    from it then follows the pruning, which is usually right (a view keeping the batch and
+    sequence dims) but not always (a head size worked out from the channel count), so the result
+    must be checked (see equivalence.py).
+    """
+    walker = _Walker(shapes, exclude, module.opset, trust_dims)
     for step in module.steps:
         walker.step(step, module.layer_of(step))
     for spec in module.outputs:
-        walker.spaces.freeze(walker.layouts.get(spec.name))
-    return ChannelGraph(walker.spaces, walker.layouts)
+        walker.freeze(walker.layouts.get(spec.name), "graph outputs")
+    return ChannelGraph(walker.spaces, walker.layouts, walker.kept_whole_by)

@@ -27,7 +27,10 @@ class Weight:
 
 
 def _weight_input(node: onnx.NodeProto, arrays: dict[str, np.ndarray]) -> tuple[str, int] | None:
-    """(initializer name, reduction axis) of the node's weight, or None when it has no constant one."""
+    """(initializer name, reduction axis) of the node's weight, or None when it has no constant one.
+
+    `arrays` also holds the names of Identity outputs that pass an initializer on (see _constants).
+    """
     if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in arrays:
         return node.input[1], 1
     if node.op_type == "Gemm" and len(node.input) > 1 and node.input[1] in arrays:
@@ -41,6 +44,22 @@ def _weight_input(node: onnx.NodeProto, arrays: dict[str, np.ndarray]) -> tuple[
     return None
 
 
+def _constants(model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Float initializers by name, also under the outputs of Identity nodes that pass them on; and
+    which initializer each such name stands for (the exporter ties a shared weight this way)."""
+    arrays = {
+        init.name: numpy_helper.to_array(init)
+        for init in model.graph.initializer
+        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
+    }
+    source = {name: name for name in arrays}
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input and node.input[0] in source:
+            source[node.output[0]] = source[node.input[0]]
+            arrays[node.output[0]] = arrays[node.input[0]]
+    return arrays, source
+
+
 def prunable_weights(
     model: onnx.ModelProto,
     op_types: Collection[str],
@@ -48,11 +67,7 @@ def prunable_weights(
     exclude: Collection[str] = (),
 ) -> list[Weight]:
     """Float weights of the selected nodes, in graph order (a shared initializer appears once per node)."""
-    arrays = {
-        init.name: numpy_helper.to_array(init)
-        for init in model.graph.initializer
-        if init.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
-    }
+    arrays, source = _constants(model)
     found = []
     for index, node in enumerate(model.graph.node):
         name = node_name(node, index)
@@ -60,7 +75,7 @@ def prunable_weights(
             continue
         weight = _weight_input(node, arrays)
         if weight is not None:
-            found.append(Weight(name, node.op_type, weight[0], weight[1]))
+            found.append(Weight(name, node.op_type, source[weight[0]], weight[1]))
     return found
 
 

@@ -80,6 +80,13 @@ def _outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Ten
     return (result,) if isinstance(result, torch.Tensor) else result
 
 
+def _classes_last(logits: torch.Tensor, classes_on_dim_1: bool) -> torch.Tensor:
+    """Scores as (positions, classes): classes moved last from dim 1 (N, C, H, W) where they are there."""
+    if classes_on_dim_1:
+        logits = logits.movedim(1, -1)
+    return logits.flatten(0, -2) if logits.dim() > 2 else logits
+
+
 def _class_loss(
     logits: torch.Tensor, labels: torch.Tensor, batch: list[torch.Tensor], teacher: OnnxModule, weight: float
 ) -> Any:
@@ -87,16 +94,22 @@ def _class_loss(
     import torch
     import torch.nn.functional as F
 
-    if logits.dim() > 2:
-        logits, labels = logits.flatten(0, -2), labels.flatten()
+    shape, label_shape = tuple(logits.shape), tuple(labels.shape)
+    # Classes last unless only dim 1 fits, as in a segmentation model's (N, C, H, W).
+    classes_on_dim_1 = label_shape == shape[:1] + shape[2:] and label_shape != shape[:-1]
+    logits, labels = _classes_last(logits, classes_on_dim_1), labels.flatten()
     if labels.numel() != logits.shape[0] or int(labels.max()) >= logits.shape[-1] or int(labels.min()) < 0:
-        detail = f"labels do not match the first output (shape {tuple(logits.shape)}) as class indices"
+        detail = (
+            f"labels of shape {label_shape} do not match the first output "
+            f"(shape {shape}) as class indices: give one label per sample, or per position with the "
+            "classes on the output's last dim or on dim 1 (as segmentation models do)"
+        )
         raise TechniqueError("dataset-mismatch", detail)
     loss = F.cross_entropy(logits, labels)
     if weight == 0:
         return loss
     with torch.no_grad():
-        targets = _outputs(teacher(*batch))[0].reshape(logits.shape)
+        targets = _classes_last(_outputs(teacher(*batch))[0], classes_on_dim_1).reshape(logits.shape)
     soft = F.kl_div(
         F.log_softmax(logits / TEMPERATURE, -1),
         F.log_softmax(targets / TEMPERATURE, -1),

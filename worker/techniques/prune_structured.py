@@ -18,6 +18,7 @@ from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 if TYPE_CHECKING:
     import onnx
+    import torch
 
     from worker.bridge import OnnxModule
     from worker.bridge.channels import ChannelGraph
@@ -37,11 +38,11 @@ def count_parameters(model: onnx.ModelProto) -> int:
     return total
 
 
-def _analyze(module: OnnxModule, exclude: list[str]) -> ChannelGraph:
+def _shapes(module: OnnxModule) -> tuple[list[torch.Tensor], dict[str, tuple[int, ...]]]:
+    """Example inputs of the model's signature, and every tensor's shape on them."""
     import torch
 
     from worker.bridge import example_inputs
-    from worker.bridge.channels import analyze
 
     try:
         examples = example_inputs(module)
@@ -55,35 +56,63 @@ def _analyze(module: OnnxModule, exclude: list[str]) -> ChannelGraph:
     except RuntimeError as error:
         detail = f"the bridged model does not run on example inputs of its signature: {error}"
         raise TechniqueError("model-not-runnable", detail) from None
-    return analyze(module, shapes, set(exclude))
+    return examples, shapes
 
 
-def _prune(module: OnnxModule, params: StructuredPruneParams, warnings: list[str]) -> dict[str, Any]:
-    """Rank, choose and slice channels in place; returns the metrics about the channels."""
-    from worker.bridge import shrink
+def _nothing_to_prune(graph: ChannelGraph, round_to: int) -> TechniqueError:
+    reasons = ", ".join(sorted(graph.kept_whole_by)) or "nothing"
+    detail = (
+        f"no channel group can be pruned: channels were kept whole by {reasons}, and the other groups "
+        f"have at most round_to={round_to} channels"
+    )
+    return TechniqueError("nothing-to-prune", detail, kept_whole_by=sorted(graph.kept_whole_by))
 
-    graph = _analyze(module, params.exclude)
-    unknown = sorted(set(params.exclude) - {step.name for step in module.steps})
-    if unknown:
-        warnings.append(f"excluded node names not in the model: {', '.join(unknown)}")
-    plan = shrink.plan(module, graph, params.importance, params.sparsity, params.round_to)
+
+def _attempt(
+    module: OnnxModule, params: StructuredPruneParams, trust_dims: bool, warnings: list[str]
+) -> tuple[OnnxModule, dict[str, Any]] | None:
+    """Prune a copy of the module; None when the result is not exactly the original minus its channels."""
+    from worker.bridge import equivalence, shrink
+    from worker.bridge.channels import analyze
+
+    pruned = copy.deepcopy(module)
+    examples, shapes = _shapes(pruned)
+    graph = analyze(pruned, shapes, set(params.exclude), trust_dims=trust_dims)
+    plan = shrink.plan(pruned, graph, params.importance, params.sparsity, params.round_to)
     if not plan.keep:
-        detail = (
-            "no channel group can be pruned: each one feeds a graph output, an excluded node or an op whose "
-            f"channels are kept whole, or has at most round_to={params.round_to} channels"
-        )
-        raise TechniqueError("nothing-to-prune", detail)
+        raise _nothing_to_prune(graph, params.round_to)
+    reference = equivalence.masked_reference(pruned, graph, plan.keep)
+    channels = shrink.apply(pruned, graph, plan.keep)
+    if not equivalence.same_outputs(pruned, reference, equivalence.random_inputs(examples)):
+        return None
     if plan.fallback_groups:
         warnings.append(
             f"{plan.fallback_groups} channel groups have no batch norm; ranked by l2 norm instead"
         )
-    channels = shrink.apply(module, graph, plan.keep)
-    roots = graph.spaces.roots()
-    return {
+    return pruned, {
         "channels": {node: {"before": b, "after": a} for node, (b, a) in channels.items()},
         "groups_pruned": len(plan.keep),
-        "groups_kept_whole": len(roots) - len(plan.keep),
+        "groups_kept_whole": len(graph.spaces.roots()) - len(plan.keep),
     }
+
+
+def _prune(
+    module: OnnxModule, params: StructuredPruneParams, warnings: list[str]
+) -> tuple[OnnxModule, dict[str, Any]]:
+    """The pruned module and the metrics about its channels, checked against the original.
+
+    Shapes read off pruned tensors are first trusted to follow the pruning; if the check finds
+    one that does not, the analysis runs again keeping every tensor whose shape is read whole.
+    """
+    unknown = sorted(set(params.exclude) - {step.name for step in module.steps})
+    if unknown:
+        warnings.append(f"excluded node names not in the model: {', '.join(unknown)}")
+    for trust_dims in (True, False):
+        result = _attempt(module, params, trust_dims, warnings)
+        if result is not None:
+            return result
+    detail = "the pruned model does not compute what the original computes without the removed channels"
+    raise TechniqueError("pruning-unverified", detail)
 
 
 def run(model_path: Path, output_path: Path, params: StructuredPruneParams, ctx: StepContext) -> StepOutcome:
@@ -96,13 +125,12 @@ def run(model_path: Path, output_path: Path, params: StructuredPruneParams, ctx:
 
     torch.set_num_threads(max(1, ctx.threads))
     original = onnx.load(str(model_path))
-    module = from_onnx(original)
-    teacher = copy.deepcopy(module) if params.finetune else None
+    teacher = from_onnx(original)
     ctx.progress(0.05, "analysing channel dependencies")
     warnings: list[str] = []
-    metrics = _prune(module, params, warnings)
+    module, metrics = _prune(teacher, params, warnings)
     ctx.progress(0.2, f"pruned {metrics['groups_pruned']} channel groups")
-    if params.finetune and teacher is not None:
+    if params.finetune:
         data = ctx.dataset(params.finetune.dataset_id)
         metrics["finetune"] = finetune(module, teacher, data, params.finetune, ctx.progress, span=(0.2, 0.9))
     else:
