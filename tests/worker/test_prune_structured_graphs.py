@@ -165,6 +165,42 @@ def test_a_spatial_mean_keeps_the_channels_prunable(tmp_path: Path) -> None:
     assert run(tmp_path / "out.onnx", batch=4).shape == (4, 10)
 
 
+class UpsamplingNet(torch.nn.Module):
+    """A small decoder: a strided conv, a ConvTranspose back up, a skip concatenation, per-pixel scores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 16, 3, padding=1)
+        self.down = torch.nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.up = torch.nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1)
+        self.scores = torch.nn.Conv2d(32, 10, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = torch.relu(self.stem(x))
+        up = torch.relu(self.up(torch.relu(self.down(skip))))
+        return self.scores(torch.cat([skip, up], 1)).mean((2, 3))
+
+
+def test_conv_transpose_bridges_and_its_channels_are_pruned(tmp_path: Path) -> None:
+    """ConvTranspose keeps its output channels on weight dim 1: they shrink with its readers' inputs."""
+    torch.manual_seed(0)
+    source = bridge_models.export(UpsamplingNet().eval(), tmp_path / "up.onnx")
+    images, _ = model_zoo.digits("test")
+    bridge_models.matches_onnxruntime(onnx.load(str(source)), {"pixels": images[:3]}, tmp_path)
+    found = channels(prune(source, tmp_path / "out.onnx", sparsity=0.5))
+    assert found["/up/ConvTranspose"] == (16, 8)
+    assert found["/down/Conv"] == (32, 16) and found["/stem/Conv"] == (16, 8)
+    assert run(tmp_path / "out.onnx", batch=3).shape == (3, 10)
+
+    model = onnx.load(str(source))
+    node = next(node for node in model.graph.node if node.op_type == "ConvTranspose")
+    node.attribute.append(helper.make_attribute("output_shape", [8, 8]))
+    onnx.save(model, str(tmp_path / "sized.onnx"))
+    with pytest.raises(TechniqueError) as caught:
+        prune(tmp_path / "sized.onnx", tmp_path / "sized-out.onnx")
+    assert caught.value.slug == "unsupported-ops" and "ConvTranspose with output_shape" in caught.value.detail
+
+
 def test_round_to_exclude_and_output_layer(models: dict[str, Path], tmp_path: Path) -> None:
     """Kept counts round up to the multiple; excluded and output layers keep every channel."""
     first, second, last = "/net/net.1/Gemm", "/net/net.3/Gemm", "/net/net.5/Gemm"

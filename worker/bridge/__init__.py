@@ -1,7 +1,8 @@
 """The ONNX <-> torch bridge: ONNX graphs as trainable torch modules, and back to ONNX.
 
-Conv, Gemm / MatMul by a constant, BatchNormalization, LayerNormalization and embedding Gathers
-become real nn layers; every other node is a torch function run in topological order.
+Conv, ConvTranspose, Gemm / MatMul by a constant, BatchNormalization, LayerNormalization and
+embedding Gathers become real nn layers; every other node is a torch function run in topological
+order.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import onnx
 
-from worker.bridge import ops_elementwise, ops_nn, ops_reduce, ops_resize, ops_shape  # noqa: F401 - register ops
+from worker.bridge import (  # noqa: F401 - register ops
+    ops_conv_transpose,
+    ops_elementwise,
+    ops_nn,
+    ops_reduce,
+    ops_resize,
+    ops_shape,
+)
 from worker.bridge.export import example_inputs, to_onnx
 from worker.bridge.graph import build_module
 from worker.bridge.module import OnnxModule, Step, TensorSpec

@@ -241,7 +241,11 @@ class _Walker:
     def layer(self, step: Step, layer: nn.Module) -> None:
         source, out = self.layouts.get(step.inputs[-1]), step.outputs[0]
         rank, excluded = len(self.shapes[out]), step.name in self.exclude
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+            if layer.groups > 1:
+                self.freeze(source, "grouped ConvTranspose")
+            self.fresh(out, 1 - rank, excluded or layer.groups > 1)
+        elif isinstance(layer, nn.Linear):
             if source and source.axis != -1:
                 self.freeze(source, "MatMul / Gemm over a non-channel axis")
             self.fresh(out, -1, excluded)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from worker.bridge.channels import ChannelGraph
 from worker.bridge.module import OnnxModule
-from worker.bridge.shrink import ConvLayer, kept_indices
+from worker.bridge.shrink import ConvLayer, ConvTransposeLayer, kept_indices
 
 # Allowed difference, relative to the largest output: summation order changes with the widths.
 TOLERANCE = 1e-4
@@ -36,9 +36,10 @@ def masked_reference(module: OnnxModule, graph: ChannelGraph, keep: dict[int, np
         cols = kept_indices(graph, graph.layouts.get(step.inputs[-1]), keep)
         if cols is None:
             continue
-        removed = np.setdiff1d(np.arange(layer.weight.shape[1]), cols)
+        axis = 0 if isinstance(layer, ConvTransposeLayer) else 1  # where the layer's input channels are
+        removed = torch.from_numpy(np.setdiff1d(np.arange(layer.weight.shape[axis]), cols)).long()
         with torch.no_grad():
-            layer.weight[:, torch.from_numpy(removed).long()] = 0
+            layer.weight.index_fill_(axis, removed, 0)
     return reference
 
 

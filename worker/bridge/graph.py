@@ -90,6 +90,8 @@ def _layer(
     kind = node.op_type
     if kind == "Conv":
         return layers.conv(node, attrs, consts)
+    if kind == "ConvTranspose":
+        return layers.conv_transpose(node, attrs, consts)
     if kind == "Gemm":
         return layers.gemm(node, attrs, consts)
     if kind == "MatMul":

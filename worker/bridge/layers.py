@@ -10,9 +10,15 @@ import onnx
 import torch
 from torch import nn
 
+from worker.bridge.ops_conv_transpose import settings
 from worker.bridge.ops_nn import symmetric
 
 CONV_LAYERS: dict[int, Callable[..., nn.modules.conv._ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+CONV_TRANSPOSE_LAYERS: dict[int, Callable[..., nn.modules.conv._ConvTransposeNd]] = {
+    1: nn.ConvTranspose1d,
+    2: nn.ConvTranspose2d,
+    3: nn.ConvTranspose3d,
+}
 BATCH_NORMS: dict[int, Callable[..., nn.modules.batchnorm._BatchNorm]] = {
     2: nn.BatchNorm1d,
     3: nn.BatchNorm1d,
@@ -56,6 +62,29 @@ def conv(
         dilation=tuple(attrs.get("dilations") or [1] * n),
         groups=groups,
         bias=has_bias,
+    )
+    layer.to(_tensor(weight).dtype)
+    _set(layer.weight, weight)
+    if bias is not None:
+        _set(layer.bias, bias)
+    return layer
+
+
+def conv_transpose(
+    node: onnx.NodeProto, attrs: Mapping[str, Any], consts: Mapping[str, np.ndarray]
+) -> nn.Module | None:
+    """ConvTranspose with a constant 3-5 d weight (in, out / groups, kernel...) as nn.ConvTranspose*d."""
+    weight, bias = _const(node, 1, consts), _const(node, 2, consts)
+    has_bias = len(node.input) > 2 and bool(node.input[2])
+    if weight is None or weight.ndim not in (3, 4, 5) or (has_bias and bias is None):
+        return None
+    n, groups = weight.ndim - 2, attrs.get("group", 1)
+    layer = CONV_TRANSPOSE_LAYERS[n](
+        weight.shape[0],
+        weight.shape[1] * groups,
+        tuple(weight.shape[2:]),
+        bias=has_bias,
+        **settings(attrs, n),
     )
     layer.to(_tensor(weight).dtype)
     _set(layer.weight, weight)

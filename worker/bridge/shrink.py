@@ -15,6 +15,7 @@ from worker.bridge.ops_shape import RESHAPED_AXIS
 from worker.bridge.spaces import Layout
 
 ConvLayer = nn.modules.conv._ConvNd
+ConvTransposeLayer = nn.modules.conv._ConvTransposeNd
 BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
@@ -66,7 +67,8 @@ def scores(
     for step in module.steps:
         layer = module.layer_of(step)
         if isinstance(layer, ConvLayer | nn.Linear):
-            found = _segment_scores(graph, graph.layouts.get(step.outputs[0]), layer.weight, order)
+            rows = layer.weight.transpose(0, 1) if isinstance(layer, ConvTransposeLayer) else layer.weight
+            found = _segment_scores(graph, graph.layouts.get(step.outputs[0]), rows, order)
             for group, ranked in found.items():
                 by_norm[group] = by_norm.get(group, 0) + ranked
         elif isinstance(layer, BatchNorm) and layer.weight is not None:
@@ -136,7 +138,16 @@ def apply(module: OnnxModule, graph: ChannelGraph, keep: dict[int, np.ndarray]) 
         layer = module.layer_of(step)
         rows = kept_indices(graph, graph.layouts.get(step.outputs[0]), keep)
         cols = kept_indices(graph, graph.layouts.get(step.inputs[-1]), keep)
-        if isinstance(layer, ConvLayer):
+        if isinstance(layer, ConvTransposeLayer):
+            before = layer.out_channels
+            _slice_param(layer, "weight", {0: cols, 1: rows})  # (in, out / groups, kernel...)
+            _slice_param(layer, "bias", {0: rows})
+            layer.in_channels, layer.out_channels = (
+                layer.weight.shape[0],
+                layer.weight.shape[1] * layer.groups,
+            )
+            changed[step.name] = [before, layer.out_channels]
+        elif isinstance(layer, ConvLayer):
             before = layer.out_channels
             depthwise = layer.groups == layer.in_channels == layer.out_channels and layer.groups > 1
             _slice_param(layer, "weight", {0: rows} if depthwise else {0: rows, 1: cols})
