@@ -55,7 +55,7 @@ def test_round_trip_reproduces_outputs(name: str, models: dict[str, Path], tmp_p
 
 @pytest.mark.parametrize("name", ["mlp", "concat-cnn", "encoder"])
 def test_export_keeps_names_and_symbolic_batch(name: str, models: dict[str, Path], tmp_path: Path) -> None:
-    """Input and output names and the symbolic batch dim survive the round trip."""
+    """Input and output names, weighted nodes' names and the symbolic batch dim survive the round trip."""
     original = onnx.load(str(models[name])).graph
     exported = onnx.load(str(to_onnx(from_onnx(models[name]), tmp_path / "back.onnx"))).graph
     for before, after in ((original.input, exported.input), (original.output, exported.output)):
@@ -63,6 +63,9 @@ def test_export_keeps_names_and_symbolic_batch(name: str, models: dict[str, Path
         assert [v.type.tensor_type.shape.dim[0].dim_param for v in after] == [
             v.type.tensor_type.shape.dim[0].dim_param for v in before
         ]
+    # Later steps select nodes and reports chart layers by these names.
+    weighted = [{n.name for n in g.node if n.op_type in ("Conv", "Gemm")} for g in (original, exported)]
+    assert weighted[1] == weighted[0] and weighted[0]
 
 
 def test_weighted_nodes_become_nn_layers(models: dict[str, Path]) -> None:

@@ -16,6 +16,8 @@ from worker.bridge.module import OnnxModule, TensorSpec
 # The TorchScript exporter's supported range; older models are raised to the floor.
 MIN_OPSET, MAX_OPSET = 13, 20
 BATCH_EXAMPLE, DIM_EXAMPLE = 2, 16
+# Ops a bridged layer exports as: its weighted node takes the original node's name back.
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 def _dim_names(spec: TensorSpec) -> dict[int, str]:
@@ -74,18 +76,36 @@ def to_onnx(
             )
     finally:
         module.train(training)
-    _restore_unused_inputs(module, path)
+    model = onnx.load(str(path), load_external_data=False)
+    _restore_unused_inputs(module, model)
+    _restore_layer_names(module, model)
+    onnx.save(model, str(path))
     return path
 
 
-def _restore_unused_inputs(module: OnnxModule, path: Path) -> None:
+def _restore_unused_inputs(module: OnnxModule, model: onnx.ModelProto) -> None:
     """Re-declare inputs the tracer dropped because no output depends on them, so callers can feed them."""
-    model = onnx.load(str(path), load_external_data=False)
     present = {value.name for value in model.graph.input}
-    missing = [spec for spec in module.inputs if spec.name not in present]
-    if not missing:
-        return
-    for spec in missing:
-        dims = list(spec.shape) if spec.shape is not None else None
-        model.graph.input.append(onnx.helper.make_tensor_value_info(spec.name, spec.elem_type, dims))
-    onnx.save(model, str(path))
+    for spec in module.inputs:
+        if spec.name not in present:
+            dims = list(spec.shape) if spec.shape is not None else None
+            model.graph.input.append(onnx.helper.make_tensor_value_info(spec.name, spec.elem_type, dims))
+
+
+def _restore_layer_names(module: OnnxModule, model: onnx.ModelProto) -> None:
+    """Give each layer's exported node its original name back, so later steps and reports can name it.
+
+    The tracer names a layer's nodes after the layer's key ("/<key>/Conv"); a layer that exported
+    as exactly one weighted node gets its original node's name, unless another node has it.
+    """
+    original = {step.layer: step.name for step in module.steps if step.layer is not None}
+    by_key: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        key = node.name.split("/")[1] if node.name.count("/") >= 2 else None
+        if key in original and node.op_type in WEIGHTED_OPS:
+            by_key.setdefault(key, []).append(node)
+    taken = {node.name for node in model.graph.node}
+    for key, nodes in by_key.items():
+        if len(nodes) == 1 and original[key] not in taken:
+            taken.add(original[key])
+            nodes[0].name = original[key]

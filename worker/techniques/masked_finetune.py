@@ -3,9 +3,10 @@
 The pruned graph is bridged to torch and the zeros of every pruned node's weight become a mask;
 masked weights are zeroed again after each optimizer step, so only the surviving weights learn and
 the sparsity (and any N:M pattern) that pruning reached is what the exported model holds. The
-export goes through torch, so the artifact's node names are the exporter's: the final weights are
-returned by original node name for the technique's metrics (the exporter stores them as they are,
-transposed, or scaled per output channel by a folded batch norm, all of which keep every zero).
+export goes through torch (which gives the weighted nodes their original names back where it
+can): the final weights are returned by original node name for the technique's metrics (the
+exporter stores them as they are, transposed, or scaled per output channel by a folded batch
+norm, all of which keep every zero).
 """
 
 from __future__ import annotations
