@@ -201,6 +201,45 @@ def test_conv_transpose_bridges_and_its_channels_are_pruned(tmp_path: Path) -> N
     assert caught.value.slug == "unsupported-ops" and "ConvTranspose with output_shape" in caught.value.detail
 
 
+def _flatten_and_back() -> onnx.ModelProto:
+    """Conv, a flatten to (N, C*H*W) by Reshape [0, -1], ReLU, a Reshape back to the conv's shape, Conv."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.standard_normal((16, 1, 3, 3)).astype(np.float32),
+        "w2": rng.standard_normal((4, 16, 1, 1)).astype(np.float32),
+        "flat": np.array([0, -1], dtype=np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], name="first", pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["c", "flat"], ["f"]),
+        helper.make_node("Relu", ["f"], ["r"]),
+        helper.make_node("Shape", ["c"], ["s"]),
+        helper.make_node("Reshape", ["r", "s"], ["back"]),
+        helper.make_node("Conv", ["back", "w2"], ["y"], name="second"),
+    ]
+    body = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 4, "h", "w"])],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    return helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_a_flattened_width_follows_the_image_size(tmp_path: Path) -> None:
+    """A pruned channel count folded into C*H*W must not bake the analysed H and W into the model."""
+    onnx.save(_flatten_and_back(), str(tmp_path / "flat.onnx"))
+    found = channels(prune(tmp_path / "flat.onnx", tmp_path / "out.onnx", sparsity=0.5))
+    assert found["first"] == (16, 8)
+    original, pruned = (ort.InferenceSession(str(tmp_path / name)) for name in ("flat.onnx", "out.onnx"))
+    for size in (8, 12, 20):
+        x = np.random.default_rng(size).standard_normal((3, 1, size, size)).astype(np.float32)
+        assert (
+            pruned.run(None, {"x": x})[0].shape == original.run(None, {"x": x})[0].shape == (3, 4, size, size)
+        )
+
+
 def test_round_to_exclude_and_output_layer(models: dict[str, Path], tmp_path: Path) -> None:
     """Kept counts round up to the multiple; excluded and output layers keep every channel."""
     first, second, last = "/net/net.1/Gemm", "/net/net.3/Gemm", "/net/net.5/Gemm"

@@ -241,6 +241,8 @@ class _Walker:
     def layer(self, step: Step, layer: nn.Module) -> None:
         source, out = self.layouts.get(step.inputs[-1]), step.outputs[0]
         rank, excluded = len(self.shapes[out]), step.name in self.exclude
+        if excluded:
+            self.kept_whole_by.add("excluded nodes")
         if isinstance(layer, nn.modules.conv._ConvTransposeNd):
             if layer.groups > 1:
                 self.freeze(source, "grouped ConvTranspose")
@@ -258,6 +260,7 @@ class _Walker:
                 return
             if layer.groups > 1:
                 self.freeze(source, "grouped Conv")
+                self.kept_whole_by.add("grouped Conv")
             self.fresh(out, 1 - rank, excluded or layer.groups > 1)
         elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and source and source.axis == 1 - rank:
             self.layouts[out] = source
@@ -305,13 +308,11 @@ class _Walker:
 def analyze(
     module: OnnxModule, shapes: Shapes, exclude: Collection[str] = (), trust_dims: bool = False
 ) -> ChannelGraph:
-    """Channel spaces and layouts of a bridged model, given every tensor's shape from one run.
-
-    With `trust_dims` a Shape of a pruned tensor does not keep its channels whole: a shape computed
-    from it then follows the pruning, which is usually right (a view keeping the batch and
-    sequence dims) but not always (a head size worked out from the channel count), so the result
-    must be checked (see equivalence.py).
-    """
+    """Channel spaces and layouts of a bridged model, given every tensor's shape from one run."""
+    # With `trust_dims` a Shape of a pruned tensor does not keep its channels whole: a shape
+    # computed from it then follows the pruning, which is usually right (a view keeping the batch
+    # and sequence dims) but not always (a head size worked out from the width), so the result
+    # must be checked (worker/bridge/equivalence.py).
     walker = _Walker(shapes, exclude, module.opset, trust_dims)
     for step in module.steps:
         walker.step(step, module.layer_of(step))

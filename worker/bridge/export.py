@@ -17,7 +17,7 @@ from worker.bridge.module import OnnxModule, TensorSpec
 MIN_OPSET, MAX_OPSET = 13, 20
 BATCH_EXAMPLE, DIM_EXAMPLE = 2, 16
 # Ops a bridged layer exports as: its weighted node takes the original node's name back.
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Gather"})
 
 
 def _dim_names(spec: TensorSpec) -> dict[int, str]:
@@ -31,8 +31,8 @@ def _dim_names(spec: TensorSpec) -> dict[int, str]:
     }
 
 
-def example_inputs(module: OnnxModule) -> list[Tensor]:
-    """Zero inputs of the module's signature; symbolic dims are 2 for the first dim, 16 elsewhere."""
+def example_inputs(module: OnnxModule, batch: int = BATCH_EXAMPLE, size: int = DIM_EXAMPLE) -> list[Tensor]:
+    """Zero inputs of the module's signature: symbolic dims are `batch` for dim 0, `size` elsewhere."""
     chosen: dict[str, int] = {}
     examples = []
     for spec in module.inputs:
@@ -44,7 +44,7 @@ def example_inputs(module: OnnxModule) -> list[Tensor]:
                 dims.append(d)
             else:
                 key = d or f"{spec.name}:{i}"
-                dims.append(chosen.setdefault(key, BATCH_EXAMPLE if i == 0 else DIM_EXAMPLE))
+                dims.append(chosen.setdefault(key, batch if i == 0 else size))
         examples.append(torch.zeros(dims, dtype=torch_dtype(spec.elem_type)))
     return examples
 
@@ -93,11 +93,9 @@ def _restore_unused_inputs(module: OnnxModule, model: onnx.ModelProto) -> None:
 
 
 def _restore_layer_names(module: OnnxModule, model: onnx.ModelProto) -> None:
-    """Give each layer's exported node its original name back, so later steps and reports can name it.
-
-    The tracer names a layer's nodes after the layer's key ("/<key>/Conv"); a layer that exported
-    as exactly one weighted node gets its original node's name, unless another node has it.
-    """
+    """Give each layer's exported node its original name back, so later steps and reports can name it."""
+    # The tracer names a layer's nodes after the layer's key ("/<key>/Conv"); a layer that
+    # exported as exactly one weighted node gets its original node's name, unless another has it.
     original = {step.layer: step.name for step in module.steps if step.layer is not None}
     by_key: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:

@@ -21,34 +21,46 @@ def shape(call: Call) -> Tensor:
     return dims[start:end] if (start, end) != (0, None) else dims
 
 
-# Step attribute set by structured pruning: (axis, new size) of a reshape whose channels were cut.
-RESHAPED_AXIS = "pruned_axis"
+# Step attribute set by structured pruning on a reshape whose channels were cut: (axis, kept, before).
+PRUNED_RESHAPE = "_pruned_axis"
 
 
 @op("Reshape")
 def reshape(call: Call) -> Tensor:
     """Reshape where 0 copies the input's dim (unless allowzero) and -1 is inferred."""
     x = call.x()
-    pruned = call.attr(RESHAPED_AXIS)
+    pruned = call.attr(PRUNED_RESHAPE)
     known = call.const(1)
     if known is not None:
         dims: list[Any] = [int(d) for d in known.reshape(-1)]
+        if pruned is not None and dims[pruned[0]] > 0:
+            # Scaled, not replaced: the width may also hold other dims (a flatten of H x W).
+            dims[pruned[0]] = dims[pruned[0]] * pruned[1] // pruned[2]
         if not call.attr("allowzero", 0):
             dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
-        if pruned is not None:
-            dims[pruned[0]] = pruned[1]
         return x.reshape(dims)
     target = call.x(1)
+    copied = target == 0 if not call.attr("allowzero", 0) else torch.zeros_like(target, dtype=torch.bool)
     # Zeros in a computed shape only come from empty dims; skip the copy-dim graph when there are none.
-    if not call.attr("allowzero", 0) and bool((target == 0).any()):
+    if bool(copied.any()):
         current = torch._shape_as_tensor(x)
         current = torch.cat([current, torch.ones_like(current)])[: target.numel()]
-        target = torch.where(target == 0, current, target)
+        target = torch.where(copied, current, target)
     if pruned is not None:
-        axis = pruned[0] % target.numel()
-        width = torch.tensor([pruned[1]], dtype=target.dtype)
-        target = torch.cat([target[:axis], width, target[axis + 1 :]])
+        target = _pruned_target(x, target, copied, pruned)
     return torch._reshape_from_tensor(x, target)  # exports as one Reshape fed by the shape tensor
+
+
+def _pruned_target(x: Tensor, target: Tensor, copied: Tensor, pruned: tuple[int, int, int]) -> Tensor:
+    """A computed target with the pruned axis scaled by kept / before, unless it already fits the input."""
+    # A width read off a pruned tensor is already right (the target then holds as many elements
+    # as the input); one read off an unpruned tensor, or a constant, is the old width.
+    axis = pruned[0] % target.numel()
+    entry = target[axis : axis + 1]
+    fits = target.prod() == torch._shape_as_tensor(x).prod()
+    scaled = torch.where(entry > 0, entry * pruned[1] // pruned[2], entry)
+    entry = torch.where(fits | copied[axis : axis + 1], entry, scaled)
+    return torch.cat([target[:axis], entry, target[axis + 1 :]])
 
 
 @op("Flatten")

@@ -11,7 +11,7 @@ from torch import nn
 
 from worker.bridge.channels import ChannelGraph
 from worker.bridge.module import OnnxModule
-from worker.bridge.ops_shape import RESHAPED_AXIS
+from worker.bridge.ops_shape import PRUNED_RESHAPE
 from worker.bridge.spaces import Layout
 
 ConvLayer = nn.modules.conv._ConvNd
@@ -81,14 +81,12 @@ def scores(
 
 
 def plan(module: OnnxModule, graph: ChannelGraph, importance: str, sparsity: float, round_to: int) -> Plan:
-    """Keep the most important channels of each group, the count rounded up to a multiple of round_to.
-
-    For a group of heads the kept channels (heads times channels per head) are what is rounded.
-    """
+    """Keep the most important channels of each group, the count rounded up to a multiple of round_to."""
     ranked, fallback = scores(module, graph, importance)
     result = Plan()
     for root, score in ranked.items():
         size = graph.spaces.size[root]
+        # For a group of heads the kept channels (heads times channels per head) are what is rounded.
         grain = graph.spaces.grain.get(root, 1)
         unit = round_to // math.gcd(round_to, grain)
         kept = min(size, unit * math.ceil(size * (1 - sparsity) / unit))
@@ -163,9 +161,10 @@ def apply(module: OnnxModule, graph: ChannelGraph, keep: dict[int, np.ndarray]) 
             layer.out_features, layer.in_features = layer.weight.shape
             changed[step.name] = [before, layer.out_features]
         elif step.op == "Reshape" and rows is not None:
-            # The target shape may hold the old width (or head count) as a constant: say the new one.
+            # The target may hold the old width (or head count) as a constant: it is scaled on export.
             layout = graph.layouts[step.outputs[0]]
-            step.attrs[RESHAPED_AXIS] = (layout.axis, len(rows))
+            width = sum(graph.spaces.size[space] * repeat for space, repeat in layout.segments)
+            step.attrs[PRUNED_RESHAPE] = (layout.axis, len(rows), width)
         elif isinstance(layer, BatchNorm):
             for name in ("weight", "bias", "running_mean", "running_var"):
                 _slice_param(layer, name, {0: cols})

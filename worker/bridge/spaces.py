@@ -16,13 +16,11 @@ class Layout:
 
 @dataclass
 class Spaces:
-    """Union-find over channel spaces; a frozen root is never pruned.
+    """Union-find over channel spaces; a frozen root is never pruned."""
 
-    A space's `grain` is how many channels of the layer that made it one of its elements stands
-    for (an attention head of 16 channels has grain 16); `retired` spaces were replaced by finer
-    or coarser ones (see `_Walker.refine` in channels.py) and no tensor refers to them any more.
-    """
-
+    # `grain`: how many channels of the layer that made a space one of its elements stands for
+    # (an attention head of 16 channels has grain 16). `retired`: spaces replaced by finer or
+    # coarser ones (_Walker.refine in channels.py) that no tensor refers to any more.
     parent: list[int] = field(default_factory=list)
     size: list[int] = field(default_factory=list)
     frozen: set[int] = field(default_factory=set)

@@ -27,10 +27,8 @@ class Weight:
 
 
 def _weight_input(node: onnx.NodeProto, arrays: dict[str, np.ndarray]) -> tuple[str, int] | None:
-    """(initializer name, reduction axis) of the node's weight, or None when it has no constant one.
-
-    `arrays` also holds the names of Identity outputs that pass an initializer on (see _constants).
-    """
+    """(initializer name, reduction axis) of the node's weight, or None when it has no constant one."""
+    # `arrays` also holds the names of Identity outputs that pass an initializer on (_constants).
     if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in arrays:
         return node.input[1], 1
     if node.op_type == "Gemm" and len(node.input) > 1 and node.input[1] in arrays:
@@ -45,8 +43,8 @@ def _weight_input(node: onnx.NodeProto, arrays: dict[str, np.ndarray]) -> tuple[
 
 
 def _constants(model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Float initializers by name, also under the outputs of Identity nodes that pass them on; and
-    which initializer each such name stands for (the exporter ties a shared weight this way)."""
+    """Float initializers by name (also as Identity outputs), and the initializer each name stands for."""
+    # The exporter stores equal weights once and feeds the other readers through an Identity.
     arrays = {
         init.name: numpy_helper.to_array(init)
         for init in model.graph.initializer

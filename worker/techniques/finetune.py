@@ -95,8 +95,9 @@ def _class_loss(
     import torch.nn.functional as F
 
     shape, label_shape = tuple(logits.shape), tuple(labels.shape)
-    # Classes last unless only dim 1 fits, as in a segmentation model's (N, C, H, W).
-    classes_on_dim_1 = label_shape == shape[:1] + shape[2:] and label_shape != shape[:-1]
+    # Classes on dim 1 where only that fits, or where both fit on images (N, C, H, W): segmentation.
+    on_dim_1, on_last = label_shape == shape[:1] + shape[2:], label_shape == shape[:-1]
+    classes_on_dim_1 = on_dim_1 and (not on_last or logits.dim() >= 4)
     logits, labels = _classes_last(logits, classes_on_dim_1), labels.flatten()
     if labels.numel() != logits.shape[0] or int(labels.max()) >= logits.shape[-1] or int(labels.min()) < 0:
         detail = (

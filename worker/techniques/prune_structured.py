@@ -10,6 +10,7 @@ Tensors really shrink, so the exported model is smaller and runs fewer operation
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from worker.bridge.channels import ChannelGraph
 
 FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+# The second size the pruned model is checked at (the analysis runs at batch 2, other dims 16).
+OTHER_BATCH, OTHER_SIZE = 3, 32
+
+log = logging.getLogger("modelpress.prune")
 
 
 def count_parameters(model: onnx.ModelProto) -> int:
@@ -60,18 +65,27 @@ def _shapes(module: OnnxModule) -> tuple[list[torch.Tensor], dict[str, tuple[int
 
 
 def _nothing_to_prune(graph: ChannelGraph, round_to: int) -> TechniqueError:
+    """The error for a model with no prunable group, naming what kept the groups whole."""
     reasons = ", ".join(sorted(graph.kept_whole_by)) or "nothing"
     detail = (
         f"no channel group can be pruned: channels were kept whole by {reasons}, and the other groups "
-        f"have at most round_to={round_to} channels"
+        f"are too small to prune with round_to={round_to}"
     )
     return TechniqueError("nothing-to-prune", detail, kept_whole_by=sorted(graph.kept_whole_by))
 
 
-def _attempt(
-    module: OnnxModule, params: StructuredPruneParams, trust_dims: bool, warnings: list[str]
-) -> tuple[OnnxModule, dict[str, Any]] | None:
-    """Prune a copy of the module; None when the result is not exactly the original minus its channels."""
+def _probes(module: OnnxModule, examples: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """Random inputs at the analysed sizes and at other ones: a pruned width must not bake a size in."""
+    from worker.bridge import equivalence, example_inputs
+
+    other = example_inputs(module, batch=OTHER_BATCH, size=OTHER_SIZE)
+    return [equivalence.random_inputs(examples, seed=0), equivalence.random_inputs(other, seed=1)]
+
+
+def _prune_checked(
+    module: OnnxModule, params: StructuredPruneParams, trust_dims: bool
+) -> tuple[OnnxModule, dict[str, Any], int] | None:
+    """A pruned copy, its metrics and fallback count; None if it is not the original minus its channels."""
     from worker.bridge import equivalence, shrink
     from worker.bridge.channels import analyze
 
@@ -81,36 +95,54 @@ def _attempt(
     plan = shrink.plan(pruned, graph, params.importance, params.sparsity, params.round_to)
     if not plan.keep:
         raise _nothing_to_prune(graph, params.round_to)
-    reference = equivalence.masked_reference(pruned, graph, plan.keep)
+    probes = _probes(pruned, examples)
+    equivalence.mask_removed_inputs(pruned, graph, plan.keep)
+    wanted = [equivalence.outputs(pruned, probe) for probe in probes]
+    if wanted[0] is None:
+        raise TechniqueError("model-not-runnable", "the model does not run on random inputs of its signature")
     channels = shrink.apply(pruned, graph, plan.keep)
-    if not equivalence.same_outputs(pruned, reference, equivalence.random_inputs(examples)):
-        return None
-    if plan.fallback_groups:
-        warnings.append(
-            f"{plan.fallback_groups} channel groups have no batch norm; ranked by l2 norm instead"
-        )
-    return pruned, {
+    for probe, expected in zip(probes, wanted, strict=True):
+        if expected is None:
+            continue  # the model does not take inputs of this size
+        got = equivalence.outputs(pruned, probe)
+        if got is None or not equivalence.same_outputs(got, expected):
+            return None
+    metrics = {
         "channels": {node: {"before": b, "after": a} for node, (b, a) in channels.items()},
         "groups_pruned": len(plan.keep),
         "groups_kept_whole": len(graph.spaces.roots()) - len(plan.keep),
     }
+    return pruned, metrics, plan.fallback_groups
 
 
 def _prune(
     module: OnnxModule, params: StructuredPruneParams, warnings: list[str]
 ) -> tuple[OnnxModule, dict[str, Any]]:
-    """The pruned module and the metrics about its channels, checked against the original.
+    """The pruned module and the metrics about its channels, checked against the original."""
+    from worker.bridge.equivalence import RUN_ERRORS
 
-    Shapes read off pruned tensors are first trusted to follow the pruning; if the check finds
-    one that does not, the analysis runs again keeping every tensor whose shape is read whole.
-    """
     unknown = sorted(set(params.exclude) - {step.name for step in module.steps})
     if unknown:
         warnings.append(f"excluded node names not in the model: {', '.join(unknown)}")
+    # Shapes read off pruned tensors are first trusted to follow the pruning; if the check finds
+    # one that does not, the analysis runs again keeping every tensor whose shape is read whole.
     for trust_dims in (True, False):
-        result = _attempt(module, params, trust_dims, warnings)
-        if result is not None:
-            return result
+        try:
+            result = _prune_checked(module, params, trust_dims)
+        except (*RUN_ERRORS, KeyError) as error:
+            log.warning("structured pruning attempt failed (trust_dims=%s): %r", trust_dims, error)
+            result = None
+        if result is None:
+            continue
+        pruned, metrics, fallback_groups = result
+        if not trust_dims:
+            warnings.append(
+                "shapes computed from pruned tensors did not follow the pruning: tensors whose shape the "
+                "model reads were kept whole"
+            )
+        if fallback_groups:
+            warnings.append(f"{fallback_groups} channel groups have no batch norm; ranked by l2 norm instead")
+        return pruned, metrics
     detail = "the pruned model does not compute what the original computes without the removed channels"
     raise TechniqueError("pruning-unverified", detail)
 
