@@ -131,6 +131,19 @@ def test_attention_heads_go_whole_and_q_k_v_together(models: dict[str, Path], tm
     assert run(out, batch=5).shape == (5, 10)  # the head count is no longer the traced one
 
 
+def test_head_pruned_and_fine_tuned_runs_at_any_batch(models: dict[str, Path], tmp_path: Path) -> None:
+    """After fine-tuning and export the rewritten reshape widths still follow the batch and heads."""
+    dataset = model_zoo.write_dataset(tmp_path / "train.npz", input_name="pixels", limit=64)
+    params = StructuredPruneParams.model_validate(
+        {"sparsity": 0.5, "finetune": {"dataset_id": "d", "epochs": 1, "batch_size": 16}}
+    )
+    ctx = StepContext(workdir=tmp_path, datasets={"d": dataset})
+    outcome = prune_structured.run(models["bert"], tmp_path / "out.onnx", params, ctx)
+    assert channels(outcome)["/q/MatMul"] == (32, 16)
+    for batch in (1, 7):
+        assert run(tmp_path / "out.onnx", batch=batch).shape == (batch, 10)
+
+
 def test_a_head_size_worked_out_from_the_width_keeps_the_heads(
     models: dict[str, Path], tmp_path: Path
 ) -> None:

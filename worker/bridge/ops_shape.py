@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,8 +22,20 @@ def shape(call: Call) -> Tensor:
     return dims[start:end] if (start, end) != (0, None) else dims
 
 
-# Step attribute set by structured pruning on a reshape whose channels were cut: (axis, kept, before).
-PRUNED_RESHAPE = "_pruned_axis"
+# Step attribute set by structured pruning on a reshape whose channels were cut.
+PRUNED_RESHAPE = "_pruned_width"
+
+
+@dataclass
+class PrunedWidth:
+    """The target axis whose width pruning cut from `before` to `kept`, and whether to scale it there."""
+
+    axis: int
+    kept: int
+    before: int
+    # For a computed target: decided on the first run, which is eager (the pruning check), so the
+    # export records the decision rather than a comparison the exporter would fold into constants.
+    scale: bool | None = None
 
 
 @op("Reshape")
@@ -33,9 +46,9 @@ def reshape(call: Call) -> Tensor:
     known = call.const(1)
     if known is not None:
         dims: list[Any] = [int(d) for d in known.reshape(-1)]
-        if pruned is not None and dims[pruned[0]] > 0:
+        if pruned is not None and dims[pruned.axis] > 0:
             # Scaled, not replaced: the width may also hold other dims (a flatten of H x W).
-            dims[pruned[0]] = dims[pruned[0]] * pruned[1] // pruned[2]
+            dims[pruned.axis] = dims[pruned.axis] * pruned.kept // pruned.before
         if not call.attr("allowzero", 0):
             dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
         return x.reshape(dims)
@@ -51,15 +64,18 @@ def reshape(call: Call) -> Tensor:
     return torch._reshape_from_tensor(x, target)  # exports as one Reshape fed by the shape tensor
 
 
-def _pruned_target(x: Tensor, target: Tensor, copied: Tensor, pruned: tuple[int, int, int]) -> Tensor:
+def _pruned_target(x: Tensor, target: Tensor, copied: Tensor, pruned: PrunedWidth) -> Tensor:
     """A computed target with the pruned axis scaled by kept / before, unless it already fits the input."""
     # A width read off a pruned tensor is already right (the target then holds as many elements
     # as the input); one read off an unpruned tensor, or a constant, is the old width.
-    axis = pruned[0] % target.numel()
+    if pruned.scale is None:
+        pruned.scale = int(target.prod()) != x.numel()
+    if not pruned.scale:
+        return target
+    axis = pruned.axis % target.numel()
     entry = target[axis : axis + 1]
-    fits = target.prod() == torch._shape_as_tensor(x).prod()
-    scaled = torch.where(entry > 0, entry * pruned[1] // pruned[2], entry)
-    entry = torch.where(fits | copied[axis : axis + 1], entry, scaled)
+    scaled = torch.where(entry > 0, entry * pruned.kept // pruned.before, entry)
+    entry = torch.where(copied[axis : axis + 1], entry, scaled)  # a copied dim is pruned already
     return torch.cat([target[:axis], entry, target[axis + 1 :]])
 
 

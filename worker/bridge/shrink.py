@@ -11,7 +11,7 @@ from torch import nn
 
 from worker.bridge.channels import ChannelGraph
 from worker.bridge.module import OnnxModule
-from worker.bridge.ops_shape import PRUNED_RESHAPE
+from worker.bridge.ops_shape import PRUNED_RESHAPE, PrunedWidth
 from worker.bridge.spaces import Layout
 
 ConvLayer = nn.modules.conv._ConvNd
@@ -164,7 +164,7 @@ def apply(module: OnnxModule, graph: ChannelGraph, keep: dict[int, np.ndarray]) 
             # The target may hold the old width (or head count) as a constant: it is scaled on export.
             layout = graph.layouts[step.outputs[0]]
             width = sum(graph.spaces.size[space] * repeat for space, repeat in layout.segments)
-            step.attrs[PRUNED_RESHAPE] = (layout.axis, len(rows), width)
+            step.attrs[PRUNED_RESHAPE] = PrunedWidth(layout.axis, len(rows), width)
         elif isinstance(layer, BatchNorm):
             for name in ("weight", "bias", "running_mean", "running_var"):
                 _slice_param(layer, name, {0: cols})
