@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx
@@ -14,6 +14,7 @@ from worker.bridge.ops_conv_transpose import settings
 from worker.bridge.ops_nn import symmetric
 
 CONV_LAYERS: dict[int, Callable[..., nn.modules.conv._ConvNd]] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+Layer = TypeVar("Layer", nn.Linear, nn.modules.conv._ConvNd)  # layers with a weight and an optional bias
 CONV_TRANSPOSE_LAYERS: dict[int, Callable[..., nn.modules.conv._ConvTransposeNd]] = {
     1: nn.ConvTranspose1d,
     2: nn.ConvTranspose2d,
@@ -42,14 +43,33 @@ def _const(node: onnx.NodeProto, index: int, consts: Mapping[str, np.ndarray]) -
     return consts.get(name) if name else None
 
 
-def conv(
-    node: onnx.NodeProto, attrs: Mapping[str, Any], consts: Mapping[str, np.ndarray]
-) -> nn.Module | None:
-    """Conv with a constant 3-5 d weight as nn.Conv1d/2d/3d."""
+def _conv_weights(
+    node: onnx.NodeProto, consts: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A (transposed) convolution's constant 3-5 d weight and bias, or None when they are not constant."""
     weight, bias = _const(node, 1, consts), _const(node, 2, consts)
     has_bias = len(node.input) > 2 and bool(node.input[2])
     if weight is None or weight.ndim not in (3, 4, 5) or (has_bias and bias is None):
         return None
+    return weight, bias
+
+
+def _loaded(layer: Layer, weight: np.ndarray, bias: np.ndarray | None) -> Layer:
+    """The layer in the weight's dtype, holding the weight and bias."""
+    layer.to(_tensor(weight).dtype)
+    _set(layer.weight, weight)
+    if bias is not None:
+        _set(layer.bias, bias)
+    return layer
+
+
+def conv(
+    node: onnx.NodeProto, attrs: Mapping[str, Any], consts: Mapping[str, np.ndarray]
+) -> nn.Module | None:
+    """Conv with a constant 3-5 d weight as nn.Conv1d/2d/3d."""
+    if (found := _conv_weights(node, consts)) is None:
+        return None
+    weight, bias = found
     n, groups = weight.ndim - 2, attrs.get("group", 1)
     pads = list(attrs.get("pads") or [0] * (2 * n))
     padding = symmetric(pads) if attrs.get("auto_pad", "NOTSET") == "NOTSET" else None
@@ -61,36 +81,22 @@ def conv(
         padding=padding or 0,
         dilation=tuple(attrs.get("dilations") or [1] * n),
         groups=groups,
-        bias=has_bias,
+        bias=bias is not None,
     )
-    layer.to(_tensor(weight).dtype)
-    _set(layer.weight, weight)
-    if bias is not None:
-        _set(layer.bias, bias)
-    return layer
+    return _loaded(layer, weight, bias)
 
 
 def conv_transpose(
     node: onnx.NodeProto, attrs: Mapping[str, Any], consts: Mapping[str, np.ndarray]
 ) -> nn.Module | None:
     """ConvTranspose with a constant 3-5 d weight (in, out / groups, kernel...) as nn.ConvTranspose*d."""
-    weight, bias = _const(node, 1, consts), _const(node, 2, consts)
-    has_bias = len(node.input) > 2 and bool(node.input[2])
-    if weight is None or weight.ndim not in (3, 4, 5) or (has_bias and bias is None):
+    if (found := _conv_weights(node, consts)) is None:
         return None
+    weight, bias = found
     n, groups = weight.ndim - 2, attrs.get("group", 1)
-    layer = CONV_TRANSPOSE_LAYERS[n](
-        weight.shape[0],
-        weight.shape[1] * groups,
-        tuple(weight.shape[2:]),
-        bias=has_bias,
-        **settings(attrs, n),
-    )
-    layer.to(_tensor(weight).dtype)
-    _set(layer.weight, weight)
-    if bias is not None:
-        _set(layer.bias, bias)
-    return layer
+    channels, kernel = (weight.shape[0], weight.shape[1] * groups), tuple(weight.shape[2:])
+    layer = CONV_TRANSPOSE_LAYERS[n](*channels, kernel, bias=bias is not None, **settings(attrs, n))
+    return _loaded(layer, weight, bias)
 
 
 def _bias_vector(bias: np.ndarray | None, features: int, scale: float) -> np.ndarray | None:
@@ -103,11 +109,7 @@ def _bias_vector(bias: np.ndarray | None, features: int, scale: float) -> np.nda
 def linear(weight: np.ndarray, bias: np.ndarray | None) -> nn.Linear:
     """nn.Linear from an (out, in) weight and an optional (out,) bias."""
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    layer.to(_tensor(weight).dtype)
-    _set(layer.weight, weight)
-    if bias is not None:
-        _set(layer.bias, bias)
-    return layer
+    return _loaded(layer, weight, bias)
 
 
 def gemm(
