@@ -22,8 +22,10 @@ serve: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/celery -A worker.app worker -Q cpu -B --concurrency 2 --loglevel INFO
 
-## The whole suite, against the real Postgres and Redis on 127.0.0.1.
+## The whole suite, against the real Postgres and Redis on 127.0.0.1 (needs Chromium and newman: installed
+## by scripts/test-prereqs.sh when run as root, else it says how).
 test: $(STAMP)
+	bash scripts/test-prereqs.sh
 	$(BIN)/pytest
 
 ## Fault and security tests alone (part of `make test` too); they rewrite docs/RELIABILITY.md.

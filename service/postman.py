@@ -1,7 +1,8 @@
-"""Generate the Postman v2.1 collection from the app's OpenAPI document.
+"""Generate the Postman v2.1 collection: the newcomer's flow (service.postman_flow) on today's API.
 
 `python -m service.postman > postman/modelpress.postman_collection.json`; a test fails when the
-committed file differs from what this produces, so the collection never drifts from the API.
+committed file differs from what this produces, so the collection never drifts from the API, and
+the generator refuses an OpenAPI operation that has no place in the flow.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 import uuid
 from typing import Any
 
+from service.postman_flow import FLOW, Poll, Step, steps
+
 SCHEMA_URL = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 NAMESPACE = uuid.UUID("6f1c2f0e-3f7e-4d4e-9a57-6d6f64656c70")
 ID_VARIABLES = {
@@ -20,50 +23,14 @@ ID_VARIABLES = {
     "job_id": "jobId",
     "artifact_id": "artifactId",
 }
-# Chain requests for a newcomer: what a response teaches the next request.
-CAPTURES = {
-    ("POST", "/v1/models"): {"modelId": "id"},
-    ("POST", "/v1/datasets"): {"datasetId": "id"},
-    ("POST", "/v1/jobs"): {"jobId": "id"},
-    ("GET", "/v1/jobs/{job_id}"): {"artifactId": "artifact_id"},
-}
+FILE_VARIABLES = {"modelFile": "model.onnx", "datasetFile": "eval.npz"}
 
 
-def _camel(name: str) -> str:
-    return ID_VARIABLES.get(name) or re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
+class FlowDrift(Exception):
+    """The API and the flow disagree: an operation without a request, or a request without one."""
 
 
-def _resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in schema:
-        schema = components[schema["$ref"].rsplit("/", 1)[1]]
-    return schema
-
-
-def example(schema: dict[str, Any], components: dict[str, Any], name: str = "") -> Any:
-    """A small example value: required fields, plus optional ones that declare examples."""
-    schema = _resolve(schema, components)
-    if name in ID_VARIABLES:
-        return "{{" + ID_VARIABLES[name] + "}}"
-    if "examples" in schema:
-        return schema["examples"][0]
-    if "anyOf" in schema:
-        return example(next(s for s in schema["anyOf"] if s.get("type") != "null"), components, name)
-    kind = schema.get("type")
-    if kind == "object":
-        properties = schema.get("properties", {})
-        keep = [
-            key
-            for key, sub in properties.items()
-            if key in schema.get("required", []) or "examples" in _resolve(sub, components)
-        ]
-        return {key: example(properties[key], components, key) for key in keep}
-    if kind == "array":
-        return [example(schema.get("items", {}), components)]
-    defaults = {"string": "", "integer": 1, "number": 0.0, "boolean": False}
-    return schema.get("default", defaults.get(str(kind)))
-
-
-def _url(path: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+def _url(path: str, step: Step, parameters: list[dict[str, Any]]) -> dict[str, Any]:
     segments = [f":{seg[1:-1]}" if seg.startswith("{") else seg for seg in path.strip("/").split("/")]
     url: dict[str, Any] = {"raw": "{{baseUrl}}" + re.sub(r"\{(\w+)\}", r":\1", path), "host": ["{{baseUrl}}"]}
     url["path"] = segments
@@ -73,97 +40,123 @@ def _url(path: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
             {"key": p["name"], "value": "", "disabled": True, "description": p.get("description", "optional")}
             for p in query
         ]
-    variables = [p for p in parameters if p["in"] == "path"]
-    if variables:
-        url["variable"] = [{"key": p["name"], "value": "{{" + _camel(p["name"]) + "}}"} for p in variables]
+    names = [p["name"] for p in parameters if p["in"] == "path"]
+    if names:
+        url["variable"] = [
+            {"key": name, "value": step.path_values.get(name, "{{" + ID_VARIABLES[name] + "}}")}
+            for name in names
+        ]
     return url
 
 
-def _body(operation: dict[str, Any], components: dict[str, Any]) -> dict[str, Any] | None:
-    content = operation.get("requestBody", {}).get("content", {})
-    if "application/json" in content:
-        value = example(content["application/json"]["schema"], components)
-        return {"mode": "raw", "raw": json.dumps(value, indent=2), "options": {"raw": {"language": "json"}}}
-    if "multipart/form-data" in content:
-        schema = _resolve(content["multipart/form-data"]["schema"], components)
-        required = schema.get("required", [])
-        fields = []
-        for key, sub in schema.get("properties", {}).items():
-            field: dict[str, Any] = {"key": key, "type": "file" if sub.get("format") == "binary" else "text"}
-            field.update({"src": ""} if field["type"] == "file" else {"value": ""})
-            if key not in required:
-                field["disabled"] = True
-            if sub.get("description"):
-                field["description"] = sub["description"]
-            fields.append(field)
+def _body(step: Step) -> dict[str, Any] | None:
+    if step.body is not None:
+        raw = json.dumps(step.body, indent=2)
+        return {"mode": "raw", "raw": raw, "options": {"raw": {"language": "json"}}}
+    if step.files:
+        fields = [{"key": key, "type": "file", "src": src} for key, src in step.files.items()]
         return {"mode": "formdata", "formdata": fields}
     return None
 
 
-def _capture_script(method: str, path: str) -> list[dict[str, Any]]:
-    captures = CAPTURES.get((method, path))
-    if not captures:
-        return []
-    lines = ["if (pm.response.code < 300) {", "  const body = pm.response.json();"]
-    for variable, field in captures.items():
-        lines.append(f'  if (body.{field}) pm.collectionVariables.set("{variable}", body.{field});')
-    lines.append("}")
-    return [{"listen": "test", "script": {"type": "text/javascript", "exec": lines}}]
-
-
-def _requests(method: str, path: str, operation: dict[str, Any], components: dict[str, Any]) -> list[Any]:
-    parameters = operation.get("parameters", [])
-    headers = [
-        {"key": p["name"], "value": "", "disabled": True, "description": p.get("description", "optional")}
-        for p in parameters
-        if p["in"] == "header"
+def _poll_lines(poll: Poll) -> list[str]:
+    # setNextRequest to the same name repeats it; the timer spaces the polls a second apart.
+    waiting = json.dumps(list(poll.waiting))
+    return [
+        "const polls = Number(pm.collectionVariables.get('polls') || 0);",
+        f"if ({waiting}.includes(body.{poll.field}) && polls < {poll.max_polls}) {{",
+        "  pm.collectionVariables.set('polls', polls + 1);",
+        "  pm.execution.setNextRequest(pm.info.requestName);",
+        "  setTimeout(() => {}, 1000);",
+        "  return;",
+        "}",
+        "pm.collectionVariables.set('polls', 0);",
+        f"pm.test('{poll.field} is {poll.final}', "
+        f"() => pm.expect(body.{poll.field}).to.eql('{poll.final}'));",
     ]
-    responses: dict[str, Any] = operation.get("responses", {})
-    ok: dict[str, Any] = next((r for code, r in responses.items() if code.startswith("2")), {})
-    media_types = list(ok.get("content", {})) or [None]
-    items = []
-    for media_type in media_types if len(media_types) > 1 else [None]:
-        request: dict[str, Any] = {"method": method, "header": list(headers), "url": _url(path, parameters)}
-        if media_type:
-            request["header"].append({"key": "Accept", "value": media_type})
-        body = _body(operation, components)
-        if body is not None:
-            request["body"] = body
-        if operation.get("description") or operation.get("summary"):
-            request["description"] = operation.get("description") or operation["summary"]
-        name = operation.get("summary") or f"{method} {path}"
-        item = {
-            "id": str(uuid.uuid5(NAMESPACE, f"{method} {path} {media_type}")),
-            "name": f"{name} ({media_type})" if media_type else name,
-            "request": request,
-            "event": _capture_script(method, path),
-        }
-        items.append(item)
-    return items
+
+
+def _test_script(step: Step) -> list[str]:
+    lines = [
+        "(function () {",
+        f"pm.test('status {step.status}', () => pm.response.to.have.status({step.status}));",
+    ]
+    parses = step.accept in (None, "application/json") and step.status != 204
+    if parses:
+        lines.append("const body = pm.response.json();")
+    if step.poll:
+        lines += _poll_lines(step.poll)
+    for title, expression in step.checks:
+        lines.append(f"pm.test({json.dumps(title)}, () => pm.expect({expression}).to.be.true);")
+    for variable, source in step.capture.items():
+        lines.append(f"pm.collectionVariables.set('{variable}', body.{source});")
+    lines.append("})();")
+    return lines
+
+
+def _operation(openapi: dict[str, Any], step: Step) -> dict[str, Any]:
+    operation = openapi["paths"].get(step.path, {}).get(step.method.lower())
+    if operation is None:
+        raise FlowDrift(
+            f"the flow's request {step.name!r} names {step.method} {step.path}, which the API lacks"
+        )
+    return dict(operation)
+
+
+def _item(openapi: dict[str, Any], step: Step) -> dict[str, Any]:
+    operation = _operation(openapi, step)
+    headers = [{"key": key, "value": value} for key, value in step.headers.items()]
+    if step.accept:
+        headers.append({"key": "Accept", "value": step.accept})
+    request: dict[str, Any] = {
+        "method": step.method,
+        "header": headers,
+        "url": _url(step.path, step, operation.get("parameters", [])),
+        "description": step.description or operation.get("description") or operation.get("summary", ""),
+    }
+    body = _body(step)
+    if body is not None:
+        request["body"] = body
+    return {
+        "id": str(uuid.uuid5(NAMESPACE, step.name)),
+        "name": step.name,
+        "request": request,
+        "event": [{"listen": "test", "script": {"type": "text/javascript", "exec": _test_script(step)}}],
+    }
+
+
+def _check_coverage(openapi: dict[str, Any]) -> None:
+    covered = {(step.method, step.path) for step in steps()}
+    missing = [
+        f"{method.upper()} {path}"
+        for path, operations in openapi["paths"].items()
+        for method in operations
+        if (method.upper(), path) not in covered
+    ]
+    if missing:
+        raise FlowDrift(f"these operations have no request in service/postman_flow.py: {', '.join(missing)}")
 
 
 def build_collection(openapi: dict[str, Any], base_url: str = "http://127.0.0.1:8000") -> dict[str, Any]:
-    """The collection: one folder per tag, bearer auth from {{apiKey}}, {{baseUrl}} for the server."""
-    components = openapi.get("components", {}).get("schemas", {})
-    folders: dict[str, list[Any]] = {}
-    for path, operations in openapi["paths"].items():
-        for method, operation in operations.items():
-            tag = (operation.get("tags") or ["other"])[0]
-            folders.setdefault(tag, []).extend(_requests(method.upper(), path, operation, components))
+    """The collection: the flow's folders in order, bearer auth from {{apiKey}}, the server at {{baseUrl}}."""
+    _check_coverage(openapi)
     info = openapi["info"]
     variables = [{"key": "baseUrl", "value": base_url}, {"key": "apiKey", "value": ""}]
-    variables += [{"key": name, "value": ""} for name in ID_VARIABLES.values()]
+    variables += [{"key": name, "value": value} for name, value in FILE_VARIABLES.items()]
+    variables += [{"key": name, "value": ""} for name in (*ID_VARIABLES.values(), "cancelJobId", "polls")]
     return {
         "info": {
             "_postman_id": str(uuid.uuid5(NAMESPACE, info["title"])),
             "name": info["title"],
-            "description": f"{info.get('description', '')} Generated from the OpenAPI document "
-            f"(version {info['version']}) by `python -m service.postman`; set apiKey first.",
+            "description": f"{info.get('description', '')} A flow to run top to bottom: set apiKey, "
+            "modelFile and datasetFile, then run the collection; every request asserts its answer. "
+            f"Generated from the OpenAPI document (version {info['version']}) "
+            "by `python -m service.postman`.",
             "schema": SCHEMA_URL,
         },
         "auth": {"type": "bearer", "bearer": [{"key": "token", "value": "{{apiKey}}", "type": "string"}]},
         "variable": variables,
-        "item": [{"name": tag, "item": items} for tag, items in folders.items()],
+        "item": [{"name": name, "item": [_item(openapi, step) for step in folder]} for name, folder in FLOW],
     }
 
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What `make test` needs beyond the venv: headless Chromium (the HTML report test) and newman (the
+# Postman flow test). Installs what is missing when it can (root with apt/npm), else says how.
+set -euo pipefail
+NEWMAN_PREFIX=${NEWMAN_PREFIX:-/opt/newman}
+NEWMAN_VERSION=6.2.2
+
+missing=()
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then missing+=(chromium); fi
+if [ ! -x "$NEWMAN_PREFIX/node_modules/.bin/newman" ] && ! command -v newman >/dev/null; then missing+=(newman); fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "make test needs: ${missing[*]}" >&2
+  echo "  chromium: apt-get install chromium chromium-driver" >&2
+  echo "  newman:   npm install --prefix $NEWMAN_PREFIX newman@$NEWMAN_VERSION (Node.js 18+)" >&2
+  exit 1
+fi
+for need in "${missing[@]}"; do
+  case $need in
+    chromium)
+      echo "installing chromium for the report test"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null ;;
+    newman)
+      echo "installing newman for the Postman flow test"
+      if ! command -v npm >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+      fi
+      npm install --no-audit --no-fund --silent --prefix "$NEWMAN_PREFIX" "newman@$NEWMAN_VERSION" >/dev/null ;;
+  esac
+done
