@@ -10,7 +10,9 @@ from service.db import get_engine
 from service.orm import Base
 from service.settings import get_settings
 
-logging.basicConfig(level=logging.WARNING)
+# Quiet alembic's own info lines without installing a root handler: inside `modelpress serve` a
+# basicConfig handler here printed every later log line a second time.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 config = context.config
 target_metadata = Base.metadata
 

@@ -128,6 +128,10 @@ class ModelPressClient:
         items: list[Document] = self.request("GET", "/v1/techniques").json()["items"]
         return items
 
+    def get_artifact(self, artifact_id: str) -> Document:
+        """An artifact's metadata (file name, media type, size, SHA-256)."""
+        return self.request("GET", f"/v1/artifacts/{artifact_id}").json()
+
     def webhook_secret(self) -> Document:
         """GET /v1/webhook-secret: the key that signs this tenant's webhooks."""
         return self.request("GET", "/v1/webhook-secret").json()

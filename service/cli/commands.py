@@ -13,12 +13,14 @@ from service.cli.context import (
     JOB_FAILED,
     JsonOption,
     KeyOption,
+    QuietOption,
     UrlOption,
     connect,
     emit_json,
     err,
     out,
     print_problem,
+    usage_error,
 )
 
 JobArg = Annotated[str, typer.Argument(help="Job id")]
@@ -35,6 +37,7 @@ def upload(
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Upload a model (.onnx, .zip of ONNX + external data, .pt2, TorchScript .pt)."""
     with connect(url, key) as client:
@@ -43,12 +46,14 @@ def upload(
             document = client.wait_model(document["id"])
     if as_json:
         emit_json(document)
+    elif quiet:
+        typer.echo(document["id"])
     else:
         out.print(f"model [bold]{document['id']}[/] {document['name']}: {document['status']}")
         if document.get("parameters"):
             out.print(f"  format {document['format']}, {document['parameters']:,} parameters")
     if document["status"] == "rejected":
-        if not as_json:
+        if not as_json and not quiet:
             print_problem(document.get("error") or {})
         raise typer.Exit(JOB_FAILED)
 
@@ -59,12 +64,16 @@ def dataset(
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Upload an .npz dataset: arrays named after the model's inputs, plus optional `labels`."""
     with connect(url, key) as client:
         document = client.upload_dataset(file, name=name)
     if as_json:
         emit_json(document)
+        return
+    if quiet:
+        typer.echo(document["id"])
         return
     arrays = ", ".join(f"{k} {v.get('dtype')}{v.get('shape')}" for k, v in document["arrays"].items())
     out.print(
@@ -78,12 +87,16 @@ def jobs(
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """List your jobs, newest first."""
     with connect(url, key) as client:
         page = client.list_jobs(status=status, limit=limit)
     if as_json:
         emit_json(page)
+    elif quiet:
+        for item in page["items"]:
+            typer.echo(item["id"])
     else:
         out.print(render.jobs_table(page["items"]))
 
@@ -133,15 +146,22 @@ def report(
 
 def download(
     job: JobArg,
-    output: Annotated[Path, typer.Option("-o", "--output", help="File to write", dir_okay=False)],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="File to write (default: <job id><suffix> here)", dir_okay=False),
+    ] = None,
     step: Annotated[
         int | None, typer.Option(help="A step's own artifact (1-based) instead of the final one")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists")] = False,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
-    """Download a job's compressed model (checked against its SHA-256)."""
+    """Download a job's compressed model (checked against its SHA-256); never overwrites without --force."""
+    if output is not None and output.exists() and not force:
+        raise usage_error(f"{output} exists; pass --force to overwrite it, or choose another -o")
     with connect(url, key) as client:
         document = client.get_job(job)
         artifact_id = document["artifact_id"]
@@ -152,11 +172,23 @@ def download(
         if not artifact_id:
             err.print(f"job {job} has no artifact yet (status {document['status']})")
             raise typer.Exit(JOB_FAILED)
+        if output is None:
+            output = default_output(client.get_artifact(artifact_id), job, step)
+            if output.exists() and not force:
+                raise usage_error(f"{output} exists; pass --force to overwrite it, or choose another -o")
         saved = client.download_artifact(artifact_id, output)
     if as_json:
         emit_json({**saved, "artifact_id": artifact_id})
+    elif quiet:
+        typer.echo(saved["path"])
     else:
         out.print(f"saved {saved['path']} ({saved['size_bytes']:,} bytes, sha256 {saved['sha256'][:16]}…)")
+
+
+def default_output(artifact: dict[str, object], job: str, step: int | None) -> Path:
+    """`<job id>[.step-N]<suffix of the artifact's file name>`, in the current folder."""
+    suffix = "".join(Path(str(artifact.get("filename") or "model.onnx")).suffixes) or ".onnx"
+    return Path(f"{job}{'' if step is None else f'.step-{step}'}{suffix}")
 
 
 def cancel(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from service.cli import render
 from service.cli.client import ModelPressClient
@@ -14,6 +15,7 @@ from service.cli.context import (
     JOB_FAILED,
     JsonOption,
     KeyOption,
+    QuietOption,
     UrlOption,
     connect,
     emit_json,
@@ -22,8 +24,13 @@ from service.cli.context import (
     print_problem,
     usage_error,
 )
+from service.cli.gates import FailOn, shortfall
 from service.cli.steps import StepSyntaxError, parse_batch_sizes, parse_step
 
+FAIL_ON_HELP = (
+    "With --wait, which result fails the command: budget (exit 4 when over the accuracy budget), "
+    "slower (exit 5 when not faster), any (either), never (exit 0 whenever the job succeeded)"
+)
 STEP_HELP = (
     "TECHNIQUE[:key=value,...], repeatable, applied in order; values are JSON when they parse "
     '(true, 3, 0.5, ["a"]) else strings, e.g. quantize.dynamic:per_channel=true'
@@ -85,11 +92,13 @@ def compress(
     wait: Annotated[bool, typer.Option(help="Follow the job with a progress bar until it ends")] = False,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls with --wait")] = 1.0,
     timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds")] = None,
+    fail_on: Annotated[FailOn, typer.Option(help=FAIL_ON_HELP)] = FailOn.BUDGET,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
-    """Compress a model with one or more steps; with --wait, exit 1 unless the job succeeds."""
+    """Compress a model with one or more steps; with --wait, exit 1 unless it succeeds (and see --fail-on)."""
     try:
         body = build_request(
             model,
@@ -108,22 +117,27 @@ def compress(
         if not wait:
             if as_json:
                 emit_json(job)
+            elif quiet:
+                typer.echo(job["id"])
             else:
                 out.print(
                     f"job [bold]{job['id']}[/] {job['status']}; follow it: modelpress status {job['id']}"
                 )
             return
-        job = render.watch_job(client, job["id"], err, interval=interval, timeout=timeout)
-    _finish(job, as_json)
+        progress = Console(quiet=True) if quiet else err
+        job = render.watch_job(client, job["id"], progress, interval=interval, timeout=timeout)
+    _finish(job, as_json=as_json, quiet=quiet, fail_on=fail_on)
 
 
-def _finish(job: dict[str, Any], as_json: bool) -> None:
+def _finish(job: dict[str, Any], *, as_json: bool, quiet: bool, fail_on: FailOn) -> None:
     if as_json:
         emit_json(job)
+    elif quiet:
+        typer.echo(job["id"])
     elif job["status"] == "succeeded":
         out.print(render.comparison_table(job["comparison"]))
         render.print_verdict(out, job["comparison"])
-        out.print(f"download: modelpress download {job['id']} -o model.onnx")
+        out.print(f"download: modelpress download {job['id']}")
     else:
         out.print(f"job {job['id']}: {render.status_text(job['status'])} ({job['stage']})")
     if job["status"] in ("failed", "cancelled"):
@@ -133,3 +147,7 @@ def _finish(job: dict[str, Any], as_json: bool) -> None:
     if job["status"] != "succeeded":
         err.print(f"stopped waiting; the job is still {job['status']}")
         raise typer.Exit(JOB_FAILED)
+    code, reason = shortfall(job.get("comparison"), fail_on)
+    if code:
+        err.print(f"[bold red]--fail-on {fail_on}:[/] {reason} (exit {code})")
+        raise typer.Exit(code)

@@ -16,6 +16,8 @@ from rich.console import Console
 from service.cli.client import ApiError, ModelPressClient
 
 OK, JOB_FAILED, USAGE_ERROR, SERVER_ERROR = 0, 1, 2, 3
+# A job that succeeded but whose result misses what --fail-on asks for (CI gates on these).
+OVER_BUDGET, NOT_FASTER = 4, 5
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 PIPED_WIDTH = 140
@@ -44,6 +46,7 @@ KeyOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id (or path), for scripts")]
 
 
 def _saved_key() -> str | None:
