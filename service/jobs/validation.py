@@ -62,7 +62,22 @@ def check_references(
         )
         if model.status == ModelStatus.READY and model.signature:
             check_against_signature(dataset.arrays, model.signature)
+        if dataset_id == str(request.evaluation.dataset_id):
+            _check_metric_has_labels(request, dataset.arrays)
+    if request.evaluation.metric and not request.evaluation.dataset_id:
+        _check_metric_has_labels(request, {})
     return model
+
+
+def _check_metric_has_labels(request: JobCreate, arrays: dict[str, Any]) -> None:
+    # Without labels the evaluation can only report fidelity: a named metric would be silently dropped.
+    metric = request.evaluation.metric
+    if metric and "labels" not in arrays:
+        raise InvalidParams(
+            f"evaluation.metric '{metric}' needs an evaluation dataset with a 'labels' array; "
+            "drop the metric to measure fidelity to the original model instead",
+            errors=[{"loc": ["evaluation", "metric"], "msg": "needs labelled data", "type": "value_error"}],
+        )
 
 
 def _as_uuid(value: str) -> uuid.UUID:
