@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from service import handlers, health, observability, openapi
 from service.artifacts.router import router as artifacts_router
@@ -18,7 +19,8 @@ from service.webhooks.router import router as webhooks_router
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; uvicorn calls this with no arguments (`--factory`)."""
     settings = settings or get_settings()
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN: they work offline.
+    app = FastAPIOffline(
         title="ModelPress",
         version="0.1.0",
         description="Compress neural networks behind an HTTP API, with an honest before/after comparison.",
