@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 10.0
     webhook_timeout_s: float = 10.0
+    job_retention_days: float = Field(
+        0.0, ge=0, description="Delete jobs this long after they end; 0 keeps them"
+    )
+    store_gc_interval_s: float = Field(
+        600.0, gt=0, description="How often the sweeper deletes unreferenced files"
+    )
+    store_gc_grace_s: float = Field(
+        3600.0, ge=0, description="Files written more recently are never collected"
+    )
     log_format: str = Field("json", pattern="^(json|console)$")
     log_level: str = "INFO"
 

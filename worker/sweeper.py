@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -10,14 +11,18 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service import queue
+from service.artifacts.service import collect_garbage
 from service.db import new_session, utcnow
+from service.jobs.deletion import purge_finished
 from service.jobs.orm import Job, JobStatus
 from service.models.orm import Model, ModelStatus
 from service.settings import Settings
+from service.storage import get_store
 from service.webhooks import job_finished as notify_finished
 from worker.problems import problem
 
 log = logging.getLogger("modelpress.sweeper")
+_last_collection = 0.0  # monotonic time of this process's last store garbage collection
 
 
 def sweep(settings: Settings) -> dict[str, int]:
@@ -28,6 +33,7 @@ def sweep(settings: Settings) -> dict[str, int]:
         counts["cancelled"] = _cancel_requested(session, now)
         counts["published"] = _republish_jobs(session, settings, now)
         counts["ingests"] = _republish_ingests(session, settings, now)
+        counts.update(_clean_up(session, settings, now))
     if any(counts.values()):
         log.info("sweep %s", counts)
     return counts
@@ -121,3 +127,18 @@ def _republish_ingests(session: Session, settings: Settings, now: datetime) -> i
             published += 1
     session.commit()
     return published
+
+
+def _clean_up(session: Session, settings: Settings, now: datetime) -> dict[str, int]:
+    """Jobs past the retention period, then (now and then) stored files no row names any more."""
+    global _last_collection
+    counts = {"purged": 0, "collected": 0}
+    if settings.job_retention_days > 0:
+        cutoff = now - timedelta(days=settings.job_retention_days)
+        counts["purged"] = purge_finished(session=session, finished_before=cutoff)
+    if time.monotonic() - _last_collection >= settings.store_gc_interval_s:
+        _last_collection = time.monotonic()
+        counts["collected"] = collect_garbage(
+            session=session, store=get_store(), grace_s=settings.store_gc_grace_s
+        )
+    return counts

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from service.artifacts import service as artifacts_service
 from service.artifacts.orm import Artifact
 from service.artifacts.ranges import parse_range
 from service.artifacts.schemas import ArtifactRead
@@ -71,3 +72,10 @@ def get_content(artifact_id: uuid.UUID, request: Request, session: SessionDep, t
 
 def _safe_name(name: str) -> str:
     return "".join(c for c in name if c.isalnum() or c in "._-")[:100] or "artifact"
+
+
+@router.delete("/{artifact_id}", status_code=204)
+def delete_artifact(artifact_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Response:
+    """Delete a job's output file (its report stays); 409 while a model, dataset or running job holds it."""
+    artifacts_service.delete_artifact(session=session, tenant_id=tenant, artifact_id=artifact_id)
+    return Response(status_code=204)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from service import intake
 from service.datasets import service as datasets_service
@@ -67,3 +67,10 @@ def list_datasets(
 def get_dataset(dataset_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Any:
     """One dataset."""
     return datasets_service.get_dataset(session=session, tenant_id=tenant, dataset_id=dataset_id)
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Response:
+    """Delete a dataset; 409 while a queued or running job names it."""
+    datasets_service.delete_dataset(session=session, tenant_id=tenant, dataset_id=dataset_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -12,6 +12,7 @@ from service.artifacts.orm import ArtifactKind
 from service.datasets.inspect import count_samples, read_npz_headers
 from service.datasets.orm import Dataset
 from service.errors import NotFound
+from service.jobs.usage import refuse_while_used
 from service.storage import get_store
 from service.storage.local import LocalStore
 from service.uploads import ReceivedUpload
@@ -61,3 +62,16 @@ def get_dataset(*, session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID
 def list_datasets_query(*, tenant_id: uuid.UUID) -> Select[Dataset]:
     """The select statement for a tenant's datasets."""
     return select(Dataset).where(Dataset.tenant_id == tenant_id)
+
+
+def delete_dataset(*, session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> None:
+    """Delete a dataset and its file; 409 while an unfinished job names it (finished jobs keep results)."""
+    dataset = get_dataset(session=session, tenant_id=tenant_id, dataset_id=dataset_id)
+    refuse_while_used(
+        session=session, tenant_id=tenant_id, what=f"dataset {dataset_id}", dataset_id=dataset_id
+    )
+    artifact_id = dataset.artifact_id
+    session.delete(dataset)
+    session.flush()
+    artifacts_service.release(session=session, artifact_ids=[artifact_id])
+    session.commit()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response, status
 
 from service.deps import SessionDep, SettingsDep, TenantDep
+from service.jobs import deletion as jobs_deletion
 from service.jobs import service as jobs_service
 from service.jobs.orm import Job, JobStatus
 from service.jobs.schemas import JobCreate, JobRead
@@ -64,3 +65,10 @@ def get_job(job_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Any:
 def cancel_job(job_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Any:
     """Cancel a job: a queued one at once, a running one as soon as its worker notices."""
     return jobs_service.cancel_job(session=session, tenant_id=tenant, job_id=job_id)
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_job(job_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Response:
+    """Delete a finished job with its steps, report and the artifacts it made; 409 while it runs."""
+    jobs_deletion.delete_job(session=session, tenant_id=tenant, job_id=job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -12,6 +12,7 @@ from service.artifacts import service as artifacts_service
 from service.artifacts.orm import ArtifactKind
 from service.db import utcnow
 from service.errors import InvalidRequest, NotFound
+from service.jobs.usage import refuse_while_used
 from service.models.orm import Model, ModelStatus
 from service.uploads import ReceivedUpload
 
@@ -86,7 +87,8 @@ def list_models_query(*, tenant_id: uuid.UUID, status: str | None = None) -> Sel
 
 
 def delete_model(*, session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> None:
-    """Hide a model; jobs that used it keep their artifacts and reports."""
+    """Hide a model; jobs that used it keep their artifacts and reports; 409 while one is unfinished."""
     model = get_model(session=session, tenant_id=tenant_id, model_id=model_id)
+    refuse_while_used(session=session, tenant_id=tenant_id, what=f"model {model_id}", model_id=model_id)
     model.deleted_at = utcnow()
     session.commit()

@@ -48,3 +48,9 @@ class ArtifactStore(Protocol):
 
     def put_file(self, source: Path) -> StoredObject:
         """Store a local file."""
+
+    def objects(self) -> Iterator[tuple[str, float]]:
+        """Every stored object: (sha256, last written as a Unix time)."""
+
+    def delete(self, sha256: str) -> bool:
+        """Remove an object; False when it was not there."""

@@ -39,6 +39,7 @@ class LocalWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             self._path.unlink(missing_ok=True)
+            os.utime(target)  # fresh again: the garbage collection spares recently written objects
         else:
             os.replace(self._path, target)
         return StoredObject(sha256=digest, size_bytes=self.size_bytes)
@@ -105,3 +106,19 @@ class LocalStore:
             writer.abort()
             raise
         return writer.commit()
+
+    def objects(self) -> Iterator[tuple[str, float]]:
+        """Every stored object: (sha256, modification time)."""
+        for path in (self.root / "objects").glob("??/*"):
+            try:
+                yield path.name, path.stat().st_mtime
+            except FileNotFoundError:  # deleted while listing
+                continue
+
+    def delete(self, sha256: str) -> bool:
+        """Remove an object; False when it was not there."""
+        try:
+            self.path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
