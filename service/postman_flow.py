@@ -161,6 +161,14 @@ FLOW: tuple[tuple[str, tuple[Step, ...]], ...] = (
                 poll=Poll("status", ("queued", "running"), "succeeded", max_polls=300),
             ),
             Step(
+                "Job events (Server-Sent Events)",
+                "GET",
+                "/v1/jobs/{job_id}/events",
+                200,
+                (("the stream ends with the job", "pm.response.text().includes('event: end')"),),
+                accept="text/event-stream",
+            ),
+            Step(
                 "List jobs",
                 "GET",
                 "/v1/jobs",

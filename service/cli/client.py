@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,21 @@ class ModelPressClient:
     def get_job(self, job_id: str) -> Document:
         """GET /v1/jobs/{id}: status, stage, progress, steps, comparison."""
         return self.request("GET", f"/v1/jobs/{job_id}").json()
+
+    def job_events(self, job_id: str) -> Iterator[tuple[str, Document]]:
+        """GET /v1/jobs/{id}/events: (event name, data) as the server sends them, until the job ends."""
+        name = ""
+        with self._http.stream(
+            "GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(60, read=90)
+        ) as response:
+            if response.is_error:
+                response.read()
+                raise ApiError(response.status_code, _problem(response))
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    name = line[len("event: ") :]
+                elif line.startswith("data: "):
+                    yield name, json.loads(line[len("data: ") :])
 
     def list_jobs(self, *, status: str | None = None, limit: int = 20, cursor: str | None = None) -> Document:
         """GET /v1/jobs: one page, newest first."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from service.cli.client import FINAL_JOB_STATUSES, ModelPressClient
+from service.cli.client import FINAL_JOB_STATUSES, ApiError, ModelPressClient
 from service.report import tables
 
 STATUS_STYLE = {
@@ -104,7 +106,11 @@ def current_step(job: dict[str, Any]) -> str:
 def watch_job(
     client: ModelPressClient, job_id: str, console: Console, *, interval: float, timeout: float | None
 ) -> dict[str, Any]:
-    """Poll the job with a live progress bar (stage, step, percent, elapsed) until it ends."""
+    """Follow the job with a live progress bar (stage, step, percent, elapsed) until it ends.
+
+    The job's Server-Sent Events drive the bar; where the stream breaks off (a proxy, an older
+    server), polling every `interval` seconds takes over.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
     columns = (
         SpinnerColumn(),
@@ -116,13 +122,39 @@ def watch_job(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("queued", total=100, step="queued")
-        while True:
-            job = client.get_job(job_id)
+
+        def show(job: dict[str, Any]) -> None:
             progress.update(
                 task, completed=job["progress"] * 100, description=job["stage"][:80], step=current_step(job)
             )
-            if job["status"] in FINAL_JOB_STATUSES:
-                return job
+
+        job = _follow_events(client, job_id, show, deadline)
+        while job["status"] not in FINAL_JOB_STATUSES:
             if deadline is not None and time.monotonic() > deadline:
                 return job
             time.sleep(interval)
+            job = client.get_job(job_id)
+            show(job)
+        return job
+
+
+def _follow_events(
+    client: ModelPressClient, job_id: str, show: Callable[[dict[str, Any]], None], deadline: float | None
+) -> dict[str, Any]:
+    """Apply the job's events to a copy of its document until it ends, the deadline or a broken stream."""
+    job = client.get_job(job_id)
+    show(job)
+    try:
+        for name, data in client.job_events(job_id):
+            if name in ("job", "end"):
+                job = data
+            elif name == "progress":
+                job = {**job, **data}
+            elif name == "step":
+                job = {**job, "steps": [data if s["index"] == data["index"] else s for s in job["steps"]]}
+            show(job)
+            if name == "end" or (deadline is not None and time.monotonic() > deadline):
+                break
+    except (ApiError, httpx.HTTPError):
+        pass  # polling takes over
+    return job

@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from service.deps import SessionDep, SettingsDep, TenantDep
 from service.jobs import deletion as jobs_deletion
+from service.jobs import events as job_events
 from service.jobs import service as jobs_service
 from service.jobs.orm import Job, JobStatus
 from service.jobs.schemas import JobCreate, JobRead
@@ -72,3 +74,19 @@ def delete_job(job_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Res
     """Delete a finished job with its steps, report and the artifacts it made; 409 while it runs."""
     jobs_deletion.delete_job(session=session, tenant_id=tenant, job_id=job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+def job_event_stream(job_id: uuid.UUID, request: Request, session: SessionDep, tenant: TenantDep) -> Response:
+    """Server-Sent Events: `job` (the document), `progress`, `step` (a step result), `end` (the final job)."""
+    jobs_service.get_job(session=session, tenant_id=tenant, job_id=job_id)  # 404 before the stream starts
+    session.close()  # the stream polls with its own short sessions
+    return StreamingResponse(
+        job_events.stream(request, job_id, tenant),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
