@@ -11,6 +11,7 @@ from service.datasets.router import router as datasets_router
 from service.jobs.report import router as report_router
 from service.jobs.router import router as jobs_router
 from service.models.router import router as models_router
+from service.request_limits import RequestLimits
 from service.settings import Settings, get_settings
 from service.webhooks.router import router as webhooks_router
 
@@ -37,5 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     observability.install(app, settings)
     openapi.install(app)
     app.add_middleware(CloseUnreadBody)
+    # Outermost: a request is bounded before any other middleware or route touches its body.
+    app.add_middleware(
+        RequestLimits, max_headers=settings.max_header_count, max_body_bytes=settings.max_json_body_bytes
+    )
     app.state.settings = settings
     return app

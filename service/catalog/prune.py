@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.catalog.base import Queue, TechniqueParams, TechniqueSpec
+from service.catalog.base import NodeNames, Queue, TechniqueParams, TechniqueSpec
 
 PrunableOp = Literal["Conv", "Gemm", "MatMul"]
 
@@ -20,7 +20,7 @@ class FinetuneParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: str = Field(description="Dataset with the model's inputs, and `labels` if any")
+    dataset_id: str = Field(max_length=64, description="Dataset with the model's inputs, and `labels` if any")
     epochs: int = Field(3, ge=1, le=1000, description="Passes over the dataset")
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate")
     batch_size: int = Field(32, ge=1, le=65536, description="Samples per step")
@@ -41,10 +41,10 @@ class MagnitudePruneParams(TechniqueParams):
         "per_layer", description="Same sparsity in every layer, or one threshold across all of them"
     )
     op_types: list[PrunableOp] = Field(
-        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
+        default_factory=_all_prunable_ops, min_length=1, max_length=3, description="Op types to prune"
     )
-    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
+    nodes_to_include: NodeNames | None = Field(None, description="Only prune these node names (default: all)")
+    nodes_to_exclude: NodeNames = Field(default_factory=list, description="Node names left dense")
     finetune: FinetuneParams | None = Field(
         None, description="Train after pruning to recover accuracy; pruned weights stay zero"
     )
@@ -56,10 +56,10 @@ class NMPruneParams(TechniqueParams):
     n: int = Field(2, ge=1, le=15, description="Non-zero weights kept in each group")
     m: int = Field(4, ge=2, le=16, description="Consecutive weights per group along the reduction dimension")
     op_types: list[PrunableOp] = Field(
-        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
+        default_factory=_all_prunable_ops, min_length=1, max_length=3, description="Op types to prune"
     )
-    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
+    nodes_to_include: NodeNames | None = Field(None, description="Only prune these node names (default: all)")
+    nodes_to_exclude: NodeNames = Field(default_factory=list, description="Node names left dense")
     finetune: FinetuneParams | None = Field(
         None, description="Train after pruning to recover accuracy; pruned weights stay zero"
     )
@@ -90,7 +90,7 @@ class StructuredPruneParams(TechniqueParams):
         le=1024,
         description="Kept channel counts are rounded up to a multiple of this (for heads: their channels)",
     )
-    exclude: list[str] = Field(default_factory=list, description="Node names whose output channels are kept")
+    exclude: NodeNames = Field(default_factory=list, description="Node names whose output channels are kept")
     finetune: FinetuneParams | None = Field(None, description="Train after pruning to recover accuracy")
 
 

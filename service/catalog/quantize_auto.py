@@ -13,10 +13,12 @@ class AutoQuantParams(TechniqueParams):
     """Quantize, measure, and keep the most sensitive nodes in float until the accuracy budget holds."""
 
     dataset_id: str = Field(
-        description="Calibration .npz whose arrays are named after the model inputs (first axis = samples)"
+        max_length=64,
+        description="Calibration .npz whose arrays are named after the model inputs (first axis = samples)",
     )
     eval_dataset_id: str | None = Field(
         None,
+        max_length=64,
         description="Evaluation .npz (default: the calibration dataset). With a `labels` array accuracy is"
         " measured against the labels; without, against the float model's own outputs",
     )

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from service.catalog import CATALOG, Queue, referenced_dataset_ids
 from service.datasets import service as datasets_service
 from service.datasets.inspect import check_against_signature
-from service.errors import Conflict, InvalidParams, UnknownTechnique
+from service.errors import Conflict, InvalidParams, UnknownTechnique, error_entries
 from service.jobs.schemas import JobCreate
 from service.models import service as models_service
 from service.models.orm import Model, ModelStatus
@@ -30,13 +30,13 @@ def normalized_steps(request: JobCreate) -> tuple[list[dict[str, Any]], Queue]:
         try:
             params = spec.params.model_validate(step.params)
         except ValidationError as exc:
-            errors = [
-                {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-                for error in exc.errors()
-            ]
+            errors = error_entries(exc.errors())
             summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in errors[:5])
             raise InvalidParams(
-                f"step {index} ({step.technique}): {summary}", step=index, errors=errors
+                f"step {index} ({step.technique}): {summary}",
+                step=index,
+                errors=errors,
+                error_count=exc.error_count(),
             ) from None
         if spec.queue is Queue.GPU:
             queue = Queue.GPU
