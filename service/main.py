@@ -8,6 +8,7 @@ from service import handlers, health, observability, openapi
 from service.artifacts.router import router as artifacts_router
 from service.body_guard import CloseUnreadBody
 from service.datasets.router import router as datasets_router
+from service.finite import FiniteJSONResponse
 from service.jobs.report import router as report_router
 from service.jobs.router import router as jobs_router
 from service.models.router import router as models_router
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="ModelPress",
         version="0.1.0",
         description="Compress neural networks behind an HTTP API, with an honest before/after comparison.",
+        default_response_class=FiniteJSONResponse,
     )
     handlers.install(app)
     for router in (

@@ -29,6 +29,10 @@ class TechniqueParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def labelled_datasets(self) -> list[tuple[str, str | None]]:
+        """(dataset id, metric) for each dataset whose labels this step scores or trains on."""
+        return []
+
 
 @dataclass(frozen=True)
 class TechniqueSpec:

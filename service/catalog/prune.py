@@ -33,7 +33,17 @@ class FinetuneParams(BaseModel):
     )
 
 
-class MagnitudePruneParams(TechniqueParams):
+class _FinetuneLabels(TechniqueParams):
+    """Fine-tuning trains on the dataset's labels as classes (cross-entropy)."""
+
+    finetune: FinetuneParams | None = None
+
+    def labelled_datasets(self) -> list[tuple[str, str | None]]:
+        """The fine-tuning dataset, whose labels are classes."""
+        return [(self.finetune.dataset_id, "top1")] if self.finetune is not None else []
+
+
+class MagnitudePruneParams(_FinetuneLabels):
     """Unstructured L1 magnitude pruning of Conv / Gemm / MatMul weights."""
 
     sparsity: float = Field(0.5, gt=0.0, lt=1.0, description="Fraction of weights set to zero")
@@ -50,7 +60,7 @@ class MagnitudePruneParams(TechniqueParams):
     )
 
 
-class NMPruneParams(TechniqueParams):
+class NMPruneParams(_FinetuneLabels):
     """N:M semi-structured sparsity along each layer's reduction dimension."""
 
     n: int = Field(2, ge=1, le=15, description="Non-zero weights kept in each group")
@@ -71,7 +81,7 @@ class NMPruneParams(TechniqueParams):
         return self
 
 
-class StructuredPruneParams(TechniqueParams):
+class StructuredPruneParams(_FinetuneLabels):
     """Removal of whole channels / neurons, following the graph's channel dependencies."""
 
     sparsity: float = Field(

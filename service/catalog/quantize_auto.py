@@ -61,6 +61,10 @@ class AutoQuantParams(TechniqueParams):
     )
     preprocess: bool = Field(True, description="Shape inference and graph optimization before quantizing")
 
+    def labelled_datasets(self) -> list[tuple[str, str | None]]:
+        """The evaluation dataset (the calibration one by default) is scored with `metric`."""
+        return [(self.eval_dataset_id or self.dataset_id, self.metric)]
+
 
 AUTO_TECHNIQUES = (
     TechniqueSpec(
