@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from itertools import islice
 from typing import Any, ClassVar
 
 PROBLEM_BASE = "https://modelpress.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+MAX_ERRORS = 20
+MAX_LOC_CHARS = 100
 
 
 class Problem(Exception):
@@ -42,6 +46,18 @@ def problem_document(
         document["instance"] = instance
     document.update(extensions)
     return document
+
+
+def error_entries(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic errors as problem entries: the first MAX_ERRORS, each location part cut short.
+
+    A hostile body can hold thousands of bad keys, each long: the answer stays small all the same.
+    """
+    entries = []
+    for error in islice(errors, MAX_ERRORS):
+        loc = [part if isinstance(part, int) else str(part)[:MAX_LOC_CHARS] for part in error.get("loc", ())]
+        entries.append({"loc": loc, "msg": str(error.get("msg", ""))[:500], "type": error.get("type", "")})
+    return entries
 
 
 class NotFound(Problem):

@@ -12,7 +12,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import PROBLEM_MEDIA_TYPE, Problem, ServiceUnavailable, problem_document
+from service.errors import (
+    PROBLEM_MEDIA_TYPE,
+    Problem,
+    ServiceUnavailable,
+    error_entries,
+    problem_document,
+)
 from service.openapi import allowed_methods
 
 log = logging.getLogger("modelpress.api")
@@ -32,10 +38,7 @@ async def _problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
-        for error in exc.errors()
-    ]
+    errors = error_entries(exc.errors())
     summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
     document = problem_document(
         "validation-error",
@@ -44,6 +47,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
         summary,
         instance=request.url.path,
         errors=errors,
+        error_count=len(exc.errors()),
     )
     return problem_response(document)
 

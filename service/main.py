@@ -9,9 +9,11 @@ from service import handlers, health, observability, openapi
 from service.artifacts.router import router as artifacts_router
 from service.body_guard import CloseUnreadBody
 from service.datasets.router import router as datasets_router
+from service.finite import FiniteJSONResponse
 from service.jobs.report import router as report_router
 from service.jobs.router import router as jobs_router
 from service.models.router import router as models_router
+from service.request_limits import RequestLimits
 from service.settings import Settings, get_settings
 from service.webhooks.router import router as webhooks_router
 
@@ -24,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="ModelPress",
         version="0.1.0",
         description="Compress neural networks behind an HTTP API, with an honest before/after comparison.",
+        default_response_class=FiniteJSONResponse,
     )
     handlers.install(app)
     for router in (
@@ -39,5 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     observability.install(app, settings)
     openapi.install(app)
     app.add_middleware(CloseUnreadBody)
+    # Outermost: a request is bounded before any other middleware or route touches its body.
+    app.add_middleware(
+        RequestLimits, max_headers=settings.max_header_count, max_body_bytes=settings.max_json_body_bytes
+    )
     app.state.settings = settings
     return app

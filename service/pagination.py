@@ -17,6 +17,7 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_CURSOR_CHARS = 256
 
 
 class Page(BaseModel, Generic[T]):
@@ -33,12 +34,21 @@ def encode_cursor(created_at: datetime, item_id: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Inverse of encode_cursor; a malformed cursor is the client's error."""
+    """Inverse of encode_cursor; a malformed cursor, whatever it holds, is the client's error."""
+    invalid = InvalidRequest("the cursor is not valid; use next_cursor from a previous page")
+    # Checked before decoding: a real cursor is ~120 characters, and a long one could nest JSON deep.
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise invalid
     try:
-        created, item = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), uuid.UUID(item)
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest("the cursor is not valid; use next_cursor from a previous page") from exc
+        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, TypeError, RecursionError):
+        raise invalid from None
+    if not (isinstance(decoded, list) and len(decoded) == 2 and all(isinstance(v, str) for v in decoded)):
+        raise invalid
+    try:
+        return datetime.fromisoformat(decoded[0]), uuid.UUID(decoded[1])
+    except ValueError:
+        raise invalid from None
 
 
 def paginate(statement: Select[Any], model: Any, cursor: str | None, limit: int) -> Select[Any]:

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     broker_url: str = ""
     storage_dir: Path | None = None
     max_upload_bytes: int = 2 * 1024**3
+    max_json_body_bytes: int = Field(1024**2, ge=1024, description="Largest body of a non-upload request")
+    max_header_bytes: int = Field(
+        32 * 1024, ge=4096, description="Largest request line plus headers (the server's h11 limit)"
+    )
+    max_header_count: int = Field(100, ge=16, description="Most header fields in one request")
     bench_threads: int = 1
     bench_time_budget_s: float = 8.0
     bench_warmup_runs: int = 5

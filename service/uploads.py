@@ -11,6 +11,7 @@ from fastapi import Request
 from python_multipart import MultipartParser
 from python_multipart.exceptions import ParseError
 from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from service.errors import InvalidRequest, PayloadTooLarge
@@ -19,6 +20,10 @@ from service.storage.local import LocalWriter
 
 HEAD_BYTES = 512
 MAX_FIELD_BYTES = 4096
+# Text fields are few and small: a body of thousands of them is an attack on memory, not a form.
+MAX_PARTS = 16
+# RFC 2046 caps a boundary at 70 characters; python-multipart refuses past 256 with a ValueError.
+MAX_BOUNDARY_CHARS = 70
 # Room for the multipart envelope and small text fields on top of the file itself.
 ENVELOPE_SLACK = 64 * 1024
 
@@ -62,8 +67,12 @@ class _Receiver:
         self._headers: dict[bytes, bytes] = {}
         self._part_name: str | None = None
         self._field_value = bytearray()
+        self._parts = 0
 
     def on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise InvalidRequest(f"the multipart body has more than {MAX_PARTS} parts")
         self._headers, self._part_name = {}, None
         self._field_value = bytearray()
 
@@ -134,16 +143,28 @@ async def receive_upload(
     a refused upload leaves nothing in the store.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
-    if content_type != b"multipart/form-data" or b"boundary" not in options:
+    if content_type != b"multipart/form-data" or not options.get(b"boundary"):
         raise InvalidRequest(f"send multipart/form-data with the file in a '{file_field}' field")
+    if len(options[b"boundary"]) > MAX_BOUNDARY_CHARS:
+        raise InvalidRequest(f"the multipart boundary is longer than {MAX_BOUNDARY_CHARS} characters")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + ENVELOPE_SLACK:
         # Refuse before reading a byte of a body that is declared too large.
         raise PayloadTooLarge(f"the upload is larger than the limit of {max_bytes} bytes", limit=max_bytes)
     receiver = _Receiver(store, file_field, max_bytes, check_head)
-    parser = MultipartParser(options[b"boundary"], callbacks=_callbacks(receiver))  # type: ignore[arg-type]
+    try:
+        parser = MultipartParser(options[b"boundary"], callbacks=_callbacks(receiver))  # type: ignore[arg-type]
+    except ValueError:
+        raise InvalidRequest("the multipart boundary is not valid") from None
+    received = 0
     try:
         async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes + ENVELOPE_SLACK:
+                # Whatever the parts hold (a huge preamble or epilogue too), the body has a ceiling.
+                raise PayloadTooLarge(
+                    f"the upload is larger than the limit of {max_bytes} bytes", limit=max_bytes
+                )
             parser.write(chunk)
         parser.finalize()
     except BaseException as error:
@@ -163,7 +184,8 @@ async def receive_upload(
         if check_fields is not None:
             check_fields(receiver.fields)
         if check_file is not None and isinstance(receiver.writer, LocalWriter):
-            check_file(receiver.writer.pending_path())
+            # A file check may read the whole file (a dataset's values): off the event loop.
+            await run_in_threadpool(check_file, receiver.writer.pending_path())
     except BaseException:
         receiver.writer.abort()
         raise

@@ -27,6 +27,7 @@ TITLES = {
     "contract": "Schemathesis contract run",
     "streaming": "A 2 GiB streamed upload: API memory",
     "upload_cap": "Past the upload cap: 413 without reading the rest",
+    "oversized_requests": "Oversized requests: time to a 4xx and API memory growth",
     "quotas": "Quotas",
     "sandbox": "Sandbox limits",
     "sandbox_network": "Sandbox network",

@@ -8,9 +8,12 @@ import uuid
 from pathlib import Path
 
 from service.artifacts.orm import Artifact
+from service.datasets.inspect import read_npz_headers
 from service.datasets.orm import Dataset
 from service.db import new_session
+from service.errors import InvalidDataset
 from service.storage import get_store
+from worker.problems import JobFailed, problem
 
 
 def job_workdir(job_id: uuid.UUID) -> Path:
@@ -38,8 +41,18 @@ def fetch_datasets(dataset_ids: list[str], folder: Path) -> dict[str, str]:
             if dataset is None:
                 raise LookupError(f"dataset {dataset_id} is missing")
             artifact_id = dataset.artifact_id
-        paths[dataset_id] = str(fetch_artifact(artifact_id, folder / f"{dataset_id}.npz"))
+        path = fetch_artifact(artifact_id, folder / f"{dataset_id}.npz")
+        _check_values(dataset_id, path)
+        paths[dataset_id] = str(path)
     return paths
+
+
+def _check_values(dataset_id: str, path: Path) -> None:
+    """The API scanned the values at upload; check again, as the store is read here, not trusted."""
+    try:
+        read_npz_headers(path, scan=True)
+    except InvalidDataset as refused:
+        raise JobFailed(problem("invalid-dataset", f"dataset {dataset_id}: {refused.detail}")) from None
 
 
 def remove_workdir(path: Path) -> None:

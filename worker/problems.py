@@ -15,6 +15,7 @@ _KNOWN: dict[str, tuple[str, int]] = {
     "unsupported-ops": ("The model uses operators this technique does not support", 422),
     "dataset-mismatch": ("The dataset does not match the model", 422),
     "dataset-missing": ("A dataset is missing", 422),
+    "invalid-dataset": ("The dataset file is not valid", 422),
     "model-rejected": ("The model was rejected at ingest", 422),
     "resource-limit": ("The step exceeded its memory limit", 422),
     "timeout": ("The step exceeded its time limit", 504),

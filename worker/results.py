@@ -9,6 +9,7 @@ from sqlalchemy import update
 
 from service.artifacts.orm import Artifact, ArtifactKind
 from service.db import new_session, utcnow
+from service.finite import finite_json, non_finite_warning
 from service.jobs.orm import Job, JobStatus, JobStep, Metric
 from service.storage import get_store
 from service.webhooks import job_finished as notify_finished
@@ -44,7 +45,11 @@ def record_step(
             session.flush()
             values.update(status=JobStatus.SUCCEEDED, artifact_id=artifact.id)
         if outcome is not None:
-            values.update(metrics=outcome.get("metrics"), warnings=outcome.get("warnings"))
+            metrics, replaced = finite_json(outcome.get("metrics"))
+            warnings = list(outcome.get("warnings") or []) + (
+                [non_finite_warning(replaced)] if replaced else []
+            )
+            values.update(metrics=metrics, warnings=warnings or outcome.get("warnings"))
         if error is not None:
             values.update(status=JobStatus.FAILED, error=error)
         session.execute(update(JobStep).where(JobStep.id == step.id).values(**values))
@@ -55,6 +60,10 @@ def record_step(
 
 def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any]) -> None:
     """Mark the job succeeded with its comparison and flattened metric rows, under the lease."""
+    comparison, replaced = finite_json(comparison)  # JSON (and Postgres) has no NaN
+    if replaced:
+        verdict = comparison.setdefault("verdict", {})
+        verdict["warnings"] = [*(verdict.get("warnings") or []), non_finite_warning(replaced)]
     with new_session() as session:
         last = session.get(JobStep, last_step.id)
         assert last is not None
@@ -109,4 +118,4 @@ def flatten_metrics(comparison: dict[str, Any]) -> list[dict[str, Any]]:
                 rows.append(
                     {"subject": subject, "name": f"accuracy_{metric}", "batch_size": None, "value": value}
                 )
-    return rows
+    return [row for row in rows if isinstance(row["value"], int | float)]

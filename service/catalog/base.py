@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# Request lists are bounded (DESIGN.md §1): a model has at most a few thousand nodes worth naming.
+MAX_NODE_NAMES = 4096
+MAX_OP_TYPES = 256
+NodeName = Annotated[str, Field(min_length=1, max_length=1024)]
+OpTypeName = Annotated[str, Field(min_length=1, max_length=128)]
+NodeNames = Annotated[list[NodeName], Field(max_length=MAX_NODE_NAMES)]
+OpTypeNames = Annotated[list[OpTypeName], Field(max_length=MAX_OP_TYPES)]
 
 
 class Queue(StrEnum):
@@ -20,6 +28,10 @@ class TechniqueParams(BaseModel):
     """Base for every technique's parameters: unknown keys are an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+    def labelled_datasets(self) -> list[tuple[str, str | None]]:
+        """(dataset id, metric) for each dataset whose labels this step scores or trains on."""
+        return []
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.catalog.base import Queue, TechniqueParams, TechniqueSpec
+from service.catalog.base import NodeNames, Queue, TechniqueParams, TechniqueSpec
 
 PrunableOp = Literal["Conv", "Gemm", "MatMul"]
 
@@ -20,7 +20,7 @@ class FinetuneParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: str = Field(description="Dataset with the model's inputs, and `labels` if any")
+    dataset_id: str = Field(max_length=64, description="Dataset with the model's inputs, and `labels` if any")
     epochs: int = Field(3, ge=1, le=1000, description="Passes over the dataset")
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate")
     batch_size: int = Field(32, ge=1, le=65536, description="Samples per step")
@@ -33,7 +33,17 @@ class FinetuneParams(BaseModel):
     )
 
 
-class MagnitudePruneParams(TechniqueParams):
+class _FinetuneLabels(TechniqueParams):
+    """Fine-tuning trains on the dataset's labels as classes (cross-entropy)."""
+
+    finetune: FinetuneParams | None = None
+
+    def labelled_datasets(self) -> list[tuple[str, str | None]]:
+        """The fine-tuning dataset, whose labels are classes."""
+        return [(self.finetune.dataset_id, "top1")] if self.finetune is not None else []
+
+
+class MagnitudePruneParams(_FinetuneLabels):
     """Unstructured L1 magnitude pruning of Conv / Gemm / MatMul weights."""
 
     sparsity: float = Field(0.5, gt=0.0, lt=1.0, description="Fraction of weights set to zero")
@@ -41,25 +51,25 @@ class MagnitudePruneParams(TechniqueParams):
         "per_layer", description="Same sparsity in every layer, or one threshold across all of them"
     )
     op_types: list[PrunableOp] = Field(
-        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
+        default_factory=_all_prunable_ops, min_length=1, max_length=3, description="Op types to prune"
     )
-    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
+    nodes_to_include: NodeNames | None = Field(None, description="Only prune these node names (default: all)")
+    nodes_to_exclude: NodeNames = Field(default_factory=list, description="Node names left dense")
     finetune: FinetuneParams | None = Field(
         None, description="Train after pruning to recover accuracy; pruned weights stay zero"
     )
 
 
-class NMPruneParams(TechniqueParams):
+class NMPruneParams(_FinetuneLabels):
     """N:M semi-structured sparsity along each layer's reduction dimension."""
 
     n: int = Field(2, ge=1, le=15, description="Non-zero weights kept in each group")
     m: int = Field(4, ge=2, le=16, description="Consecutive weights per group along the reduction dimension")
     op_types: list[PrunableOp] = Field(
-        default_factory=_all_prunable_ops, min_length=1, description="Op types to prune"
+        default_factory=_all_prunable_ops, min_length=1, max_length=3, description="Op types to prune"
     )
-    nodes_to_include: list[str] | None = Field(None, description="Only prune these node names (default: all)")
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names left dense")
+    nodes_to_include: NodeNames | None = Field(None, description="Only prune these node names (default: all)")
+    nodes_to_exclude: NodeNames = Field(default_factory=list, description="Node names left dense")
     finetune: FinetuneParams | None = Field(
         None, description="Train after pruning to recover accuracy; pruned weights stay zero"
     )
@@ -71,7 +81,7 @@ class NMPruneParams(TechniqueParams):
         return self
 
 
-class StructuredPruneParams(TechniqueParams):
+class StructuredPruneParams(_FinetuneLabels):
     """Removal of whole channels / neurons, following the graph's channel dependencies."""
 
     sparsity: float = Field(
@@ -90,7 +100,7 @@ class StructuredPruneParams(TechniqueParams):
         le=1024,
         description="Kept channel counts are rounded up to a multiple of this (for heads: their channels)",
     )
-    exclude: list[str] = Field(default_factory=list, description="Node names whose output channels are kept")
+    exclude: NodeNames = Field(default_factory=list, description="Node names whose output channels are kept")
     finetune: FinetuneParams | None = Field(None, description="Train after pruning to recover accuracy")
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from service.catalog.base import Queue, TechniqueParams, TechniqueSpec
+from service.catalog.base import NodeNames, OpTypeNames, Queue, TechniqueParams, TechniqueSpec
 
 
 class DynamicQuantParams(TechniqueParams):
@@ -15,10 +15,10 @@ class DynamicQuantParams(TechniqueParams):
     per_channel: bool = Field(False, description="One scale per output channel instead of per tensor")
     weight_type: Literal["qint8", "quint8"] = Field("qint8", description="Weight integer type")
     reduce_range: bool = Field(False, description="7-bit weights, for CPUs without VNNI")
-    op_types: list[str] | None = Field(
+    op_types: OpTypeNames | None = Field(
         None, description="Only quantize these op types (default: every type onnxruntime supports)"
     )
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names kept in float")
+    nodes_to_exclude: NodeNames = Field(default_factory=list, description="Node names kept in float")
     preprocess: bool = Field(True, description="Shape inference and graph optimization before quantizing")
     smooth_outliers: bool = Field(
         True,

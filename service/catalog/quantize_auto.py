@@ -13,10 +13,12 @@ class AutoQuantParams(TechniqueParams):
     """Quantize, measure, and keep the most sensitive nodes in float until the accuracy budget holds."""
 
     dataset_id: str = Field(
-        description="Calibration .npz whose arrays are named after the model inputs (first axis = samples)"
+        max_length=64,
+        description="Calibration .npz whose arrays are named after the model inputs (first axis = samples)",
     )
     eval_dataset_id: str | None = Field(
         None,
+        max_length=64,
         description="Evaluation .npz (default: the calibration dataset). With a `labels` array accuracy is"
         " measured against the labels; without, against the float model's own outputs",
     )
@@ -58,6 +60,10 @@ class AutoQuantParams(TechniqueParams):
         1.0, gt=0.0, le=60.0, description="Seconds of interleaved timed runs per trial (latency at batch 8)"
     )
     preprocess: bool = Field(True, description="Shape inference and graph optimization before quantizing")
+
+    def labelled_datasets(self) -> list[tuple[str, str | None]]:
+        """The evaluation dataset (the calibration one by default) is scored with `metric`."""
+        return [(self.eval_dataset_id or self.dataset_id, self.metric)]
 
 
 AUTO_TECHNIQUES = (

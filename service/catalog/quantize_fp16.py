@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from service.catalog.base import Queue, TechniqueParams, TechniqueSpec
+from service.catalog.base import NodeNames, OpTypeNames, Queue, TechniqueParams, TechniqueSpec
 
 # Ops whose float16 results drift: exponentials overflow float16's range and long reductions
 # accumulate rounding error, so they stay in float32 with casts around them. (Ops with no float16
@@ -33,11 +33,11 @@ DEFAULT_FP16_BLOCK_LIST = (
 class Fp16Params(TechniqueParams):
     """float16 weights and compute; model inputs and outputs stay float32."""
 
-    op_block_list: list[str] = Field(
+    op_block_list: OpTypeNames = Field(
         default_factory=lambda: list(DEFAULT_FP16_BLOCK_LIST),
         description="Op types kept in float32 (precision-sensitive reductions and exponentials)",
     )
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names kept in float32")
+    nodes_to_exclude: NodeNames = Field(default_factory=list, description="Node names kept in float32")
 
 
 FP16_TECHNIQUES = (

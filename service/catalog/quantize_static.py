@@ -6,14 +6,15 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from service.catalog.base import Queue, TechniqueParams, TechniqueSpec
+from service.catalog.base import NodeNames, OpTypeNames, Queue, TechniqueParams, TechniqueSpec
 
 
 class StaticQuantParams(TechniqueParams):
     """int8 QDQ weights and activations, with activation ranges calibrated on a dataset."""
 
     dataset_id: str = Field(
-        description="Uploaded .npz whose arrays are named after the model inputs (first axis = samples)"
+        max_length=64,
+        description="Uploaded .npz whose arrays are named after the model inputs (first axis = samples)",
     )
     calibration_method: Literal["MinMax", "Entropy", "Percentile"] = Field(
         "MinMax", description="How activation ranges are chosen from the calibration data"
@@ -48,10 +49,10 @@ class StaticQuantParams(TechniqueParams):
         512, ge=1, le=100_000, description="Use at most this many samples of the dataset for calibration"
     )
     calibration_batch_size: int = Field(32, ge=1, le=4096, description="Samples per calibration batch")
-    op_types: list[str] | None = Field(
+    op_types: OpTypeNames | None = Field(
         None, description="Only quantize these op types (default: every type onnxruntime supports)"
     )
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="Node names kept in float")
+    nodes_to_exclude: NodeNames = Field(default_factory=list, description="Node names kept in float")
     preprocess: bool = Field(True, description="Shape inference and graph optimization before quantizing")
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from service import migrate as migrations
 from service.db import new_session
+from service.http_server import uvicorn_options
 from service.settings import get_settings
 from service.tenants import service as tenants_service
 from service.tenants.orm import Tenant
@@ -78,9 +79,14 @@ def serve(
     # uvicorn re-raises the signal that stopped it; as SystemExit the worker below is stopped too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        # access_log off: the request-id middleware already logs every request once, with its id.
         uvicorn.run(
-            "service.main:create_app", factory=True, host=host, port=port, log_level="info", access_log=False
+            "service.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,  # the request-id middleware logs every request once, with its id
+            **uvicorn_options(get_settings()),
         )
     finally:
         if process is not None:

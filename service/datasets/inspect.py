@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
+from service.datasets.values import check_numeric, scan_values
 from service.errors import DatasetMismatch, InvalidDataset
 
 MAX_ARRAYS = 64
+# Compressed members are inflated to be scanned: bound the work a small file can ask for.
+MAX_INFLATION = 100
+MAX_INFLATION_SLACK = 64 * 1024**2
+MAX_INFLATED_BYTES = 16 * 1024**3
 LABELS = "labels"
 
 
-def read_npz_headers(path: Path) -> dict[str, dict[str, Any]]:
-    """{array name: {dtype, shape}} from each member's .npy header; refuses object arrays."""
+def read_npz_headers(path: Path, *, scan: bool = False) -> dict[str, dict[str, Any]]:
+    """{array name: {dtype, shape}} from each member's .npy header; refuses non-numeric arrays.
+
+    With `scan`, every value is read too, chunk by chunk (service/datasets/values.py): non-finite
+    floats are refused, and integer arrays record their "min" and "max".
+    """
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
@@ -27,28 +37,47 @@ def read_npz_headers(path: Path) -> dict[str, dict[str, Any]]:
             raise InvalidDataset(
                 f"the archive holds {len(members)} members; at most {MAX_ARRAYS} are allowed"
             )
+        _check_expansion(members, path.stat().st_size)
         for member in members:
             if not member.filename.endswith(".npy") or "/" in member.filename:
                 raise InvalidDataset(f"member '{member.filename}' is not a top-level .npy array")
-            with archive.open(member) as handle:
-                try:
-                    version = np.lib.format.read_magic(handle)
-                    read = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = read(handle)
-                except ValueError as exc:
-                    raise InvalidDataset(f"array '{member.filename}' has a broken header: {exc}") from exc
-            if dtype.hasobject:
+            name = member.filename[:-4]
+            try:
+                with archive.open(member) as handle:
+                    shape, dtype = _read_header(handle, name)
+                    check_numeric(name, dtype)
+                    arrays[name] = {"dtype": dtype.name, "shape": list(shape)}
+                    if scan:
+                        arrays[name].update(scan_values(handle, name, dtype, shape))
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
                 raise InvalidDataset(
-                    f"array '{member.filename[:-4]}' holds Python objects (pickles are refused)"
-                )
-            arrays[member.filename[:-4]] = {"dtype": dtype.name, "shape": list(shape)}
+                    f"array '{name}' cannot be read (a damaged archive)", array=name
+                ) from exc
     if not arrays:
         raise InvalidDataset("the archive holds no arrays")
     return arrays
+
+
+def _read_header(handle: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype]:
+    try:
+        version = np.lib.format.read_magic(handle)
+        read = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(handle)
+    except ValueError as exc:
+        raise InvalidDataset(f"array '{name}' has a broken header: {exc}"[:300], array=name) from exc
+    return tuple(shape), np.dtype(dtype)
+
+
+def _check_expansion(members: list[zipfile.ZipInfo], file_bytes: int) -> None:
+    """Refuse an archive whose members inflate far past the upload (a zip bomb) before reading any."""
+    inflated = sum(member.file_size for member in members)
+    if inflated > MAX_INFLATED_BYTES or inflated > MAX_INFLATION * file_bytes + MAX_INFLATION_SLACK:
+        raise InvalidDataset(
+            f"the arrays inflate to {inflated} bytes from a {file_bytes}-byte file; at most"
+            f" {MAX_INFLATION}x and {MAX_INFLATED_BYTES} bytes are accepted"
+        )
 
 
 def count_samples(arrays: dict[str, dict[str, Any]]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -28,6 +29,13 @@ async def upload_dataset(
     idempotency_key: intake.IdempotencyKeyHeader = None,
 ) -> Any:
     """Upload an .npz whose arrays are named after the model's inputs, plus optional `labels`."""
+    inspected: dict[str, dict[str, Any]] = {}
+
+    def check_file(path: Path) -> None:
+        # Every value is read once here (in a worker thread, chunk by chunk) before the bytes commit.
+        inspected.update(read_npz_headers(path, scan=True))
+        count_samples(inspected)
+
     async with intake.receive(
         request,
         session=session,
@@ -35,7 +43,7 @@ async def upload_dataset(
         settings=settings,
         scope="datasets",
         key=idempotency_key,
-        checks=intake.Checks(file=lambda path: count_samples(read_npz_headers(path))),
+        checks=intake.Checks(file=check_file),
     ) as received:
         if received.replay:
             return datasets_service.get_dataset(
@@ -47,6 +55,7 @@ async def upload_dataset(
             upload=received.upload,
             name=received.upload.fields.get("name"),
             dataset_id=received.resource_id,
+            arrays=inspected or None,
         )
 
 

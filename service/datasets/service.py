@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -25,11 +26,13 @@ def create_dataset(
     upload: ReceivedUpload,
     name: str | None,
     dataset_id: uuid.UUID | None = None,
+    arrays: dict[str, dict[str, Any]] | None = None,
 ) -> Dataset:
-    """Inspect an uploaded .npz (headers only) and record it."""
-    store = get_store()
-    assert isinstance(store, LocalStore)  # an S3 backend would fetch to a temp file here
-    arrays = read_npz_headers(store.path(upload.stored.sha256))
+    """Record an uploaded .npz; `arrays` is what its scan found, else its headers are read now."""
+    if arrays is None:
+        store = get_store()
+        assert isinstance(store, LocalStore)  # an S3 backend would fetch to a temp file here
+        arrays = read_npz_headers(store.path(upload.stored.sha256))
     samples = count_samples(arrays)
     artifact = artifacts_service.add_upload(
         session=session,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
@@ -10,15 +11,26 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from service.deps import SessionDep, TenantDep
 from service.errors import Conflict
+from service.finite import finite_json, non_finite_warning
 from service.jobs import service as jobs_service
 from service.jobs.orm import Job
-from service.report.html import render_html
+from service.report.html import content_security_policy, render_html
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 def build_report(job: Job) -> dict[str, Any]:
-    """The report document: what was done, to what, and how it measured."""
+    """The report document: what was done, to what, and how it measured; never a non-finite number."""
+    report, replaced = finite_json(_report_of(job))
+    if replaced:
+        verdict = (report.get("comparison") or {}).get("verdict")
+        if isinstance(verdict, dict):
+            verdict["warnings"] = [*(verdict.get("warnings") or []), non_finite_warning(replaced)]
+        report["warnings"] = [non_finite_warning(replaced)]
+    return dict(report)
+
+
+def _report_of(job: Job) -> dict[str, Any]:
     return {
         "job_id": str(job.id),
         "model_id": str(job.model_id),
@@ -59,5 +71,7 @@ def get_report(job_id: uuid.UUID, request: Request, session: SessionDep, tenant:
         raise Conflict(f"job {job_id} has no report yet (status {job.status})", job_status=job.status)
     report = build_report(job)
     if wants_html(request.headers.get("accept", "")):
-        return HTMLResponse(render_html(report), headers={"Vary": "Accept"})
+        nonce = secrets.token_urlsafe(18)
+        headers = {"Vary": "Accept", "Content-Security-Policy": content_security_policy(nonce)}
+        return HTMLResponse(render_html(report, nonce), headers=headers)
     return JSONResponse(report, headers={"Vary": "Accept"})

@@ -19,7 +19,7 @@ class StepCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     technique: str = Field(..., min_length=1, max_length=100, examples=["quantize.dynamic"])
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
 
 class EvaluationCreate(BaseModel):

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from service.catalog import CATALOG, Queue, referenced_dataset_ids
 from service.datasets import service as datasets_service
 from service.datasets.inspect import check_against_signature
-from service.errors import Conflict, InvalidParams, UnknownTechnique
+from service.datasets.labels import check_label_range
+from service.errors import Conflict, InvalidParams, UnknownTechnique, error_entries
 from service.jobs.schemas import JobCreate
 from service.models import service as models_service
 from service.models.orm import Model, ModelStatus
@@ -30,13 +31,13 @@ def normalized_steps(request: JobCreate) -> tuple[list[dict[str, Any]], Queue]:
         try:
             params = spec.params.model_validate(step.params)
         except ValidationError as exc:
-            errors = [
-                {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-                for error in exc.errors()
-            ]
+            errors = error_entries(exc.errors())
             summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in errors[:5])
             raise InvalidParams(
-                f"step {index} ({step.technique}): {summary}", step=index, errors=errors
+                f"step {index} ({step.technique}): {summary}",
+                step=index,
+                errors=errors,
+                error_count=exc.error_count(),
             ) from None
         if spec.queue is Queue.GPU:
             queue = Queue.GPU
@@ -56,15 +57,23 @@ def check_references(
     dataset_ids = [value for step in steps for value in referenced_dataset_ids(step["params"])]
     if request.evaluation.dataset_id:
         dataset_ids.append(str(request.evaluation.dataset_id))
-    for dataset_id in dict.fromkeys(dataset_ids):
-        dataset = datasets_service.get_dataset(
+    datasets = {
+        _as_uuid(dataset_id): datasets_service.get_dataset(
             session=session, tenant_id=tenant_id, dataset_id=_as_uuid(dataset_id)
         )
-        if model.status == ModelStatus.READY and model.signature:
+        for dataset_id in dict.fromkeys(dataset_ids)
+    }
+    if model.status == ModelStatus.READY and model.signature:
+        for dataset in datasets.values():
             check_against_signature(dataset.arrays, model.signature)
-        if dataset_id == str(request.evaluation.dataset_id):
-            _check_metric_has_labels(request, dataset.arrays)
-    if request.evaluation.metric and not request.evaluation.dataset_id:
+        for dataset_id, metric, where in _labelled_uses(request, steps):
+            check_label_range(
+                datasets[_as_uuid(dataset_id)].arrays, model.signature, metric=metric, where=where
+            )
+    if request.evaluation.dataset_id:
+        evaluation = datasets[_as_uuid(str(request.evaluation.dataset_id))]
+        _check_metric_has_labels(request, evaluation.arrays)
+    elif request.evaluation.metric:
         _check_metric_has_labels(request, {})
     return model
 
@@ -78,6 +87,18 @@ def _check_metric_has_labels(request: JobCreate, arrays: dict[str, Any]) -> None
             "drop the metric to measure fidelity to the original model instead",
             errors=[{"loc": ["evaluation", "metric"], "msg": "needs labelled data", "type": "value_error"}],
         )
+
+
+def _labelled_uses(request: JobCreate, steps: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
+    """(dataset id, metric, where) for every dataset whose labels the job scores or trains on."""
+    uses: list[tuple[str, str | None, str]] = []
+    if request.evaluation.dataset_id:
+        uses.append((str(request.evaluation.dataset_id), request.evaluation.metric, "evaluation dataset"))
+    for index, step in enumerate(steps):
+        params = CATALOG[step["technique"]].params.model_validate(step["params"])
+        where = f"step {index} ({step['technique']}) dataset"
+        uses.extend((dataset_id, metric, where) for dataset_id, metric in params.labelled_datasets())
+    return uses
 
 
 def _as_uuid(value: str) -> uuid.UUID:

@@ -10,6 +10,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from service.finite import finite_json
 from service.report import charts, layers, tables
 
 CHART_JS_VERSION = "4.6.1"  # MIT licence; see service/report/static/VENDORED.md
@@ -34,7 +35,7 @@ def chart_js() -> str:
 
 def _script_json(value: Any) -> Markup:
     # Escaped so that no string in the data (a node name, a warning) can close the <script> element.
-    text = json.dumps(value, allow_nan=False, default=str)
+    text = json.dumps(finite_json(value)[0], allow_nan=False, default=str)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text)  # escaped above for the script context
 
@@ -122,8 +123,22 @@ def step_summaries(report: dict[str, Any]) -> list[dict[str, Any]]:
     return summaries
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """The report page: verdict and warnings, comparison tables, steps, charts."""
+def content_security_policy(nonce: str) -> str:
+    """The page's policy: nothing loads from anywhere; only its own nonced scripts and styles run.
+
+    Inline `style` attributes (a chart's height) are allowed; they cannot run code.
+    """
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src-elem 'nonce-{nonce}';"
+        " style-src-attr 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+def render_html(report: dict[str, Any], nonce: str = "") -> str:
+    """The report page: verdict and warnings, comparison tables, steps, charts.
+
+    `nonce` marks the page's own scripts and styles for `content_security_policy(nonce)`.
+    """
     comparison = report.get("comparison") or {}
     specs = chart_specs(report)
     return (
@@ -143,5 +158,6 @@ def render_html(report: dict[str, Any]) -> str:
             chart_data=_script_json({spec["id"]: spec["config"] for spec in specs}),
             chart_js=Markup(chart_js()),  # our own vendored file
             chart_js_version=CHART_JS_VERSION,
+            nonce=nonce,
         )
     )

@@ -18,9 +18,11 @@ from sqlalchemy import delete
 from service.artifacts.orm import Artifact
 from service.datasets.orm import Dataset
 from service.db import new_session
+from service.http_server import uvicorn_cli_args
 from service.jobs.orm import Job
 from service.models.orm import Model
 from service.queue import get_celery
+from service.settings import get_settings
 from service.tenants import service as tenants_service
 from service.tenants.orm import Tenant
 
@@ -55,6 +57,7 @@ def start_api(log: Path, **env: str) -> LiveApi:
     command = [
         sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        *uvicorn_cli_args(get_settings()),  # the server's own request limits, as in production
     ]  # fmt: skip
     handle = log.open("ab")
     process = subprocess.Popen(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -125,3 +126,39 @@ def test_auto_quantization_trials_and_node_errors_are_charted(
     assert charts["quality"][1] == 2 + 3  # original, compressed and three trials
     assert charts["step1-node_errors"][1] == 1
     assert all(inked > 1000 for inked, _ in charts.values()), charts
+
+
+def test_the_page_is_served_with_a_strict_csp_under_which_it_still_draws(
+    browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
+) -> None:
+    response = httpx.get(
+        f"{live_server.url}/v1/jobs/{finished_job['id']}/report",
+        headers={"Authorization": f"Bearer {tenant_key}", "Accept": "text/html"},
+        timeout=60,
+    )
+    policy = response.headers["content-security-policy"]
+    nonce = policy.split("'nonce-", 1)[1].split("'", 1)[0]
+    # The header's policy as a <meta> (a page opened from a file has no headers), and a script an
+    # attacker slipped in without the nonce: it must not run, while the page's own scripts do.
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+    injected = "<script>document.body.dataset.injected = 'ran'</script>"
+    page = response.text.replace("<head>", "<head>" + meta, 1).replace("</main>", injected + "</main>", 1)
+
+    charts = open_page(browser, page, tmp_path / "csp.html")
+
+    assert "default-src 'none'" in policy and "unsafe-inline" not in policy.split("style-src-attr")[0]
+    assert response.text.count(f'nonce="{nonce}"') == 3  # the stylesheet, Chart.js, the chart setup
+    assert charts and all(inked > 1000 for inked, _ in charts.values()), charts
+    assert browser.execute_script("return document.body.dataset.injected") is None
+    styled = "return getComputedStyle(document.querySelector('main')).getPropertyValue('--ink')"
+    assert browser.execute_script(styled).strip() == "#0f172a"  # the nonced stylesheet applied
+
+
+def test_a_second_request_gets_a_fresh_nonce(
+    live_server: Any, tenant_key: str, finished_job: dict[str, Any]
+) -> None:
+    url = f"{live_server.url}/v1/jobs/{finished_job['id']}/report"
+    headers = {"Authorization": f"Bearer {tenant_key}", "Accept": "text/html"}
+    first, second = (httpx.get(url, headers=headers, timeout=60) for _ in range(2))
+
+    assert first.headers["content-security-policy"] != second.headers["content-security-policy"]

@@ -55,6 +55,14 @@ def _top_k(outputs: np.ndarray, labels: np.ndarray, k: int) -> float:
             "dataset-mismatch",
             f"labels of shape {labels.shape} do not match class scores of shape {outputs.shape}",
         )
+    classes = outputs.shape[-1]
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        # Out-of-range labels would simply never match: a silent score of 0, not an answer.
+        raise TechniqueError(
+            "dataset-mismatch",
+            f"labels range from {int(labels.min())} to {int(labels.max())}, but the model scores"
+            f" {classes} classes (labels 0 to {classes - 1})",
+        )
     if k == 1:
         return float(np.mean(np.argmax(outputs, axis=-1) == labels))
     k = min(k, outputs.shape[-1])

@@ -8,8 +8,10 @@ from typing import Any
 
 from worker.ingest.canonical import finalize, load_single, load_zipped
 from worker.ingest.detect import detect_format
-from worker.ingest.safety import check_operators
-from worker.ingest.summary import summarize
+from worker.ingest.runtime import check_runtime_loads
+from worker.ingest.safety import vetted
+from worker.ingest.summary import signature, summarize
+from worker.techniques.base import TechniqueError
 
 
 def ingest_model(
@@ -42,6 +44,12 @@ def ingest_model(
         from worker.ingest.torchscript import convert_torchscript
 
         model = convert_torchscript(upload, work, input_shapes, warnings)
-    check_operators(model)
+    model = vetted(model)
+    if not signature(model)["inputs"]:
+        raise TechniqueError(
+            "invalid-model",
+            "the model has no inputs: it computes constants, so there is nothing to compress or measure",
+        )
     canonical = finalize(model, output, warnings)
+    check_runtime_loads(output)
     return {**summarize(canonical, source_format), "warnings": warnings}

@@ -10,7 +10,7 @@ from onnx.external_data_helper import load_external_data_for_model
 
 from worker.ingest.archive import extract_archive
 from worker.ingest.external import check_external_data, external_tensors
-from worker.ingest.safety import check_operators
+from worker.ingest.safety import vetted
 from worker.techniques.base import TechniqueError
 
 # Stay clear of protobuf's hard 2 GiB message limit.
@@ -19,8 +19,7 @@ SINGLE_FILE_LIMIT = 2 * 1024**3 - 64 * 1024**2
 
 def load_single(path: Path) -> onnx.ModelProto:
     """A bare .onnx upload, which may not reference external files."""
-    model = parse(path)
-    check_operators(model)
+    model = vetted(parse(path))
     for tensor in external_tensors(model):
         raise TechniqueError(
             "unsafe-model",
@@ -34,8 +33,7 @@ def load_zipped(path: Path, destination: Path) -> onnx.ModelProto:
     """A .zip of one .onnx file and its external data: extract safely, vet every location, fold."""
     files = extract_archive(path, destination)
     model_file = next(file for file in files if file.name.lower().endswith(".onnx"))
-    model = parse(model_file)
-    check_operators(model)
+    model = vetted(parse(model_file))
     check_external_data(model, model_file.parent)
     try:
         load_external_data_for_model(model, str(model_file.parent))
