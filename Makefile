@@ -20,7 +20,7 @@ serve: $(STAMP)
 
 ## A worker alone (production shape: set MODELPRESS_DATABASE_URL and MODELPRESS_BROKER_URL).
 worker: $(STAMP)
-	$(BIN)/celery -A worker.app worker -Q cpu -B --concurrency 2 --loglevel INFO
+	$(BIN)/celery -A worker.app worker -Q cpu,webhooks -B --concurrency 2 --loglevel INFO
 
 ## The whole suite, against the real Postgres and Redis on 127.0.0.1 (needs Chromium and newman: installed
 ## by scripts/test-prereqs.sh when run as root, else it says how).

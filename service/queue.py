@@ -14,6 +14,9 @@ log = logging.getLogger("modelpress.queue")
 INGEST_TASK = "modelpress.ingest_model"
 RUN_JOB_TASK = "modelpress.run_job"
 SWEEP_TASK = "modelpress.sweep"
+DELIVER_WEBHOOK_TASK = "modelpress.deliver_webhook"
+# Deliveries wait on other people's servers: their own queue keeps them off the compression workers.
+WEBHOOK_QUEUE = "webhooks"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -42,6 +45,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue="cpu",
+        task_routes={DELIVER_WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
         # A safety net above the sandbox's own per-step limits: a job has up to 10 steps plus evaluation.
         task_time_limit=settings.step_time_limit_s * 12 + 600,
         task_soft_time_limit=settings.step_time_limit_s * 12 + 300,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path("var")
 
@@ -41,7 +44,10 @@ class Settings(BaseSettings):
     quota_concurrent_jobs: int = 20
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 10.0
-    webhook_timeout_s: float = 10.0
+    webhook_timeout_s: float = Field(10.0, gt=0, description="One total deadline per delivery attempt")
+    webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        (), description="CIDR networks webhooks may reach besides public addresses (internal receivers)"
+    )
     job_retention_days: float = Field(
         0.0, ge=0, description="Delete jobs this long after they end; 0 keeps them"
     )
@@ -61,6 +67,13 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        # "10.0.0.0/8, ::1/128" from the environment; host bits set (10.1.2.3/8) is a typo: refused.
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        return tuple(ipaddress.ip_network(item, strict=True) for item in items)
 
     @property
     def resolved_database_url(self) -> str:

@@ -26,6 +26,8 @@ os.environ.update(
     MODELPRESS_LEASE_SECONDS="6",
     MODELPRESS_REQUEUE_AFTER_S="8",
     MODELPRESS_MAX_UPLOAD_BYTES=str(8 * 1024 * 1024),
+    # Webhook receivers in tests listen on loopback: the operator allow-list lets deliveries reach them.
+    MODELPRESS_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
 )
 
 pytest_plugins = ["tests.fixtures.infrastructure", "tests.fixtures.api", "tests.fixtures.files"]

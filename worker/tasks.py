@@ -5,16 +5,17 @@ from __future__ import annotations
 import time
 import uuid
 
+from celery import Task
 from structlog.contextvars import bound_contextvars
 
 from service.observability.logging import get_logger
-from service.queue import INGEST_TASK, RUN_JOB_TASK, SWEEP_TASK
+from service.queue import DELIVER_WEBHOOK_TASK, INGEST_TASK, RUN_JOB_TASK, SWEEP_TASK, WEBHOOK_QUEUE
 from service.settings import get_settings
-from service.webhooks import DELIVER_WEBHOOK_TASK
 from worker import ingestion, pipeline, sweeper, webhooks
 from worker.app import app
 
 log = get_logger("modelpress.tasks")
+_webhook_deadline_s = get_settings().webhook_timeout_s
 
 
 @app.task(name=INGEST_TASK)
@@ -34,15 +35,32 @@ def run_job(job_id: str) -> None:
         log.info("job.delivery_done", seconds=round(time.monotonic() - started, 3))
 
 
-@app.task(name=DELIVER_WEBHOOK_TASK)
-def deliver_webhook(
-    job_id: str, attempt: int = 1, delivery_id: str | None = None, body: str | None = None
-) -> None:
-    """One delivery attempt of a finished job's webhook; it schedules its own retry."""
+@app.task(
+    bind=True,
+    name=DELIVER_WEBHOOK_TASK,
+    queue=WEBHOOK_QUEUE,
+    # The POST ends by its own deadline; these limits also bound DNS and the two database writes.
+    soft_time_limit=_webhook_deadline_s + 20,
+    time_limit=_webhook_deadline_s + 30,
+    max_retries=get_settings().webhook_max_attempts - 1,
+    # At-least-once: a delivery cut by a lost worker is sent again; receivers dedupe on its id.
+    acks_late=True,
+)
+def deliver_webhook(self: Task, job_id: str, delivery_id: str | None = None, body: str | None = None) -> None:
+    """One delivery attempt of a finished job's webhook; a failed one is retried with backoff."""
+    attempt = self.request.retries + 1
     with bound_contextvars(job_id=job_id):
-        webhooks.deliver(
-            uuid.UUID(job_id), get_settings(), attempt=attempt, delivery_id=delivery_id, body=body
+        retry = webhooks.deliver(
+            uuid.UUID(job_id),
+            get_settings(),
+            attempt=attempt,
+            may_retry=attempt <= (self.max_retries or 0),
+            delivery_id=delivery_id,
+            body=body,
         )
+    if retry is not None:
+        kwargs = {"job_id": job_id, "delivery_id": retry.delivery_id, "body": retry.body}
+        raise self.retry(args=(), kwargs=kwargs, countdown=retry.countdown, queue=WEBHOOK_QUEUE)
 
 
 @app.task(name=SWEEP_TASK)

@@ -1,25 +1,35 @@
-"""Deliver a finished job's document to its callback URL: signed, retried with backoff, recorded."""
+"""Deliver a finished job's document to its callback URL: signed, recorded coarsely, retried by the task."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from service.db import new_session, utcnow
 from service.jobs.orm import Job
 from service.jobs.schemas import JobRead
-from service.queue import get_celery
 from service.settings import Settings
 from service.tenants.orm import Tenant
-from service.webhooks import DELIVER_WEBHOOK_TASK, sign
+from service.webhooks import sign
+from service.webhooks.outcomes import DELIVERED, REFUSED_ADDRESS
 from service.webhooks.signing import ATTEMPT_HEADER, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
+from worker import webhook_post
 
 log = logging.getLogger("modelpress.webhooks")
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    """A failed attempt's retry: when, and the frozen delivery id and body it must carry."""
+
+    countdown: float
+    delivery_id: str
+    body: str
 
 
 def deliver(
@@ -27,13 +37,14 @@ def deliver(
     settings: Settings,
     *,
     attempt: int = 1,
+    may_retry: bool = True,
     delivery_id: str | None = None,
     body: str | None = None,
-) -> dict[str, Any] | None:
-    """Make one delivery attempt; schedule the next with exponential backoff when it fails.
+) -> NextAttempt | None:
+    """Make one delivery attempt and record it; the retry to schedule when it failed, else None.
 
     The body is frozen at the first attempt so every retry carries the same bytes and signature.
-    Returns the recorded attempt, or None when the job has no callback URL.
+    A refused address is not retried: the policy, not the receiver, said no.
     """
     with new_session() as session:
         job = session.get(Job, job_id)
@@ -45,61 +56,44 @@ def deliver(
         if body is None:
             body = JobRead.model_validate(job).model_dump_json()
     delivery_id = delivery_id or uuid.uuid4().hex
-    record = _post(
-        url,
-        body.encode(),
-        secret,
-        event=event,
-        delivery_id=delivery_id,
-        attempt=attempt,
-        timeout=settings.webhook_timeout_s,
-    )
-    retry = not record["ok"] and attempt < settings.webhook_max_attempts
-    if retry:
-        record["retry_in_s"] = settings.webhook_backoff_s * 2 ** (attempt - 1)
-    _record(job_id, record)
-    log.info(
-        "webhook.attempt job %s attempt %d -> %s",
-        job_id,
-        attempt,
-        record.get("status_code") or record["error"],
-    )
-    if retry:
-        _schedule(job_id, attempt + 1, delivery_id, body, record["retry_in_s"])
-    return record
-
-
-def _post(
-    url: str, body: bytes, secret: str, *, event: str, delivery_id: str, attempt: int, timeout: float
-) -> dict[str, Any]:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "ModelPress-Webhook/1",
-        SIGNATURE_HEADER: sign(secret, body),
+        SIGNATURE_HEADER: sign(secret, body.encode()),
         EVENT_HEADER: event,
         DELIVERY_HEADER: delivery_id,
         ATTEMPT_HEADER: str(attempt),
     }
+    at, started = utcnow().isoformat(), time.monotonic()
+    result = webhook_post.post(
+        url,
+        body.encode(),
+        headers,
+        timeout_s=settings.webhook_timeout_s,
+        allowed=settings.webhook_allowed_networks,
+    )
     record: dict[str, Any] = {
         "delivery_id": delivery_id,
         "attempt": attempt,
         "event": event,
-        "at": utcnow().isoformat(),
-        "status_code": None,
-        "error": None,
+        "at": at,
+        "outcome": result.outcome,
+        "ok": result.outcome == DELIVERED,
+        "status_code": result.status_code,
     }
-    started = time.monotonic()
-    try:
-        response = httpx.post(url, content=body, headers=headers, timeout=timeout, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        record["error"] = f"{type(exc).__name__}: {exc}"[:300]
-    else:
-        record["status_code"] = response.status_code
-        if not response.is_success:
-            record["error"] = f"HTTP {response.status_code}"
-    record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-    record["ok"] = record["error"] is None
-    return record
+    retry = may_retry and result.outcome not in (DELIVERED, REFUSED_ADDRESS)
+    if retry:
+        record["retry_in_s"] = settings.webhook_backoff_s * 2 ** (attempt - 1)
+    _record(job_id, record)
+    # Only the worker's log holds the timing; the tenant sees the coarse outcome.
+    log.info(
+        "webhook.attempt job %s attempt %d -> %s in %.0f ms",
+        job_id,
+        attempt,
+        result.outcome,
+        (time.monotonic() - started) * 1000,
+    )
+    return NextAttempt(record["retry_in_s"], delivery_id, body) if retry else None
 
 
 def _record(job_id: uuid.UUID, record: dict[str, Any]) -> None:
@@ -109,13 +103,3 @@ def _record(job_id: uuid.UUID, record: dict[str, Any]) -> None:
         if job is not None:
             job.webhook_deliveries = [*(job.webhook_deliveries or []), record]
             session.commit()
-
-
-def _schedule(job_id: uuid.UUID, attempt: int, delivery_id: str, body: str, countdown: float) -> None:
-    get_celery().send_task(
-        DELIVER_WEBHOOK_TASK,
-        args=[str(job_id)],
-        kwargs={"attempt": attempt, "delivery_id": delivery_id, "body": body},
-        countdown=countdown,
-        queue="cpu",
-    )

@@ -41,7 +41,7 @@ def _first_key() -> None:
 
 
 def worker_command(
-    *, hostname: str, beat_schedule: Path | None, queues: str = "cpu,gpu", concurrency: int = 2
+    *, hostname: str, beat_schedule: Path | None, queues: str = "cpu,gpu,webhooks", concurrency: int = 2
 ) -> list[str]:
     """The Celery worker command line; with a beat schedule file the sweeper's beat runs inside it."""
     command = [

@@ -6,10 +6,25 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints
+from pydantic import AfterValidator, AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints
+
+from service.settings import get_settings
+from service.webhooks.addresses import submit_refusal
+from service.webhooks.outcomes import WebhookDelivery
+
+
+def _public_host(url: AnyUrl) -> AnyUrl:
+    """Refuse a callback host that is plainly internal now; delivery checks the resolved address again."""
+    reason = submit_refusal(url.host or "", get_settings().webhook_allowed_networks)
+    if reason is not None:
+        raise ValueError(reason)
+    return url
+
 
 CallbackUrl = Annotated[
-    AnyUrl, UrlConstraints(max_length=2048, allowed_schemes=["http", "https"], host_required=True)
+    AnyUrl,
+    UrlConstraints(max_length=2048, allowed_schemes=["http", "https"], host_required=True),
+    AfterValidator(_public_host),
 ]
 
 
@@ -82,7 +97,7 @@ class JobRead(BaseModel):
     error: dict[str, Any] | None
     attempts: int
     callback_url: str | None = None
-    webhook_deliveries: list[dict[str, Any]] = Field(default_factory=list)
+    webhook_deliveries: list[WebhookDelivery] = Field(default_factory=list)
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

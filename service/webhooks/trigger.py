@@ -10,10 +10,11 @@ from sqlalchemy import select
 from service import queue
 from service.db import new_session
 from service.jobs.orm import Job
+from service.queue import DELIVER_WEBHOOK_TASK, WEBHOOK_QUEUE
 
 log = logging.getLogger("modelpress.webhooks")
 
-DELIVER_WEBHOOK_TASK = "modelpress.deliver_webhook"
+__all__ = ["DELIVER_WEBHOOK_TASK", "job_finished"]
 
 
 def job_finished(job_id: uuid.UUID) -> bool:
@@ -26,7 +27,7 @@ def job_finished(job_id: uuid.UUID) -> bool:
         callback_url = session.scalar(select(Job.callback_url).where(Job.id == job_id))
     if not callback_url:
         return False
-    sent = queue.send(DELIVER_WEBHOOK_TASK, str(job_id))
+    sent = queue.send(DELIVER_WEBHOOK_TASK, str(job_id), queue=WEBHOOK_QUEUE)
     if not sent:
         log.warning("webhook.not_queued job %s: the broker is unreachable", job_id)
     return sent

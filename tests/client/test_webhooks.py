@@ -105,7 +105,8 @@ def test_finished_job_is_posted_signed(
     document = json.loads(delivery["body"])
     assert document["id"] == job["id"] and document["status"] == "succeeded"
     assert document["comparison"] == job["comparison"]
-    assert record["status_code"] == 204 and record["attempt"] == 1 and record["ok"] is True
+    assert record["outcome"] == "delivered" and record["status_code"] == 204
+    assert record["attempt"] == 1 and record["ok"] is True
     assert record["delivery_id"] == headers["x-modelpress-delivery"]
 
 
@@ -120,7 +121,7 @@ def test_failed_deliveries_are_retried_with_backoff_and_recorded(
     assert [r["status_code"] for r in records] == [500, 500, 204]
     assert [r["attempt"] for r in records] == [1, 2, 3]
     assert len({r["delivery_id"] for r in records}) == 1
-    assert records[0]["error"] == "HTTP 500" and records[2]["error"] is None
+    assert [r["outcome"] for r in records] == ["http-500", "http-500", "delivered"]
     assert len({r["body"] for r in received}) == 1  # every retry carries the same bytes
     assert all(verify(secret, r["body"], r["headers"]["X-ModelPress-Signature"]) for r in received)
     times = [datetime.fromisoformat(r["at"]) for r in records]
