@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve worker test lint bench example clean chaos
+.PHONY: install serve worker test lint bench example clean chaos chaos-report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## API on 127.0.0.1:$PORT (default 8000) plus a real Celery worker; embedded SQLite/filesystem broker by default.
+## API on 127.0.0.1:$PORT (default 8000) plus a real Celery worker and the sweeper, both restarted
+## with backoff if they die; embedded SQLite/filesystem broker by default.
 serve: $(STAMP)
 	$(BIN)/modelpress serve
 
@@ -28,10 +29,15 @@ test: $(STAMP)
 	bash scripts/test-prereqs.sh
 	$(BIN)/pytest
 
-## Fault and security tests alone (part of `make test` too); they rewrite docs/RELIABILITY.md.
+## Fault and security tests alone (part of `make test` too); they check, but do not rewrite, the figures.
 ## They restart the local Postgres and Redis: never run them beside another test session.
 chaos: $(STAMP)
 	$(BIN)/pytest tests/chaos tests/security
+
+## The fault and security tests, recording what they measure into docs/RELIABILITY.md and
+## docs/reliability.json (the only target that rewrites them). Restarts Postgres and Redis as `chaos` does.
+chaos-report: $(STAMP)
+	MODELPRESS_RECORD_FIGURES=1 $(BIN)/pytest tests/chaos tests/security
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,10 +9,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service.catalog import CATALOG
-from service.db import get_engine
+from service.db import get_engine, new_session
 from service.queue import get_celery
+from service.settings import get_settings
 from service.storage import get_store
 from service.storage.local import LocalStore
+from service.workers import registry
 
 router = APIRouter(tags=["service"])
 
@@ -42,20 +44,32 @@ def _check_store() -> str:
     return "ok"
 
 
+def _check_workers() -> str:
+    # Jobs only run when some worker beats; its row in `workers` says so without asking the broker.
+    with new_session() as session:
+        live = registry.live_count(session, timeout_s=get_settings().worker_timeout_s)
+    return "ok" if live else "no live worker"
+
+
 _READINESS = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 @router.get(
     "/readyz",
     responses={
-        200: {"description": "Every dependency answers", **_READINESS},
+        200: {"description": "Every dependency answers and a worker is alive", **_READINESS},
         503: {"description": "The checks name the dependencies that do not answer", **_READINESS},
     },
 )
 def readyz() -> JSONResponse:
-    """Whether the database, the broker and the store answer; 503 naming the ones that do not."""
+    """Whether the database, broker and store answer and a worker beats; 503 naming what is not."""
     checks: dict[str, str] = {}
-    for name, check in (("database", _check_database), ("broker", _check_broker), ("store", _check_store)):
+    for name, check in (
+        ("database", _check_database),
+        ("broker", _check_broker),
+        ("store", _check_store),
+        ("workers", _check_workers),
+    ):
         try:
             checks[name] = check()
         except Exception as exc:  # any failure means not ready; the message says which

@@ -7,6 +7,7 @@ from service.idempotency.orm import IdempotencyKey
 from service.jobs.orm import Job, JobStep, Metric
 from service.models.orm import Model
 from service.tenants.orm import ApiKey, Tenant
+from service.workers.orm import Worker
 
 __all__ = [
     "ApiKey",
@@ -19,4 +20,5 @@ __all__ = [
     "Metric",
     "Model",
     "Tenant",
+    "Worker",
 ]

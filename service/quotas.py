@@ -20,7 +20,8 @@ ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def stored_bytes(*, session: Session, tenant_id: uuid.UUID) -> int:
-    """Sum of the tenant's artifacts, leaving out the upload and ONNX form of deleted models."""
+    """Sum of the tenant's artifacts (uploads, ONNX forms, datasets and every job's step models),
+    leaving out the upload and ONNX form of deleted models."""
     deleted = (Model.tenant_id == tenant_id) & Model.deleted_at.is_not(None)
     released: CompoundSelect[tuple[uuid.UUID | None]] = union(
         select(Model.upload_artifact_id).where(deleted),
@@ -53,13 +54,18 @@ def storage_exceeded(used: int, quota_bytes: int) -> StorageQuotaExceeded:
     )
 
 
+def lock_tenant(*, session: Session, tenant_id: uuid.UUID) -> None:
+    """Hold the tenant's row (Postgres) so quota checks of the same tenant run one at a time."""
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+
+
 def check_active_jobs(*, session: Session, tenant_id: uuid.UUID, limit: int) -> None:
     """429 when the tenant already has `limit` jobs queued or running.
 
     The tenant row is locked first (Postgres), so concurrent submissions are counted one at a
     time and the limit is exact; the lock ends with the caller's commit.
     """
-    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    lock_tenant(session=session, tenant_id=tenant_id)
     active = session.scalar(
         select(func.count())
         .select_from(Job)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     lease_seconds: int = 60
     sweep_interval_s: float = 15.0
     max_attempts: int = 3
+    worker_heartbeat_s: float = 5.0
+    worker_timeout_s: float = 30.0
+    stale_temp_after_s: float = 3600.0
     requeue_after_s: float = 300.0
     ingest_timeout_s: float = 900.0
     quota_storage_bytes: int = 100 * 1024**3

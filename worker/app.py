@@ -11,3 +11,5 @@ configure_logging(get_settings())  # JSON lines with the job id bound by the tas
 
 app = get_celery()
 app.conf.include = ["worker.tasks"]
+
+import worker.registration  # noqa: E402, F401  (registers the worker and its heartbeat)

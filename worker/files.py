@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -15,10 +16,39 @@ from service.errors import InvalidDataset
 from service.storage import get_store
 from worker.problems import JobFailed, problem
 
+SCRATCH = Path(tempfile.gettempdir()) / "modelpress-scratch"
+
 
 def job_workdir(job_id: uuid.UUID) -> Path:
-    """A fresh private directory for one attempt of a job."""
-    return Path(tempfile.mkdtemp(prefix=f"job-{job_id}-"))
+    """A fresh private directory for one attempt of a job, under this process's scratch folder."""
+    owner = SCRATCH / str(os.getpid())
+    owner.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=owner))
+
+
+def claim_scratch() -> None:
+    """A new pool process empties the folder of its pid: what is there belonged to a dead process."""
+    shutil.rmtree(SCRATCH / str(os.getpid()), ignore_errors=True)
+
+
+def remove_orphan_scratch() -> int:
+    """Delete the scratch folders of processes that no longer run (a killed worker's job folders)."""
+    removed = 0
+    for owner in SCRATCH.glob("*"):
+        if owner.name.isdigit() and not _running(int(owner.name)):
+            shutil.rmtree(owner, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def fetch_artifact(artifact_id: uuid.UUID, destination: Path) -> Path:

@@ -91,7 +91,9 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     signature = model.signature or {}
     current = original
     for step in steps:
-        current = _run_step(lease, settings, job, step, current, signature, workdir)
+        previous, current = current, _run_step(lease, settings, job, step, current, signature, workdir)
+        if previous != original:
+            previous.unlink(missing_ok=True)  # stored as the earlier step's artifact; no need for a copy
     comparison = evaluate_job(lease, settings, job, original, current, signature, workdir)
     record_success(lease, job, steps[-1], comparison)
 
@@ -114,6 +116,7 @@ def _run_step(
     lease.write(stage=stage, progress=step.index / total)
     datasets = files.fetch_datasets(referenced_dataset_ids(step.params), workdir / "datasets")
     started = utcnow()
+    sandbox = workdir / f"sandbox-step{step.index}"
     try:
         outcome = run_sandboxed(
             "worker.entries:run_technique",
@@ -126,7 +129,7 @@ def _run_step(
                 "signature": signature,
                 "threads": settings.bench_threads,
             },
-            workdir=workdir / f"sandbox-step{step.index}",
+            workdir=sandbox,
             limits=SandboxLimits(
                 settings.sandbox_memory_bytes, settings.step_time_limit_s, settings.bench_threads
             ),
@@ -142,7 +145,17 @@ def _run_step(
         )
         record_step(lease, job, step, started=started, error=document)
         raise JobFailed(document) from None
-    record_step(lease, job, step, started=started, output=output, outcome=outcome)
+    finally:
+        files.remove_workdir(sandbox)  # the step's scratch files go as soon as the step ends
+    record_step(
+        lease,
+        job,
+        step,
+        started=started,
+        output=output,
+        outcome=outcome,
+        quota_bytes=settings.quota_storage_bytes,
+    )
     return output
 
 

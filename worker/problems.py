@@ -17,6 +17,7 @@ _KNOWN: dict[str, tuple[str, int]] = {
     "dataset-missing": ("A dataset is missing", 422),
     "invalid-dataset": ("The dataset file is not valid", 422),
     "model-rejected": ("The model was rejected at ingest", 422),
+    "quota-exceeded": ("The tenant's storage quota is used up", 413),
     "resource-limit": ("The step exceeded its memory limit", 422),
     "timeout": ("The step exceeded its time limit", 504),
     "worker-crashed": ("The step's process crashed", 500),

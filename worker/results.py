@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
+from service import quotas
 from service.artifacts.orm import Artifact, ArtifactKind
 from service.db import new_session, utcnow
 from service.finite import finite_json, non_finite_warning
@@ -14,6 +16,7 @@ from service.jobs.orm import Job, JobStatus, JobStep, Metric
 from service.storage import get_store
 from service.webhooks import job_finished as notify_finished
 from worker.lease import Lease
+from worker.problems import JobFailed, problem
 
 
 def record_step(
@@ -25,13 +28,25 @@ def record_step(
     output: Path | None = None,
     outcome: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
+    quota_bytes: int | None = None,
 ) -> None:
-    """Store a step's artifact (if any) and its row in one transaction, only under the lease."""
+    """Store a step's artifact (if any) and its row in one transaction, only under the lease.
+
+    With `quota_bytes`, an artifact that would take the tenant past its storage quota is not
+    stored: the step fails with `quota-exceeded` (JobFailed) and earlier steps' artifacts stay.
+    """
+    if output is not None and quota_bytes is not None:
+        with new_session() as session:
+            _refuse_over_quota(lease, job, step, session, output, quota_bytes, started)
     stored = get_store().put_file(output) if output is not None else None
     with new_session() as session:
         lease.write_in(session, progress=Job.progress)  # fence first: a stale attempt writes nothing
         values: dict[str, Any] = {"started_at": started, "finished_at": utcnow()}
         if stored is not None and output is not None:
+            if quota_bytes is not None:
+                # Again under the tenant's lock: a concurrent step may have used the room meanwhile.
+                quotas.lock_tenant(session=session, tenant_id=job.tenant_id)
+                _refuse_over_quota(lease, job, step, session, output, quota_bytes, started)
             artifact = Artifact(
                 tenant_id=job.tenant_id,
                 kind=ArtifactKind.MODEL,
@@ -56,6 +71,28 @@ def record_step(
         session.commit()
         if "artifact_id" in values:
             step.artifact_id = values["artifact_id"]
+
+
+def _refuse_over_quota(
+    lease: Lease, job: Job, step: JobStep, session: Session, output: Path, quota_bytes: int, started: Any
+) -> None:
+    size = output.stat().st_size
+    used = quotas.stored_bytes(session=session, tenant_id=job.tenant_id)
+    if used + size <= quota_bytes:
+        return
+    session.rollback()
+    document = problem(
+        "quota-exceeded",
+        f"step {step.index} ({step.technique}) made a {size}-byte model, but the tenant stores {used} of"
+        f" its {quota_bytes} bytes; delete models or jobs' artifacts to make room",
+        step=step.index,
+        technique=step.technique,
+        quota_bytes=quota_bytes,
+        used_bytes=used,
+        artifact_bytes=size,
+    )
+    record_step(lease, job, step, started=started, error=document)
+    raise JobFailed(document)
 
 
 def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any]) -> None:

@@ -1,10 +1,10 @@
-"""`modelpress serve`: migrate, then run the API and a real Celery worker side by side."""
+"""`modelpress serve`: migrate, then run the API beside a supervised Celery worker and sweeper."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
+import socket
 import sys
 from pathlib import Path
 
@@ -13,11 +13,16 @@ import uvicorn
 from sqlalchemy import select
 
 from service import migrate as migrations
+from service.cli.supervisor import Child, Supervisor
 from service.db import new_session
 from service.http_server import uvicorn_options
-from service.settings import get_settings
+from service.observability.logging import configure_logging
+from service.settings import Settings, get_settings
+from service.storage import get_store
+from service.storage.local import LocalStore
 from service.tenants import service as tenants_service
 from service.tenants.orm import Tenant
+from service.workers import registry
 
 
 def migrate() -> None:
@@ -53,14 +58,31 @@ def worker_command(
     return command
 
 
-def start_worker() -> subprocess.Popen[bytes]:
-    """A real Celery worker process with the sweeper's beat embedded."""
-    settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    command = worker_command(
-        hostname=f"modelpress-{os.getpid()}@%h", beat_schedule=settings.home / "celerybeat-schedule"
+def supervised_children() -> list[Child]:
+    """The embedded worker and the sweeper, each in a process the supervisor restarts."""
+    worker = Child(
+        "worker",
+        worker_command(hostname=f"modelpress-{os.getpid()}@%h", beat_schedule=None),
+        on_death=_forget_worker,
     )
-    return subprocess.Popen(command, start_new_session=True)
+    # Apart from the worker it must recover from: SIGKILL of the worker leaves the sweeper running.
+    sweeper = Child("sweeper", [sys.executable, "-m", "worker.sweep_loop"])
+    return [worker, sweeper]
+
+
+def _forget_worker(pid: int) -> None:
+    """A dead worker's row goes at once, so /readyz does not wait for its heartbeat to age out."""
+    with new_session() as session:
+        registry.forget(session, hostname=socket.gethostname(), pid=pid)
+
+
+def _remove_leftovers(settings: Settings) -> None:
+    """Temporary uploads of a killed API: in embedded mode this is the only API, so all are stale."""
+    store = get_store()
+    if isinstance(store, LocalStore):
+        removed = store.remove_stale_uploads(0 if settings.is_embedded else settings.stale_temp_after_s)
+        if removed:
+            print(f"removed {removed} unfinished uploads left by an earlier run", flush=True)
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -70,13 +92,18 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on"),
     port: int = typer.Option(8000, envvar="PORT", help="Port to listen on"),
-    worker: bool = typer.Option(True, help="Also start a Celery worker"),
+    worker: bool = typer.Option(True, help="Also start (and supervise) a Celery worker and the sweeper"),
 ) -> None:
     """Run the API (and, by default, a worker) until interrupted."""
     migrations.upgrade()
     _first_key()
-    process = start_worker() if worker else None
-    # uvicorn re-raises the signal that stopped it; as SystemExit the worker below is stopped too.
+    settings = get_settings()
+    configure_logging(settings)
+    _remove_leftovers(settings)
+    supervisor = Supervisor(supervised_children()) if worker else None
+    if supervisor is not None:
+        supervisor.start()
+    # uvicorn re-raises the signal that stopped it; as SystemExit the children below are stopped too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
@@ -89,10 +116,5 @@ def serve(
             **uvicorn_options(get_settings()),
         )
     finally:
-        if process is not None:
-            # Celery's main process stops its pool itself (warm shutdown); the group kill is the fallback.
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        if supervisor is not None:
+            supervisor.stop()

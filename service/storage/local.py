@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +64,18 @@ class LocalStore:
         self.root = root
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         (root / "objects").mkdir(parents=True, exist_ok=True)
+
+    def remove_stale_uploads(self, older_than_s: float) -> int:
+        """Delete temporary upload files untouched for `older_than_s` (a killed API's leftovers)."""
+        # A live upload writes its file continuously, so its modification time stays recent.
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for leftover in (self.root / "tmp").glob("upload-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime <= cutoff:
+                    leftover.unlink()
+                    removed += 1
+        return removed
 
     def path(self, sha256: str) -> Path:
         """Where an object lives."""

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -24,7 +25,8 @@ EXCLUDED = "positive_data_acceptance"
 
 
 @pytest.fixture(scope="module")
-def server(database: str, broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+def server(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    # A live (paused) worker keeps /readyz at 200: without one it rightly answers 503, a 5xx.
     # Workers paused, and the tenant dropped afterwards: nothing the fuzzer uploads gets ingested.
     with other_workers_paused():
         api = start_api(tmp_path_factory.mktemp("contract") / "api.log")

@@ -1,0 +1,32 @@
+"""One row per running worker process; the GPU-pool work adds hardware columns to the same table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base, utcnow
+
+
+class WorkerPool:
+    """Which pool a worker serves."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class Worker(Base):
+    """A Celery worker process that registered and keeps beating."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    queues: Mapped[str] = mapped_column(String(255))  # comma-separated, as given to `celery -Q`
+    pool: Mapped[str] = mapped_column(String(10))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)

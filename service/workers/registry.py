@@ -1,0 +1,58 @@
+"""Register, beat, forget and count workers; a row not seen for the timeout is a dead worker."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from service.db import utcnow
+from service.workers.orm import Worker, WorkerPool
+
+
+def pool_for(queues: list[str]) -> str:
+    """A worker that consumes only the `gpu` queue is a GPU worker; anything else serves the CPU pool."""
+    return WorkerPool.GPU if queues and set(queues) == {"gpu"} else WorkerPool.CPU
+
+
+def register(session: Session, *, hostname: str, pid: int, queues: list[str]) -> uuid.UUID:
+    """Add this worker's row and return its id."""
+    worker = Worker(hostname=hostname, pid=pid, queues=",".join(queues), pool=pool_for(queues))
+    session.add(worker)
+    session.commit()
+    return worker.id
+
+
+def beat(session: Session, worker_id: uuid.UUID) -> bool:
+    """Mark the worker seen now; False when its row is gone (pruned while it was stalled)."""
+    result = session.execute(update(Worker).where(Worker.id == worker_id).values(last_seen=utcnow()))
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget(session: Session, *, worker_id: uuid.UUID | None = None, hostname: str = "", pid: int = 0) -> int:
+    """Delete a worker's row, by id or by the host and process id it registered with."""
+    query = delete(Worker)
+    if worker_id is not None:
+        query = query.where(Worker.id == worker_id)
+    else:
+        query = query.where(Worker.hostname == hostname, Worker.pid == pid)
+    removed = session.execute(query).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return int(removed)
+
+
+def live_count(session: Session, *, timeout_s: float) -> int:
+    """How many workers were seen within the timeout."""
+    since = utcnow() - timedelta(seconds=timeout_s)
+    return int(session.scalar(select(func.count()).select_from(Worker).where(Worker.last_seen >= since)) or 0)
+
+
+def prune(session: Session, *, timeout_s: float) -> int:
+    """Delete the rows of workers not seen within the timeout; returns how many."""
+    since = utcnow() - timedelta(seconds=timeout_s)
+    removed = session.execute(delete(Worker).where(Worker.last_seen < since)).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return int(removed)

@@ -1,0 +1,56 @@
+"""`python -m worker.sweep_loop`: the sweeper in a process of its own, so it outlives any worker.
+
+Each pass re-queues jobs whose lease ran out, publishes what the broker lost, prunes the rows of
+workers that stopped beating and deletes uploads a killed API abandoned. `modelpress serve`
+supervises it; compose runs it as `sweeper`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import service.orm  # noqa: F401  (every table must be known before the first flush)
+from service.db import new_session
+from service.observability.logging import configure_logging
+from service.settings import Settings, get_settings
+from service.storage import LocalStore, get_store
+from service.workers import registry
+from worker import sweeper
+
+log = logging.getLogger("modelpress.sweeper")
+
+
+def sweep_once(settings: Settings) -> None:
+    """One pass; a failure (database down) is logged and the next pass tries again."""
+    try:
+        sweeper.sweep(settings)
+        with new_session() as session:
+            if pruned := registry.prune(session, timeout_s=settings.worker_timeout_s):
+                log.info("pruned %d dead worker rows", pruned)
+        store = get_store()
+        if isinstance(store, LocalStore) and (
+            removed := store.remove_stale_uploads(settings.stale_temp_after_s)
+        ):
+            log.info("removed %d abandoned uploads", removed)
+    except Exception as exc:
+        log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
+
+
+def main() -> None:
+    """Sweep every `sweep_interval_s` until SIGTERM or SIGINT."""
+    settings = get_settings()
+    configure_logging(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("sweeper running every %s s", settings.sweep_interval_s)
+    while True:
+        sweep_once(settings)
+        if stop.wait(settings.sweep_interval_s):
+            return
+
+
+if __name__ == "__main__":
+    main()
