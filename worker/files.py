@@ -42,6 +42,15 @@ def fetch_datasets(dataset_ids: list[str], folder: Path) -> dict[str, str]:
     return paths
 
 
+def collect_model(produced: Path, destination: Path) -> Path:
+    """Move a model a sandboxed step wrote (and its `.data` external-data file) into the job's folder."""
+    shutil.move(produced, destination)
+    data = produced.with_name(produced.name + ".data")
+    if data.is_file():
+        shutil.move(data, destination.with_name(destination.name + ".data"))
+    return destination
+
+
 def remove_workdir(path: Path) -> None:
     """Delete a working directory and everything the child left in it."""
     shutil.rmtree(path, ignore_errors=True)
