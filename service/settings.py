@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     bench_min_runs: int = 20
     step_time_limit_s: int = 1800
     sandbox_memory_bytes: int = 8 * 1024**3
+    sandbox_landlock: bool = Field(
+        True, description="Confine sandboxed children with Landlock where the kernel has it"
+    )
+    sandbox_drop_user: bool = Field(
+        True, description="Run sandboxed children as sandbox_uid when the worker is root"
+    )
+    sandbox_uid: int = 65534
+    sandbox_gid: int = 65534
+    sandbox_allow_unisolated: bool = Field(
+        False, description="Run untrusted models even where no isolation layer is available (not advised)"
+    )
     lease_seconds: int = 60
     sweep_interval_s: float = 15.0
     max_attempts: int = 3

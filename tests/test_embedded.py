@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +41,12 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{env['PORT']}"
+    output: list[str] = []
+    assert process.stdout is not None
+    # Drained in the background: a full pipe would block the server; the key is read from these lines.
+    threading.Thread(
+        target=lambda: output.extend(line.decode() for line in process.stdout or []), daemon=True
+    ).start()
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -49,7 +57,12 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
                 pass
             assert process.poll() is None and time.monotonic() < deadline, "embedded server did not start"
             time.sleep(0.5)
-        yield url, (tmp_path / "var" / "api-key.txt").read_text().strip()
+        printed = re.search(r"API key for tenant 'default'[^:]*: (\S+)", "".join(output))
+        assert printed, "serve did not print the first key"
+        assert not list((tmp_path / "var").rglob("*key*")), (
+            "the key is shown once, never saved in the data folder"
+        )
+        yield url, printed.group(1)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)

@@ -17,7 +17,7 @@ from service.settings import Settings
 from worker import files
 from worker.lease import Lease
 from worker.problems import JobFailed, problem
-from worker.sandbox import SandboxLimits, run_sandboxed
+from worker.sandbox import SandboxLimits, open_box, run_sandboxed
 
 
 def evaluate_job(
@@ -46,27 +46,28 @@ def evaluate_job(
             evaluation["dataset_id"]
         ]
     batch_sizes = evaluation.get("batch_sizes") or [1, 8]
-    comparison: dict[str, Any] = run_sandboxed(
-        "worker.evaluate:compare_models",
-        {
-            "baseline_path": str(original),
-            "candidate_path": str(final),
-            "signature": signature,
-            "dataset_path": dataset_path,
-            "metric": evaluation.get("metric"),
-            "batch_sizes": batch_sizes,
-            "threads": settings.bench_threads,
-            "time_budget_s": settings.bench_time_budget_s,
-            "warmup_runs": settings.bench_warmup_runs,
-            "min_runs": settings.bench_min_runs,
-            "max_accuracy_drop": evaluation.get("max_accuracy_drop"),
-        },
-        workdir=workdir / "sandbox-evaluate",
-        limits=SandboxLimits(
-            settings.sandbox_memory_bytes, settings.step_time_limit_s, settings.bench_threads
-        ),
-        should_cancel=lambda: lease.cancel_requested,
-    )
+    with open_box() as box:
+        comparison: dict[str, Any] = run_sandboxed(
+            "worker.evaluate:compare_models",
+            {
+                "baseline_path": box.admit(original, f"baseline/{original.name}"),
+                "candidate_path": box.admit(final, f"candidate/{final.name}"),
+                "signature": signature,
+                "dataset_path": box.admit(Path(dataset_path), "dataset.npz") if dataset_path else None,
+                "metric": evaluation.get("metric"),
+                "batch_sizes": batch_sizes,
+                "threads": settings.bench_threads,
+                "time_budget_s": settings.bench_time_budget_s,
+                "warmup_runs": settings.bench_warmup_runs,
+                "min_runs": settings.bench_min_runs,
+                "max_accuracy_drop": evaluation.get("max_accuracy_drop"),
+            },
+            box=box,
+            limits=SandboxLimits(
+                settings.sandbox_memory_bytes, settings.step_time_limit_s, settings.bench_threads
+            ),
+            should_cancel=lambda: lease.cancel_requested,
+        )
     warnings = comparison.setdefault("verdict", {}).setdefault("warnings", [])
     with new_session() as session:
         steps = session.scalars(select(JobStep).where(JobStep.job_id == job.id).order_by(JobStep.index))

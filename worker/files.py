@@ -85,6 +85,15 @@ def _check_values(dataset_id: str, path: Path) -> None:
         raise JobFailed(problem("invalid-dataset", f"dataset {dataset_id}: {refused.detail}")) from None
 
 
+def collect_model(produced: Path, destination: Path) -> Path:
+    """Move a model a sandboxed step wrote (and its `.data` external-data file) into the job's folder."""
+    shutil.move(produced, destination)
+    data = produced.with_name(produced.name + ".data")
+    if data.is_file():
+        shutil.move(data, destination.with_name(destination.name + ".data"))
+    return destination
+
+
 def remove_workdir(path: Path) -> None:
     """Delete a working directory and everything the child left in it."""
     shutil.rmtree(path, ignore_errors=True)

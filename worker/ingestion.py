@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -14,9 +16,10 @@ from service.jobs.orm import Job, JobStatus
 from service.models.orm import Model, ModelStatus
 from service.settings import Settings
 from service.storage import get_store
+from service.storage.base import StoredObject
 from worker import files
 from worker.problems import problem
-from worker.sandbox import SandboxFailure, SandboxLimits, run_sandboxed
+from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
 
 log = logging.getLogger("modelpress.ingest")
 
@@ -33,50 +36,24 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
             upload_artifact_id = model.upload_artifact_id
             tenant_id, input_shapes = model.tenant_id, model.input_shapes
         upload = files.fetch_artifact(upload_artifact_id, workdir / "upload.bin")
-        output = workdir / "model.onnx"
-        try:
-            facts = run_sandboxed(
-                "worker.ingest:ingest_model",
-                {
-                    "upload_path": str(upload),
-                    "output_path": str(output),
-                    "workdir": str(workdir / "scratch"),
-                    "input_shapes": input_shapes,
-                },
-                workdir=workdir / "sandbox",
-                limits=SandboxLimits(settings.sandbox_memory_bytes, settings.ingest_timeout_s),
-            )
-        except SandboxFailure as failure:
-            _finish(
-                model_id,
-                status=ModelStatus.REJECTED,
-                error=problem(failure.slug, failure.detail, **failure.extensions),
-            )
-        else:
-            stored = get_store().put_file(output)
-            with new_session() as session:
-                artifact = Artifact(
-                    tenant_id=tenant_id,
-                    kind=ArtifactKind.MODEL,
-                    sha256=stored.sha256,
-                    size_bytes=stored.size_bytes,
-                    media_type="application/octet-stream",
-                    filename=f"{model_id}.onnx",
+        with open_box() as box:
+            try:
+                facts = run_sandboxed(
+                    "worker.ingest:ingest_model",
+                    {
+                        "upload_path": box.admit(upload, "upload.bin"),
+                        "output_path": box.output("model.onnx"),
+                        "workdir": box.output("scratch"),
+                        "input_shapes": input_shapes,
+                    },
+                    box=box,
+                    limits=SandboxLimits(settings.sandbox_memory_bytes, settings.ingest_timeout_s),
                 )
-                session.add(artifact)
-                session.commit()
-                artifact_id = artifact.id
-            _finish(
-                model_id,
-                status=ModelStatus.READY,
-                onnx_artifact_id=artifact_id,
-                format=facts["format"],
-                signature=facts["signature"],
-                parameters=facts["parameters"],
-                opset=facts["opset"],
-                op_histogram=facts["op_histogram"],
-                warnings=facts.get("warnings") or [],
-            )
+            except SandboxFailure as failure:
+                rejection = problem(failure.slug, failure.detail, **failure.extensions)
+                _finish(model_id, status=ModelStatus.REJECTED, error=rejection)
+            else:
+                _record(model_id, tenant_id, get_store().put_file(Path(box.output("model.onnx"))), facts)
     except Exception:
         # Not the model's fault (database, store): let the sweeper retry while attempts remain.
         log.exception("model.ingest_crashed %s", model_id)
@@ -85,6 +62,33 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
     finally:
         files.remove_workdir(workdir)
     publish_waiting_jobs(model_id)
+
+
+def _record(model_id: uuid.UUID, tenant_id: uuid.UUID, stored: StoredObject, facts: dict[str, Any]) -> None:
+    """Store the converted model's artifact row and mark the model ready with what ingest found."""
+    with new_session() as session:
+        artifact = Artifact(
+            tenant_id=tenant_id,
+            kind=ArtifactKind.MODEL,
+            sha256=stored.sha256,
+            size_bytes=stored.size_bytes,
+            media_type="application/octet-stream",
+            filename=f"{model_id}.onnx",
+        )
+        session.add(artifact)
+        session.commit()
+        artifact_id = artifact.id
+    _finish(
+        model_id,
+        status=ModelStatus.READY,
+        onnx_artifact_id=artifact_id,
+        format=facts["format"],
+        signature=facts["signature"],
+        parameters=facts["parameters"],
+        opset=facts["opset"],
+        op_histogram=facts["op_histogram"],
+        warnings=facts.get("warnings") or [],
+    )
 
 
 def _claim(model_id: uuid.UUID, settings: Settings) -> bool:

@@ -21,7 +21,7 @@ from worker.evaluation import evaluate_job
 from worker.lease import Lease, LeaseLost
 from worker.problems import JobFailed, problem
 from worker.results import record_step, record_success
-from worker.sandbox import SandboxFailure, SandboxLimits, run_sandboxed
+from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
 
 log = logging.getLogger("modelpress.pipeline")
 
@@ -52,9 +52,9 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
         log.warning("job.database_lost %s: %s", job_id, exc)
     except Exception as exc:
         log.exception("job.crashed %s", job_id)
-        _finish(
-            lease, JobStatus.FAILED, error=problem("internal-error", f"{type(exc).__name__}: {exc}"[:1000])
-        )
+        # The exception's text (paths, library messages) stays in the log above.
+        detail = f"the job stopped on an unexpected worker error ({type(exc).__name__})"
+        _finish(lease, JobStatus.FAILED, error=problem("internal-error", detail))
     finally:
         lease.stop_heartbeat()
         files.remove_workdir(workdir)
@@ -116,37 +116,36 @@ def _run_step(
     lease.write(stage=stage, progress=step.index / total)
     datasets = files.fetch_datasets(referenced_dataset_ids(step.params), workdir / "datasets")
     started = utcnow()
-    sandbox = workdir / f"sandbox-step{step.index}"
-    try:
-        outcome = run_sandboxed(
-            "worker.entries:run_technique",
-            {
-                "technique": step.technique,
-                "model_path": str(current),
-                "output_path": str(output),
-                "params": step.params,
-                "datasets": datasets,
-                "signature": signature,
-                "threads": settings.bench_threads,
-            },
-            workdir=sandbox,
-            limits=SandboxLimits(
-                settings.sandbox_memory_bytes, settings.step_time_limit_s, settings.bench_threads
-            ),
-            on_progress=_progress_writer(lease, step.index, total, stage),
-            should_cancel=lambda: lease.cancel_requested,
-        )
-    except SandboxFailure as failure:
-        if failure.slug == "cancelled":
-            raise
-        detail = f"step {step.index} ({step.technique}) failed: {failure.detail}"
-        document = problem(
-            failure.slug, detail, step=step.index, technique=step.technique, **failure.extensions
-        )
-        record_step(lease, job, step, started=started, error=document)
-        raise JobFailed(document) from None
-    finally:
-        files.remove_workdir(sandbox)  # the step's scratch files go as soon as the step ends
+    with open_box() as box:
+        try:
+            outcome = run_sandboxed(
+                "worker.entries:run_technique",
+                {
+                    "technique": step.technique,
+                    "model_path": box.admit(current, current.name),
+                    "output_path": box.output(output.name),
+                    "params": step.params,
+                    "datasets": {key: box.admit(Path(path), f"{key}.npz") for key, path in datasets.items()},
+                    "signature": signature,
+                    "threads": settings.bench_threads,
+                },
+                box=box,
+                limits=SandboxLimits(
+                    settings.sandbox_memory_bytes, settings.step_time_limit_s, settings.bench_threads
+                ),
+                on_progress=_progress_writer(lease, step.index, total, stage),
+                should_cancel=lambda: lease.cancel_requested,
+            )
+        except SandboxFailure as failure:
+            if failure.slug == "cancelled":
+                raise
+            detail = f"step {step.index} ({step.technique}) failed: {failure.detail}"
+            document = problem(
+                failure.slug, detail, step=step.index, technique=step.technique, **failure.extensions
+            )
+            record_step(lease, job, step, started=started, error=document)
+            raise JobFailed(document) from None
+        files.collect_model(Path(box.output(output.name)), output)
     record_step(
         lease,
         job,

@@ -23,6 +23,7 @@ _KNOWN: dict[str, tuple[str, int]] = {
     "worker-crashed": ("The step's process crashed", 500),
     "max-attempts": ("The job failed on every attempt", 500),
     "step-error": ("The step failed", 500),
+    "sandbox-unavailable": ("The step could not be isolated", 500),
     "internal-error": ("Internal error", 500),
 }
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -40,20 +38,13 @@ KeyOption = Annotated[
     typer.Option(
         "--key",
         envvar="MODELPRESS_API_KEY",
-        help="API key (default: $MODELPRESS_API_KEY, else var/api-key.txt from `modelpress serve`)",
+        help="API key (default: $MODELPRESS_API_KEY)",
         show_default=False,
         rich_help_panel="Connection",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id (or path), for scripts")]
-
-
-def _saved_key() -> str | None:
-    # `modelpress serve` saves the first tenant's key here; a newcomer on that machine needs no flag.
-    home = Path(os.environ.get("MODELPRESS_HOME") or "var")
-    key_file = home / "api-key.txt"
-    return (key_file.read_text().strip() or None) if key_file.is_file() else None
 
 
 def usage_error(message: str) -> typer.Exit:
@@ -65,7 +56,6 @@ def usage_error(message: str) -> typer.Exit:
 @contextmanager
 def connect(url: str, key: str | None) -> Iterator[ModelPressClient]:
     """A client for the command; server and HTTP errors become exit code 3 with the problem printed."""
-    key = key or _saved_key()
     if not key:
         raise usage_error("no API key: pass --key or set MODELPRESS_API_KEY")
     client = ModelPressClient(url, key)

@@ -32,17 +32,20 @@ def migrate() -> None:
 
 
 def _first_key() -> None:
-    """On a fresh database, create the 'default' tenant and show its key once."""
-    settings = get_settings()
+    """On a fresh database, create the 'default' tenant and show its key once (it is stored hashed only).
+
+    The key is never written to a file: the data folder is shared with the workers, and a key in it
+    is one file read away from a model's code.
+    """
     with new_session() as session:
         if session.scalar(select(Tenant.id).limit(1)) is not None:
             return
         key = tenants_service.create_key(session=session, tenant_name="default")
-    key_file = settings.home / "api-key.txt"
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
-    print(f"\n  API key for tenant 'default': {key}\n  (also saved to {key_file})\n", flush=True)
+    print(
+        f"\n  API key for tenant 'default' (shown once, stored only hashed): {key}\n"
+        f"  export KEY={key}   # more keys: modelpress keys create --tenant NAME\n",
+        flush=True,
+    )
 
 
 def worker_command(

@@ -21,7 +21,12 @@ def connect(port: int) -> str:
 
 def surroundings() -> dict[str, Any]:
     """What the child can see of its environment and where it runs."""
-    return {"env": sorted(os.environ), "cwd": os.getcwd(), "sid": os.getsid(0) == os.getpid()}
+    return {
+        "env": sorted(os.environ),
+        "cwd": os.getcwd(),
+        "cwd_entries": sorted(set(os.listdir()) - {"tmp", "progress.jsonl"}),
+        "sid": os.getsid(0) == os.getpid(),
+    }
 
 
 def allocate(mib: int) -> int:
@@ -44,3 +49,12 @@ def crash() -> None:
 def killed_by_the_system() -> None:
     """End the way the kernel's out-of-memory killer ends a process."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_file(path: str) -> str:
+    """Try to read a file the sandbox must not show; the outcome names the error, or holds the text."""
+    try:
+        with open(path, "rb") as handle:
+            return "read: " + handle.read(4096).decode("latin-1")
+    except OSError as error:
+        return f"refused: {type(error).__name__}"

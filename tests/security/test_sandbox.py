@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +17,13 @@ PROBES = "tests.security.sandbox_probes"
 LIMITS = SandboxLimits(memory_bytes=1024**3, wall_seconds=60)
 
 
-def _run(entry: str, workdir: Path, limits: SandboxLimits = LIMITS, **kwargs: Any) -> Any:
-    return run_sandboxed(f"{PROBES}:{entry}", kwargs, workdir=workdir, limits=limits)
+def _run(entry: str, limits: SandboxLimits = LIMITS, **kwargs: Any) -> Any:
+    return run_sandboxed(f"{PROBES}:{entry}", kwargs, limits=limits)
 
 
-def _failure(entry: str, workdir: Path, limits: SandboxLimits = LIMITS, **kwargs: Any) -> SandboxFailure:
+def _failure(entry: str, limits: SandboxLimits = LIMITS, **kwargs: Any) -> SandboxFailure:
     with pytest.raises(SandboxFailure) as caught:
-        _run(entry, workdir, limits, **kwargs)
+        _run(entry, limits, **kwargs)
     return caught.value
 
 
@@ -34,12 +33,12 @@ def _namespaces_allowed() -> bool:
     return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
 
 
-def test_the_network_is_cut_where_the_os_allows_it(tmp_path: Path) -> None:
+def test_the_network_is_cut_where_the_os_allows_it() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         listener.setblocking(False)
-        outcome = _run("connect", tmp_path, port=listener.getsockname()[1])
+        outcome = _run("connect", port=listener.getsockname()[1])
         try:
             listener.accept()
             reached = True
@@ -54,24 +53,25 @@ def test_the_network_is_cut_where_the_os_allows_it(tmp_path: Path) -> None:
     )
 
 
-def test_the_child_sees_no_secrets_and_runs_in_its_own_folder(tmp_path: Path, monkeypatch: Any) -> None:
+def test_the_child_sees_no_secrets_and_runs_in_its_own_folder(monkeypatch: Any) -> None:
     monkeypatch.setenv("MODELPRESS_SECRET_PROBE", "must-not-leak")
 
-    seen = _run("surroundings", tmp_path / "work")
+    seen = _run("surroundings")
+    again = _run("surroundings")
 
     assert not [name for name in seen["env"] if name.startswith("MODELPRESS_") or "PASSWORD" in name]
-    assert Path(seen["cwd"]) == (tmp_path / "work").resolve()
+    assert seen["cwd_entries"] == [] and seen["cwd"] != again["cwd"], "a fresh, empty folder per call"
     assert seen["sid"], "the child leads its own session, so its whole process tree can be killed"
 
 
-def test_memory_time_and_crashes_fail_the_call_not_the_caller(tmp_path: Path) -> None:
-    memory = _failure("allocate", tmp_path / "m", mib=2048)
+def test_memory_time_and_crashes_fail_the_call_not_the_caller() -> None:
+    memory = _failure("allocate", mib=2048)
     started = time.monotonic()
-    timeout = _failure("spin", tmp_path / "t", SandboxLimits(memory_bytes=1024**3, wall_seconds=2))
+    timeout = _failure("spin", SandboxLimits(memory_bytes=1024**3, wall_seconds=2))
     stopped_after = time.monotonic() - started
-    crash = _failure("crash", tmp_path / "c")
-    oom_killed = _failure("killed_by_the_system", tmp_path / "k")
-    after = _run("allocate", tmp_path / "ok", mib=16)
+    crash = _failure("crash")
+    oom_killed = _failure("killed_by_the_system")
+    after = _run("allocate", mib=16)
 
     assert memory.slug == "resource-limit"
     assert timeout.slug == "timeout" and stopped_after < 10

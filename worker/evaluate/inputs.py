@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from worker.errortext import brief
 from worker.techniques.base import TechniqueError
 
 SYMBOLIC_DIM = 16
@@ -47,7 +48,9 @@ def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
         with loaded:
             stored = {name: loaded[name] for name in loaded.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise TechniqueError("invalid-dataset", f"the dataset is not a readable .npz file: {error}") from None
+        raise TechniqueError(
+            "invalid-dataset", f"the dataset is not a readable .npz file: {brief(error)}"
+        ) from None
     arrays = {spec["name"]: _checked(spec, stored) for spec in signature["inputs"]}
     labels = stored.get("labels")
     counts = {name: len(array) for name, array in arrays.items()}

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from worker.errortext import brief
 from worker.evaluate.inputs import take
 from worker.techniques.base import TechniqueError
 
@@ -41,7 +42,7 @@ def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
         return ort.InferenceSession(str(path), sess_options=options, providers=[PROVIDER])
     except Exception as error:  # onnxruntime raises several unrelated exception types here
         raise TechniqueError(
-            "model-not-runnable", f"onnxruntime cannot load {Path(path).name}: {error}"
+            "model-not-runnable", f"onnxruntime cannot load {Path(path).name}: {brief(error)}"
         ) from None
 
 
@@ -71,7 +72,9 @@ def first_output(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]
         except TechniqueError:
             raise
         except Exception as error:  # onnxruntime raises several unrelated exception types here
-            raise TechniqueError("model-not-runnable", f"onnxruntime cannot run the model: {error}") from None
+            raise TechniqueError(
+                "model-not-runnable", f"onnxruntime cannot run the model: {brief(error)}"
+            ) from None
         parts.append(np.asarray(outputs[0], dtype=np.float64)[:size])
     return np.concatenate(parts)
 

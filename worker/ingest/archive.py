@@ -13,6 +13,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from worker.errortext import brief
 from worker.techniques.base import TechniqueError
 
 MAX_ENTRIES = 1000
@@ -31,7 +32,7 @@ def check_archive(path: Path, *, max_entries: int = MAX_ENTRIES) -> list[zipfile
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise TechniqueError(
-            "unsupported-format", f"the zip archive is truncated or corrupt ({error})"
+            "unsupported-format", f"the zip archive is truncated or corrupt ({brief(error)})"
         ) from None
     if len(members) > max_entries:
         raise _unsafe(f"the archive has {len(members)} entries; at most {max_entries} are allowed")
@@ -76,10 +77,12 @@ def extract_archive(path: Path, destination: Path) -> list[Path]:
                 _copy_bounded(archive, member, target)
             except (zipfile.BadZipFile, zlib.error, EOFError) as error:
                 raise TechniqueError(
-                    "unsupported-format", f"archive member {member.filename!r} is corrupt ({error})"
+                    "unsupported-format", f"archive member {member.filename!r} is corrupt ({brief(error)})"
                 ) from None
             except OSError as error:
-                raise _unsafe(f"archive member {member.filename!r} cannot be extracted ({error})") from None
+                raise _unsafe(
+                    f"archive member {member.filename!r} cannot be extracted ({brief(error)})"
+                ) from None
             written.append(target)
     return written
 

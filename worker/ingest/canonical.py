@@ -8,6 +8,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx.external_data_helper import load_external_data_for_model
 
+from worker.errortext import brief
 from worker.ingest.archive import extract_archive
 from worker.ingest.external import check_external_data, external_tensors
 from worker.ingest.safety import vetted
@@ -38,7 +39,7 @@ def load_zipped(path: Path, destination: Path) -> onnx.ModelProto:
     try:
         load_external_data_for_model(model, str(model_file.parent))
     except (OSError, ValueError) as error:
-        raise TechniqueError("invalid-model", f"external data cannot be read: {error}") from None
+        raise TechniqueError("invalid-model", f"external data cannot be read: {brief(error)}") from None
     return model
 
 
@@ -49,7 +50,7 @@ def parse(path: Path) -> onnx.ModelProto:
     except (DecodeError, RuntimeWarning, ValueError, OSError) as error:
         raise TechniqueError(
             "unsupported-format",
-            f"the file looks like ONNX but cannot be parsed (truncated or corrupt): {error}",
+            f"the file looks like ONNX but cannot be parsed (truncated or corrupt): {brief(error)}",
         ) from None
 
 
@@ -65,7 +66,7 @@ def finalize(model: onnx.ModelProto, output_path: Path, warnings: list[str]) -> 
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except (onnx.shape_inference.InferenceError, ValueError) as error:
-        warnings.append(f"shape inference failed, shapes are stored as uploaded: {error}")
+        warnings.append(f"shape inference failed, shapes are stored as uploaded: {brief(error)}")
         inferred = model
     onnx.save(inferred, str(output_path))
     return inferred
@@ -76,12 +77,16 @@ def _check(model: onnx.ModelProto | str, warnings: list[str]) -> None:
         onnx.checker.check_model(model, full_check=True)
         return
     except onnx.checker.ValidationError as error:
-        raise TechniqueError("invalid-model", f"the ONNX checker rejected the model: {error}") from None
+        raise TechniqueError(
+            "invalid-model", f"the ONNX checker rejected the model: {brief(error)}"
+        ) from None
     except onnx.shape_inference.InferenceError as error:
-        strict_failure = str(error)
+        strict_failure = brief(error)
     # Strict shape inference rejects some models that run; accept them when the basic check passes.
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:
-        raise TechniqueError("invalid-model", f"the ONNX checker rejected the model: {error}") from None
+        raise TechniqueError(
+            "invalid-model", f"the ONNX checker rejected the model: {brief(error)}"
+        ) from None
     warnings.append(f"strict shape inference failed: {strict_failure}")

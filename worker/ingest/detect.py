@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import Literal
 
+from worker.errortext import brief
 from worker.techniques.base import TechniqueError
 
 Format = Literal["onnx", "onnx-zip", "pt2", "torchscript"]
@@ -70,7 +71,8 @@ def _zip_format(path: Path) -> Format:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise TechniqueError(
-            "unsupported-format", f"the file starts like a zip archive but is truncated or corrupt ({error})"
+            "unsupported-format",
+            f"the file starts like a zip archive but is truncated or corrupt ({brief(error)})",
         ) from None
     if all(any(pattern.search(name) for name in names) for pattern in _TORCHSCRIPT):
         return "torchscript"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import onnx
 
+from worker.errortext import summary
 from worker.evaluate.inputs import generate_inputs
 from worker.ingest.archive import check_archive
 from worker.ingest.summary import signature
@@ -43,7 +44,9 @@ def convert_pt2(path: Path, workdir: Path, warnings: list[str]) -> onnx.ModelPro
     try:
         program = torch.export.load(str(sanitized))
     except Exception as error:  # torch raises many types for malformed programs
-        raise TechniqueError("invalid-model", f"torch.export.load cannot read the program: {error}") from None
+        raise TechniqueError(
+            "invalid-model", f"torch.export.load cannot read the program: {summary(error)}"
+        ) from None
     converted = workdir / "converted.onnx"
     try:
         exported = torch.onnx.export(program, (), dynamo=True, verbose=False)
@@ -52,7 +55,7 @@ def convert_pt2(path: Path, workdir: Path, warnings: list[str]) -> onnx.ModelPro
         exported.save(str(converted))
     except Exception as error:  # exporter failures name the unsupported operator
         raise TechniqueError(
-            "conversion-failed", f"the program cannot be exported to ONNX: {error}"
+            "conversion-failed", f"the program cannot be exported to ONNX: {summary(error)}"
         ) from None
     model = onnx.load(str(converted))
     _name_batch_dim(model)

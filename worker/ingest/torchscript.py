@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from worker.errortext import summary
 from worker.ingest.archive import check_archive
 from worker.ingest.verify import VERIFY_BATCH, verify_conversion
 from worker.techniques.base import TechniqueError
@@ -36,7 +37,9 @@ def convert_torchscript(
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as error:  # torch raises RuntimeError and friends for bad archives
-        raise TechniqueError("invalid-model", f"torch.jit.load cannot read the archive: {error}") from None
+        raise TechniqueError(
+            "invalid-model", f"torch.jit.load cannot read the archive: {summary(error)}"
+        ) from None
     names = [value.debugName().split(".")[0] for value in list(module.forward.graph.inputs())[1:]]
     if input_shapes is not None:
         shapes = [[TRACE_BATCH, *shape[1:]] for shape in input_shapes]
@@ -64,7 +67,9 @@ def convert_torchscript(
             dynamic_axes={name: {0: "batch"} for name in [*names, *output_names]}, dynamo=False,
         )  # fmt: skip
     except Exception as error:  # exporter failures name the unsupported operator
-        raise TechniqueError("conversion-failed", f"the model cannot be exported to ONNX: {error}") from None
+        raise TechniqueError(
+            "conversion-failed", f"the model cannot be exported to ONNX: {summary(error)}"
+        ) from None
     inputs = {name: _example([VERIFY_BATCH, *shape[1:]]) for name, shape in zip(names, shapes, strict=True)}
     if warning := verify_conversion(module, converted, inputs):
         warnings.append(warning)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from worker.errortext import brief, summary
 from worker.techniques.base import TechniqueError
 
 RTOL = 1e-3
@@ -31,13 +32,13 @@ def verify_conversion(
         converted = session.run(None, {name: inputs[name] for name in names})
     except Exception as error:  # onnxruntime raises several unrelated exception types
         raise TechniqueError(
-            "conversion-failed", f"onnxruntime cannot run the converted model: {error}"
+            "conversion-failed", f"onnxruntime cannot run the converted model: {brief(error)}"
         ) from None
     try:
         with torch.no_grad():
             expected = _flatten(module(*[torch.from_numpy(inputs[name]) for name in names]))
     except Exception as error:  # whatever the user's model raises
-        return f"the conversion was not verified: the torch model rejects generated inputs ({error})"
+        return f"the conversion was not verified: the torch model rejects generated inputs ({summary(error)})"
     if len(expected) != len(converted):
         raise TechniqueError(
             "conversion-failed",

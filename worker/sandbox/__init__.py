@@ -1,5 +1,6 @@
-"""Run untrusted model work in a child process with resource limits."""
+"""Run untrusted model work in an isolated child process with resource limits."""
 
-from worker.sandbox.runner import SandboxFailure, SandboxLimits, run_sandboxed
+from worker.sandbox.box import Box
+from worker.sandbox.runner import SandboxFailure, SandboxLimits, open_box, run_sandboxed
 
-__all__ = ["SandboxFailure", "SandboxLimits", "run_sandboxed"]
+__all__ = ["Box", "SandboxFailure", "SandboxLimits", "open_box", "run_sandboxed"]

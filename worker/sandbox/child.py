@@ -1,7 +1,8 @@
-"""The sandbox child: import an entry point by name, run it, write its result as JSON.
+"""The sandbox child: confine itself, import an entry point by name, run it, write its result as JSON.
 
-Invoked as `python -m worker.sandbox.child SPEC.json`. SPEC holds {"entry": "pkg.mod:func",
-"kwargs": {...}}; the result goes to result.json beside it, progress lines to progress.jsonl.
+Invoked as `python -m worker.sandbox.child ../spec.json` from the box's work folder. SPEC holds
+{"entry": "pkg.mod:func", "kwargs": {...}, "box": ..., "landlock": bool}; the result goes to
+result.json in the work folder, progress lines to progress.jsonl.
 """
 
 from __future__ import annotations
@@ -35,14 +36,24 @@ def _error(slug: str, detail: str, **extensions: Any) -> dict[str, Any]:
 def main(spec_path: Path) -> int:
     """Run the spec; the exit code is 0 whenever a result file was written."""
     global _progress_file
+    from worker.errortext import summary
+    from worker.sandbox.confine import confine
     from worker.techniques.base import TechniqueError
 
     spec = json.loads(spec_path.read_text())
-    _progress_file = spec_path.parent / "progress.jsonl"
+    work = Path.cwd()
+    _progress_file = work / "progress.jsonl"
     # Run as `python -m`, this file is __main__: entry points importing report_progress must get
     # this module, whose _progress_file is set, not a second copy where it is None.
     sys.modules.setdefault("worker.sandbox.child", sys.modules[__name__])
     module_name, _, function_name = spec["entry"].partition(":")
+    try:
+        # Trusted code up to here; the isolation must hold before the entry's module is even imported.
+        confine(Path(spec["box"]), work, module_name, use_landlock=spec["landlock"])
+    except OSError:
+        traceback.print_exc()
+        _write(work, _error("sandbox-unavailable", "the sandbox could not confine the step's process"))
+        return 0
     try:
         function = getattr(importlib.import_module(module_name), function_name)
         outcome: dict[str, Any] = {"ok": True, "value": function(**spec["kwargs"])}
@@ -51,10 +62,15 @@ def main(spec_path: Path) -> int:
     except MemoryError:
         outcome = _error("resource-limit", "the step ran out of its memory limit")
     except Exception as exc:  # the parent needs a document for any failure, not a traceback
+        # The full text goes to the worker's log only: model code may have put what it read into it.
         traceback.print_exc()
-        outcome = _error("step-error", f"{type(exc).__name__}: {exc}"[:2000])
-    (spec_path.parent / "result.json").write_text(json.dumps(outcome, default=str))
+        outcome = _error("step-error", f"the step failed: {summary(exc)}")
+    _write(work, outcome)
     return 0
+
+
+def _write(work: Path, outcome: dict[str, Any]) -> None:
+    (work / "result.json").write_text(json.dumps(outcome, default=str))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What the child applies to itself before running anything: limits and no network."""
+"""What the forked child applies before exec: no network, limits, an unprivileged user."""
 
 from __future__ import annotations
 
@@ -41,8 +41,20 @@ def apply_limits(memory_bytes: int, cpu_seconds: int) -> None:
     os.setsid()
 
 
-def preexec(memory_bytes: int, cpu_seconds: int) -> None:
-    """Runs in the forked child before exec: network and parent-death signal first, then limits."""
+def drop_user(uid: int, gid: int) -> None:
+    """Become the unprivileged sandbox user, with no supplementary groups (needs root)."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def preexec(memory_bytes: int, cpu_seconds: int, user: tuple[int, int] | None) -> None:
+    """Runs in the forked child before exec: network first (it needs root), then limits, then the user.
+
+    The parent-death signal comes last: the kernel clears it when the user changes.
+    """
     drop_network()
-    die_with_parent()
     apply_limits(memory_bytes, cpu_seconds)
+    if user is not None:
+        drop_user(*user)
+    die_with_parent()

@@ -1,8 +1,9 @@
-"""The parent side: start the child, relay progress, enforce wall time, cancel, map failures."""
+"""The parent side: start the child in its box, relay progress, enforce wall time, cancel, map failures."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import signal
@@ -15,11 +16,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from worker.sandbox.box import Box
 from worker.sandbox.isolation import preexec
+from worker.sandbox.layers import Layers, active_layers
+
+log = logging.getLogger("modelpress.sandbox")
 
 POLL_SECONDS = 0.2
+_LOG_TAIL_BYTES = 16_000
 # Only what the child needs; secrets such as database URLs stay out of its environment.
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 @dataclass(frozen=True)
@@ -39,9 +45,14 @@ class SandboxFailure(Exception):
         self.slug, self.detail, self.extensions = slug, detail, extensions
 
 
-def _child_env(threads: int) -> dict[str, str]:
+def _child_env(threads: int, box: Box) -> dict[str, str]:
     env = {key: os.environ[key] for key in _ENV_KEEP if key in os.environ}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env.update(
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        PYTHONDONTWRITEBYTECODE="1",
+        HOME=str(box.work),
+        TMPDIR=str(box.work / "tmp"),
+    )
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = str(threads)
     return env
@@ -51,31 +62,58 @@ def run_sandboxed(
     entry: str,
     kwargs: dict[str, Any],
     *,
-    workdir: Path,
     limits: SandboxLimits,
+    box: Box | None = None,
+    layers: Layers | None = None,
     on_progress: Callable[[float, str], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> Any:
-    """Run `entry(**kwargs)` in a limited child process and return its JSON result."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Run `entry(**kwargs)` in a limited, isolated child process and return its JSON result.
+
+    File arguments must point into `box` (see Box.admit and Box.output); without a box the child
+    gets an empty one of its own.
+    """
+    layers = layers or active_layers()
+    if box is None:
+        with Box(layers.user) as own:
+            return run_sandboxed(
+                entry, kwargs, limits=limits, box=own, layers=layers,
+                on_progress=on_progress, should_cancel=should_cancel,
+            )  # fmt: skip
     for name in ("result.json", "progress.jsonl"):
-        (workdir / name).unlink(missing_ok=True)
-    spec = workdir / "spec.json"
-    spec.write_text(json.dumps({"entry": entry, "kwargs": kwargs}))
+        (box.work / name).unlink(missing_ok=True)
+    spec = {"entry": entry, "kwargs": kwargs, "box": str(box.root), "landlock": layers.landlock}
+    (box.root / "spec.json").write_text(json.dumps(spec))
+    (box.root / "spec.json").chmod(0o644)
     cpu_seconds = int(limits.wall_seconds * max(limits.threads, 1)) + 30
     cpu_before = _children_cpu_seconds()
-    with (workdir / "child.log").open("ab") as log:
+    with (box.root / "child.log").open("wb") as log:
+        # The spec's path is relative: a peer reading this process's command line learns no box name.
         child = subprocess.Popen(
-            [sys.executable, "-m", "worker.sandbox.child", str(spec)],
-            cwd=workdir,
-            env=_child_env(limits.threads),
+            [sys.executable, "-m", "worker.sandbox.child", "../spec.json"],
+            cwd=box.work,
+            env=_child_env(limits.threads, box),
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=partial(preexec, limits.memory_bytes, cpu_seconds),
+            preexec_fn=partial(preexec, limits.memory_bytes, cpu_seconds, layers.user),
         )
-        _watch(child, workdir, limits, on_progress, should_cancel)
+        try:
+            _watch(child, box.work, limits, on_progress, should_cancel)
+        except SandboxFailure:
+            _log_child_output(box, entry)
+            raise
     cpu_used = _children_cpu_seconds() - cpu_before
-    return _result(child.returncode, workdir, cpu_exhausted=cpu_used >= cpu_seconds - 1)
+    try:
+        return _result(child.returncode, box.work, cpu_exhausted=cpu_used >= cpu_seconds - 1)
+    except SandboxFailure:
+        _log_child_output(box, entry)
+        raise
+
+
+def _log_child_output(box: Box, entry: str) -> None:
+    """The child's full output (tracebacks, library messages) goes to the worker's log, never to a client."""
+    text = (box.root / "child.log").read_bytes()[-_LOG_TAIL_BYTES:].decode("utf-8", "replace")
+    log.warning("sandbox.child_failed %s\n%s", entry, text)
 
 
 def _watch(
@@ -153,3 +191,8 @@ def _result(returncode: int, workdir: Path, *, cpu_exhausted: bool = False) -> A
             "worker-crashed", f"the step's process died with signal {-returncode} (out of memory or a crash)"
         )
     raise SandboxFailure("worker-crashed", f"the step's process exited with code {returncode} and no result")
+
+
+def open_box() -> Box:
+    """A fresh box for the active layers (owned by the sandbox user where the child runs as one)."""
+    return Box(active_layers().user)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import FinetuneParams
+from worker.errortext import brief
 from worker.techniques.base import TechniqueError
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def load_dataset(path: Path, module: OnnxModule) -> tuple[list[torch.Tensor], to
             labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays.files else None
     except (zipfile.BadZipFile, ValueError, OSError) as error:
         raise TechniqueError(
-            "dataset-invalid", f"the dataset is not a readable .npz file: {error}"
+            "dataset-invalid", f"the dataset is not a readable .npz file: {brief(error)}"
         ) from error
     counts = {len(x) for x in inputs} | ({len(labels)} if labels is not None else set())
     if len(counts) != 1 or not inputs[0].shape[0]:

@@ -9,6 +9,7 @@ from typing import IO
 
 import numpy as np
 
+from worker.errortext import brief
 from worker.techniques.base import TechniqueError
 
 
@@ -44,7 +45,9 @@ def read_headers(npz_path: Path) -> dict[str, NpyHeader]:
                     stream, headers[member[:-4]] = open_member(archive, member[:-4])
                     stream.close()
     except (zipfile.BadZipFile, ValueError) as exc:
-        raise TechniqueError("dataset-invalid", f"the dataset is not a readable .npz file: {exc}") from exc
+        raise TechniqueError(
+            "dataset-invalid", f"the dataset is not a readable .npz file: {brief(exc)}"
+        ) from exc
     return headers
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from worker.errortext import brief
+
 
 def quantization_preprocess(model_path: Path, target: Path, *, large: bool, warnings: list[str]) -> Path:
     """Shape inference and graph optimization (e.g. BatchNorm folded into Conv) so more nodes quantize.
@@ -21,7 +23,7 @@ def quantization_preprocess(model_path: Path, target: Path, *, large: bool, warn
                 str(model_path), str(target), skip_symbolic_shape=skip_symbolic, save_as_external_data=large
             )
         except Exception as exc:  # the tool raises bare assertions and arbitrary errors on odd graphs
-            failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            failure = brief(exc)
             continue
         return target
     warnings.append(

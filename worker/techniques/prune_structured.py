@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import StructuredPruneParams
+from worker.errortext import brief
 from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 if TYPE_CHECKING:
@@ -53,13 +54,13 @@ def _shapes(module: OnnxModule) -> tuple[list[torch.Tensor], dict[str, tuple[int
         examples = example_inputs(module)
     except ValueError as error:
         raise TechniqueError(
-            "unsupported-model", f"structured pruning needs ranked inputs: {error}"
+            "unsupported-model", f"structured pruning needs ranked inputs: {brief(error)}"
         ) from None
     try:
         with torch.no_grad():
             shapes = {name: tuple(value.shape) for name, value in module.run(examples).items()}
     except RuntimeError as error:
-        detail = f"the bridged model does not run on example inputs of its signature: {error}"
+        detail = f"the bridged model does not run on example inputs of its signature: {brief(error)}"
         raise TechniqueError("model-not-runnable", detail) from None
     return examples, shapes
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 
 from service.catalog.quantize import DynamicQuantParams
+from worker.errortext import brief
 from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 from worker.techniques.preprocess import quantization_preprocess
 from worker.techniques.smoothing import Smoothed, smooth_layernorm_outliers, smoothing_warnings
@@ -55,7 +56,7 @@ def run(model_path: Path, output_path: Path, params: DynamicQuantParams, ctx: St
     except Exception as error:  # the quantizer raises whatever its operator handlers raise
         raise TechniqueError(
             "quantization-failed",
-            f"onnxruntime could not quantize this model: {type(error).__name__}: {error}",
+            f"onnxruntime could not quantize this model: {brief(error)}",
         ) from None
     survivors = {node.name for node in onnx.load(str(output_path), load_external_data=False).graph.node}
     quantized = Counter(
