@@ -10,7 +10,8 @@ COPY migrations ./migrations
 FROM base AS api
 RUN pip install .
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000"]
+# Two API processes (README "Production serving": size them and their pools to Postgres's limit).
+CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--no-access-log"]
 
 FROM base AS worker-cpu
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0

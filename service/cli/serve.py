@@ -78,7 +78,10 @@ def serve(
     # uvicorn re-raises the signal that stopped it; as SystemExit the worker below is stopped too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        uvicorn.run("service.main:create_app", factory=True, host=host, port=port, log_level="info")
+        # No access log: the API logs every request itself, with its request id and duration.
+        uvicorn.run(
+            "service.main:create_app", factory=True, host=host, port=port, log_level="info", access_log=False
+        )
     finally:
         if process is not None:
             # Celery's main process stops its pool itself (warm shutdown); the group kill is the fallback.
