@@ -58,15 +58,20 @@ def _wait(client: httpx.Client, job_id: str, timeout_s: float = 600) -> dict[str
 class JobsBackToBack(threading.Thread):
     """Keeps one job running for the whole window: submit, wait for it to end, submit the next."""
 
-    def __init__(self, client: httpx.Client, model_id: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str], model_id: str) -> None:
         super().__init__(daemon=True)
-        self.client, self.model_id = client, model_id
-        self.stop = threading.Event()
+        self.client = httpx.Client(base_url=url, headers=headers, timeout=60)
+        self.model_id = model_id
         self.finished: list[str] = []
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            self.finished.append(_wait(self.client, _submit(self.client, self.model_id))["status"])
+        """Until the server goes away at the end of the run."""
+        with self.client:
+            while True:
+                try:
+                    self.finished.append(_wait(self.client, _submit(self.client, self.model_id))["status"])
+                except (httpx.HTTPError, KeyError):  # the server stopping, or a 503 while it does
+                    return
 
 
 def embedded(folder: Path, clients: list[int], duration_s: float) -> list[dict[str, Any]]:
@@ -78,7 +83,7 @@ def embedded(folder: Path, clients: list[int], duration_s: float) -> list[dict[s
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client, model.open("rb") as handle:
             model_id = client.post("/v1/models", files={"file": ("mlp.onnx", handle)}).json()["id"]
             polled = _submit(client, model_id)
-            jobs = JobsBackToBack(client, model_id)
+            jobs = JobsBackToBack(url, headers, model_id)
             jobs.start()
             host, port = url.removeprefix("http://").split(":")
             plan = Plan(host, int(port), [f"/v1/jobs/{polled}", "/v1/jobs"], headers)
@@ -87,9 +92,9 @@ def embedded(folder: Path, clients: list[int], duration_s: float) -> list[dict[s
                 samples = run(plan, count, duration_s)
                 row = summarize(f"embedded (SQLite), {count} clients", samples, duration_s, count)
                 row["jobs_finished_during"] = len(jobs.finished) - before
+                row["kind"], row["load_at_end"] = "embedded", machine()["load"]
                 row["paths"] = "GET /v1/jobs/{id} and GET /v1/jobs in turn"
                 rows.append(row)
-            jobs.stop.set()
     return rows
 
 
@@ -101,7 +106,7 @@ def postgres(folder: Path, clients: int, duration_s: float, processes: int) -> l
     rows = []
     with load_servers.production(
         home, database="modelpress_bench_load", redis_url="redis://127.0.0.1:6379/5",
-        processes=processes, max_concurrent=16,
+        processes=processes, max_concurrent=32,
     ) as (url, key, settings):  # fmt: skip
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client, model.open("rb") as handle:
@@ -120,6 +125,7 @@ def postgres(folder: Path, clients: int, duration_s: float, processes: int) -> l
         for row in (alone, full, polls):
             row["paths"] = "GET /v1/jobs/{id} (a finished job with its comparison)"
             row["settings"] = {k: v for k, v in settings.items() if "MAX_CONCURRENT" in k}
+            row["kind"], row["load_at_end"] = "postgres", machine()["load"]
             rows.append(row)
     return rows
 
@@ -133,9 +139,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 100], help="embedded client counts")
     parser.add_argument("--processes", type=int, default=2, help="API processes on Postgres")
     parser.add_argument("--only", choices=["embedded", "postgres"], default=None)
+    parser.add_argument("--report-only", action="store_true", help="rewrite LOAD.md from load.json")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(json.loads((HERE / "load.json").read_text()), HERE / "LOAD.md")
+        return
     started = machine()
     rows: list[dict[str, Any]] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="modelpress-load-") as scratch:
         folder = Path(scratch)
         if args.only in (None, "embedded"):
@@ -143,7 +154,20 @@ def main() -> None:
             rows += embedded(folder / "embedded", args.clients, args.duration)
         if args.only in (None, "postgres"):
             rows += postgres(folder, 50, args.duration, args.processes)
-    result = {"machine": started, "load_after": machine()["load"], "goals": GOALS, "rows": rows}
+    if args.only and (HERE / "load.json").exists():  # keep the other kind's rows of an earlier run
+        earlier = json.loads((HERE / "load.json").read_text())
+        rows = [row for row in earlier["rows"] if row["kind"] != args.only] + rows
+        notes = [
+            *earlier.get("notes", []),
+            f"The {args.only} rows come from a later `--only {args.only}` run.",
+        ]
+    result = {
+        "machine": started,
+        "load_after": machine()["load"],
+        "goals": GOALS,
+        "rows": rows,
+        "notes": notes,
+    }
     (HERE / "load.json").write_text(json.dumps(result, indent=2) + "\n")
     write_report(result, HERE / "LOAD.md")
     print((HERE / "LOAD.md").read_text())
