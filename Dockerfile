@@ -10,9 +10,9 @@ COPY migrations ./migrations
 FROM base AS api
 RUN pip install .
 EXPOSE 8000
-# h11 with a header limit: the default parser (httptools) accepts headers of any size (README, "Request limits").
-CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000", \
-     "--http", "h11", "--h11-max-incomplete-event-size", "32768"]
+# Two API processes (README "Serving under load"); h11 with a header limit (README "Request limits").
+CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", \
+     "--no-access-log", "--http", "h11", "--h11-max-incomplete-event-size", "32768"]
 
 FROM base AS worker-cpu
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve worker test lint bench example clean chaos chaos-report
+.PHONY: install serve worker test lint bench bench-load example clean chaos chaos-report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ example: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.pruning
+
+## The API under concurrent load (embedded and Postgres + 2 API processes); writes bench/LOAD.md.
+bench-load: $(STAMP)
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

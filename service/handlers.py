@@ -20,6 +20,7 @@ from service.errors import (
     problem_document,
 )
 from service.openapi import allowed_methods
+from service.transactions import WriteLockTimeout
 
 log = logging.getLogger("modelpress.api")
 
@@ -72,6 +73,15 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem.to_document(instance=request.url.path), problem.headers)
 
 
+async def _busy(request: Request, _exc: Exception) -> JSONResponse:
+    # SQLite's single write lock stayed taken for the request's whole wait: a moment's contention.
+    log.warning("database write lock busy on %s", request.url.path)
+    problem = ServiceUnavailable(
+        "the database is busy with other writes; retry in a second", headers={"Retry-After": "1"}
+    )
+    return problem_response(problem.to_document(instance=request.url.path), problem.headers)
+
+
 async def _dbapi(request: Request, exc: Exception) -> JSONResponse:
     # A connection cut mid-statement (a restarting server) is an outage; any other driver error is a bug.
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -96,6 +106,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(WriteLockTimeout, _busy)
     app.add_exception_handler(OperationalError, _database)
     app.add_exception_handler(InterfaceError, _database)
     app.add_exception_handler(PoolTimeout, _database)

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from service import handlers, health, observability, openapi
+from service.admission import AdmissionLimit
 from service.artifacts.router import router as artifacts_router
 from service.body_guard import CloseUnreadBody
 from service.datasets.router import router as datasets_router
@@ -39,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks_router,
     ):
         app.include_router(router)
+    # Inside the observability middlewares, so that shed requests are logged and counted too.
+    app.add_middleware(AdmissionLimit, limit=settings.max_concurrent_requests, wait_s=settings.queue_wait_s)
     observability.install(app, settings)
     openapi.install(app)
     app.add_middleware(CloseUnreadBody)

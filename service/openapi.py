@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from functools import lru_cache
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -36,14 +38,25 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 
 def install(app: FastAPI) -> None:
-    """Serve the corrected document at /openapi.json (built once, on first request)."""
+    """Serve the corrected document at /openapi.json, built and serialized once, on first request."""
 
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = document(app)
         return app.openapi_schema
 
+    @lru_cache(maxsize=1)
+    def serialized() -> bytes:
+        return json.dumps(build()).encode()
+
+    async def serve(_request: Request) -> Response:
+        return Response(serialized(), media_type="application/json")
+
     app.openapi = build  # type: ignore[method-assign]
+    if app.openapi_url:
+        # FastAPI's own route serializes the whole document again on every request.
+        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != app.openapi_url]
+        app.add_route(app.openapi_url, serve, include_in_schema=False)
 
 
 def document(app: FastAPI) -> dict[str, Any]:

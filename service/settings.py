@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     )
     log_format: str = Field("json", pattern="^(json|console)$")
     log_level: str = "INFO"
+    max_concurrent_requests: int = Field(
+        32, ge=1, description="Requests one API process works on at once; the database pool is sized from it"
+    )
+    queue_wait_s: float = Field(1.0, ge=0, description="How long a request waits for a slot before a 503")
+    auth_cache_s: float = Field(
+        5.0, ge=0, description="How long a checked API key is trusted without a query"
+    )
+    sqlite_busy_timeout_ms: int = 100
+    request_lock_wait_s: float = Field(
+        0.4, description="A request's wait for SQLite's write lock before a 503"
+    )
+    background_lock_wait_s: float = Field(30.0, description="The same wait for workers and the CLI")
 
     @field_validator("database_url", mode="after")
     @classmethod

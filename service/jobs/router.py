@@ -7,9 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
+from service.db import new_session
 from service.deps import SessionDep, SettingsDep, TenantDep
 from service.jobs import deletion as jobs_deletion
+from service.jobs import documents, polling
 from service.jobs import events as job_events
 from service.jobs import service as jobs_service
 from service.jobs.orm import Job, JobStatus
@@ -39,6 +42,7 @@ def create_job(
         active_jobs_limit=settings.quota_concurrent_jobs,
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    response.headers.update(polling.retry_after(job.status))
     return job
 
 
@@ -50,23 +54,41 @@ def list_jobs(
     model_id: uuid.UUID | None = None,
     cursor: str | None = None,
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
-) -> Any:
+) -> Response:
     """List the tenant's jobs, newest first."""
     statement = jobs_service.list_jobs_query(tenant_id=tenant, status=status_filter, model_id=model_id)
-    rows = list(session.scalars(paginate(statement, Job, cursor, limit)))
-    return page_of(rows, limit, JobRead.model_validate)
+    jobs = documents.documents(session, documents.job_rows(session, paginate(statement, Job, cursor, limit)))
+    page = Page[JobRead].model_validate(page_of(jobs, limit, lambda job: job))
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
-@router.get("/{job_id}", response_model=JobRead)
-def get_job(job_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Any:
-    """One job with its steps and comparison."""
-    return jobs_service.get_job(session=session, tenant_id=tenant, job_id=job_id)
+@router.get(
+    "/{job_id}",
+    response_model=JobRead,
+    responses={304: {"description": "Unchanged since the ETag sent in If-None-Match"}},
+)
+async def get_job(
+    job_id: uuid.UUID,
+    tenant: TenantDep,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Response:
+    """One job with its steps and comparison; send its ETag in If-None-Match to get 304 while unchanged."""
+    # The route pollers hit: session, query and serialization in one thread hop, not three.
+    return await run_in_threadpool(_job_document, tenant, job_id, if_none_match)
+
+
+def _job_document(tenant: uuid.UUID, job_id: uuid.UUID, if_none_match: str | None) -> Response:
+    with new_session(mode="read") as session:
+        job = documents.job_document(session=session, tenant_id=tenant, job_id=job_id)
+        return polling.job_response(job, if_none_match)
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
-def cancel_job(job_id: uuid.UUID, session: SessionDep, tenant: TenantDep) -> Any:
+def cancel_job(job_id: uuid.UUID, response: Response, session: SessionDep, tenant: TenantDep) -> Any:
     """Cancel a job: a queued one at once, a running one as soon as its worker notices."""
-    return jobs_service.cancel_job(session=session, tenant_id=tenant, job_id=job_id)
+    job = jobs_service.cancel_job(session=session, tenant_id=tenant, job_id=job_id)
+    response.headers.update(polling.retry_after(job.status))
+    return job
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -27,7 +27,10 @@ UNMATCHED = "<unmatched>"
 
 
 class HttpMetricsMiddleware:
-    """Pure ASGI middleware; labels by template (/v1/jobs/{job_id}) so ids never explode the series."""
+    """Pure ASGI middleware; labels by template (/v1/jobs/{job_id}) so ids never explode the series.
+
+    It also answers `Server-Timing: total;dur=<ms>`, the time until the response started.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -45,6 +48,9 @@ class HttpMetricsMiddleware:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 elapsed[0] = time.perf_counter() - started
+                # Server time as the client can see it (queue wait included), for load benches.
+                timing = f"total;dur={elapsed[0] * 1000:.2f}".encode()
+                message["headers"] = [*message.get("headers", []), (b"server-timing", timing)]
             await send(message)
 
         try:

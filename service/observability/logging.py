@@ -53,6 +53,8 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
+        if name == "uvicorn.access" and not uvicorn_logger.propagate and not uvicorn_logger.handlers:
+            continue  # uvicorn was told --no-access-log: our own request line already covers it
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
 

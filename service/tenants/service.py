@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import utcnow
 from service.errors import NotFound, Unauthorized
+from service.settings import get_settings
+from service.tenants.key_cache import KeyCache
 from service.tenants.orm import ApiKey, Tenant
 
 KEY_PREFIX = "mp_"
@@ -43,20 +46,34 @@ def create_key(*, session: Session, tenant_name: str) -> str:
 def revoke_key(*, session: Session, prefix: str) -> None:
     """Revoke every active key starting with this prefix."""
     keys = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix[:10], ApiKey.revoked_at.is_(None)))
-    found = False
+    revoked = []
     for api_key in keys:
         api_key.revoked_at = utcnow()
-        found = True
-    if not found:
+        revoked.append(api_key.key_hash)
+    if not revoked:
         raise NotFound(f"no active key starts with {prefix[:10]}")
     session.commit()
+    key_cache().forget(revoked)
+
+
+@lru_cache
+def key_cache() -> KeyCache:
+    """This process's cache of checked keys."""
+    return KeyCache(ttl_s=get_settings().auth_cache_s)
+
+
+def cached_tenant(key: str) -> uuid.UUID | None:
+    """The tenant of a key checked within the last auth_cache_s seconds, without a query."""
+    return key_cache().get(hash_key(key))
 
 
 def authenticate(*, session: Session, key: str) -> uuid.UUID:
-    """The tenant id of an active key, or Unauthorized."""
-    api_key = session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    """The tenant id of an active key (remembered for auth_cache_s), or Unauthorized."""
+    key_hash = hash_key(key)
+    tenant_id = session.scalar(
+        select(ApiKey.tenant_id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     )
-    if api_key is None:
+    if tenant_id is None:
         raise Unauthorized("the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
-    return api_key.tenant_id
+    key_cache().put(key_hash, tenant_id)
+    return tenant_id

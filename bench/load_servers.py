@@ -1,0 +1,124 @@
+"""The servers a load run talks to: the embedded `modelpress serve`, or Postgres + Redis + uvicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This environment without any MODELPRESS_ setting, plus the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPRESS_")}
+    env.update(values)
+    return env
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    """Poll /readyz until it answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server at {url} did not become ready")
+        time.sleep(0.5)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, then wait."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+@contextmanager
+def embedded(home: Path, **settings: str) -> Iterator[tuple[str, str]]:
+    """`modelpress serve` (API + its worker) in a fresh home, defaults but these; yields (url, key)."""
+    port = free_port()
+    env = clean_env(MODELPRESS_HOME=str(home), PORT=str(port), **settings)
+    process = _start([sys.executable, "-m", "service.cli.main", "serve"], env, home.parent / "embedded.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process)
+        yield url, (home / "api-key.txt").read_text().strip()
+    finally:
+        stop(process)
+
+
+def _recreate_database(name: str) -> str:
+    subprocess.run(
+        ["psql", POSTGRES_ADMIN, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True
+    )
+    subprocess.run(["psql", POSTGRES_ADMIN, "-qc", f"CREATE DATABASE {name}"], check=True)
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+@contextmanager
+def production(
+    home: Path, *, database: str, redis_url: str, processes: int, max_concurrent: int
+) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """Postgres + Redis, a Celery worker and `uvicorn --workers N`; yields (url, key, settings used)."""
+    settings = {
+        "MODELPRESS_HOME": str(home),
+        "MODELPRESS_DATABASE_URL": _recreate_database(database),
+        "MODELPRESS_BROKER_URL": redis_url,
+        "MODELPRESS_MAX_CONCURRENT_REQUESTS": str(max_concurrent),
+        "MODELPRESS_LOG_LEVEL": "WARNING",
+    }
+    env = clean_env(**settings)
+    modelpress = [sys.executable, "-m", "service.cli.main"]
+    subprocess.run([*modelpress, "migrate"], env=env, check=True, capture_output=True)
+    created = subprocess.run(
+        [*modelpress, "keys", "create", "--tenant", "bench"], env=env, check=True, capture_output=True
+    )
+    port = free_port()
+    worker = _start(
+        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", "cpu", "--concurrency", "1"],
+        env,
+        home / "worker.log",
+    )
+    api = _start(
+        [
+            sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(processes), "--no-access-log",
+        ],
+        env,
+        home / "api.log",
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, api)
+        yield url, created.stdout.decode().strip(), settings
+    finally:
+        stop(api)
+        stop(worker)
