@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -33,7 +34,7 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
             upload_artifact_id = model.upload_artifact_id
             tenant_id, input_shapes = model.tenant_id, model.input_shapes
         upload = files.fetch_artifact(upload_artifact_id, workdir / "upload.bin")
-        output = workdir / "model.onnx"
+        output, normalized = workdir / "model.onnx", workdir / "normalized.onnx"
         try:
             facts = run_sandboxed(
                 "worker.ingest:ingest_model",
@@ -42,6 +43,7 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
                     "output_path": str(output),
                     "workdir": str(workdir / "scratch"),
                     "input_shapes": input_shapes,
+                    "normalized_path": str(normalized),
                 },
                 workdir=workdir / "sandbox",
                 limits=SandboxLimits(settings.sandbox_memory_bytes, settings.ingest_timeout_s),
@@ -53,23 +55,15 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
                 error=problem(failure.slug, failure.detail, **failure.extensions),
             )
         else:
-            stored = get_store().put_file(output)
-            with new_session() as session:
-                artifact = Artifact(
-                    tenant_id=tenant_id,
-                    kind=ArtifactKind.MODEL,
-                    sha256=stored.sha256,
-                    size_bytes=stored.size_bytes,
-                    media_type="application/octet-stream",
-                    filename=f"{model_id}.onnx",
-                )
-                session.add(artifact)
-                session.commit()
-                artifact_id = artifact.id
+            normalization = facts.get("normalization") or {}
             _finish(
                 model_id,
                 status=ModelStatus.READY,
-                onnx_artifact_id=artifact_id,
+                onnx_artifact_id=_store_model(tenant_id, output, f"{model_id}.onnx"),
+                normalized_artifact_id=_store_model(tenant_id, normalized, f"{model_id}.normalized.onnx")
+                if normalization.get("applied")
+                else None,
+                normalization=normalization,
                 format=facts["format"],
                 signature=facts["signature"],
                 parameters=facts["parameters"],
@@ -85,6 +79,22 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
     finally:
         files.remove_workdir(workdir)
     publish_waiting_jobs(model_id)
+
+
+def _store_model(tenant_id: uuid.UUID, path: Path, filename: str) -> uuid.UUID:
+    stored = get_store().put_file(path)
+    with new_session() as session:
+        artifact = Artifact(
+            tenant_id=tenant_id,
+            kind=ArtifactKind.MODEL,
+            sha256=stored.sha256,
+            size_bytes=stored.size_bytes,
+            media_type="application/octet-stream",
+            filename=filename,
+        )
+        session.add(artifact)
+        session.commit()
+        return artifact.id
 
 
 def _claim(model_id: uuid.UUID, settings: Settings) -> bool:

@@ -1,0 +1,75 @@
+"""Normalization at ingest: one clean graph for every technique, or the upload's graph with a note."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import onnx
+
+from worker.ingest.equivalent import compare_outputs
+
+# Weights reach 10^8 elements; the optimizer's defaults stop folding at a few thousand.
+FOLD_SIZE_LIMIT = 1 << 28
+FALLBACK = "techniques receive the uploaded graph unchanged"
+
+
+def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onnx.ModelProto | None, dict]:
+    """The normalized model (None when the upload's graph must be used) and the record of what changed.
+
+    Constant nodes and constant subgraphs (a weight through Identity, Cast or Reshape) become
+    initializers, constants are folded and identities removed by the onnxscript optimizer and
+    onnx-ir passes; the result must compute the upload's outputs on generated example inputs.
+    """
+    try:
+        normalized = _optimized(model)
+        onnx.checker.check_model(normalized)
+        normalized = onnx.shape_inference.infer_shapes(normalized)
+    except Exception as error:  # the optimizer and checker raise many unrelated types
+        return None, _fallback(f"normalization failed ({type(error).__name__}: {error})"[:500])
+    changes = _changes(model, normalized)
+    if not changes["nodes_removed"] and not changes["constants_lifted"]:
+        return None, {"applied": False, "changes": changes, "note": "the graph was already normalized"}
+    verdict = compare_outputs(model, normalized, signature)
+    if verdict.problem is not None:
+        return None, {**_fallback(verdict.problem), "changes": changes}
+    return normalized, {
+        "applied": True,
+        "changes": changes,
+        "max_abs_difference": verdict.max_abs_difference,
+        "note": None,
+    }
+
+
+def _optimized(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnx_ir as ir
+    from onnx_ir.passes import common
+    from onnxscript.optimizer import fold_constants
+
+    graph = ir.serde.deserialize_model(model)
+    fold_constants(graph, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT)
+    # Every constant becomes an initializer, scalars too: techniques look for weights there.
+    common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(graph)
+    common.IdentityEliminationPass()(graph)
+    common.RemoveUnusedNodesPass()(graph)
+    return ir.serde.serialize_model(graph)
+
+
+def _changes(before: onnx.ModelProto, after: onnx.ModelProto) -> dict[str, Any]:
+    """Node counts per operator that went away or appeared, and how many constants were lifted."""
+    old = Counter(node.op_type for node in before.graph.node)
+    new = Counter(node.op_type for node in after.graph.node)
+    return {
+        "nodes_before": sum(old.values()),
+        "nodes_after": sum(new.values()),
+        "nodes_removed": dict(sorted((old - new).items())),
+        "nodes_added": dict(sorted((new - old).items())),
+        "constants_lifted": old["Constant"] - new["Constant"],
+        "initializers_before": len(before.graph.initializer),
+        "initializers_after": len(after.graph.initializer),
+    }
+
+
+def _fallback(reason: str) -> dict[str, Any]:
+    return {"applied": False, "note": f"{FALLBACK}: {reason}"}
