@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve worker test lint bench example clean chaos
+.PHONY: install serve worker test lint bench bench-coverage bench-roundtrip example clean chaos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ example: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.pruning
+
+## Every technique over real models from PyPI wheels, through the embedded service (bench/COVERAGE.md).
+bench-coverage: $(STAMP)
+	$(BIN)/python -m bench.coverage.run
+
+## Latency of the original vs its unpruned bridge round trip (bench/ROUNDTRIP.md).
+bench-roundtrip: $(STAMP)
+	$(BIN)/python -m bench.coverage.roundtrip
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -97,12 +97,42 @@ def test_a_graph_the_optimizer_cannot_take_is_used_as_uploaded(tmp_path: Path) -
     assert record["normalization"]["note"] in record["warnings"]
 
 
-def test_bridge_round_trip_keeps_pad_without_a_fill_value(tmp_path: Path) -> None:
-    """F.pad exports without constant_value; the round trip must not add an explicit zero."""
+@pytest.fixture(scope="module")
+def padded_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CNN padding before its convolutions; the exporter writes each Pad's fill as an empty input."""
     torch.manual_seed(0)
-    original = model_zoo.export_onnx(PaddedCNN().eval(), tmp_path / "padded.onnx")
+    return model_zoo.export_onnx(PaddedCNN().eval(), tmp_path_factory.mktemp("padded") / "padded.onnx")
+
+
+def _pad_inputs(path: Path) -> list[list[str]]:
+    return [list(node.input) for node in onnx.load(str(path)).graph.node if node.op_type == "Pad"]
+
+
+@pytest.mark.parametrize("form", ["empty", "absent"])
+def test_bridge_round_trip_keeps_the_original_pad_form(form: str, padded_cnn: Path, tmp_path: Path) -> None:
+    """No explicit zero fill is added: onnxruntime fuses Pad into Conv by that form, and speed with it."""
+    model = onnx.load(str(padded_cnn))
+    assert all(
+        len(node.input) == 3 and node.input[2] == "" for node in model.graph.node if node.op_type == "Pad"
+    )
+    if form == "absent":
+        for node in model.graph.node:
+            if node.op_type == "Pad":
+                del node.input[2:]
+    original = tmp_path / "original.onnx"
+    onnx.save(model, str(original))
     exported = to_onnx(from_onnx(original), tmp_path / "back.onnx")
-    pads = [node for node in onnx.load(str(exported)).graph.node if node.op_type == "Pad"]
-    assert pads and all(len(node.input) < 3 or node.input[2] == "" for node in pads)
+    assert [inputs[2:] for inputs in _pad_inputs(exported)] == [
+        inputs[2:] for inputs in _pad_inputs(original)
+    ]
     images, _ = model_zoo.digits("test")
     assert np.abs(_outputs(exported, images) - _outputs(original, images)).max() <= 1e-5
+
+
+def test_normalization_keeps_empty_pad_fills(padded_cnn: Path, tmp_path: Path) -> None:
+    """The serializer drops trailing empty inputs; normalization puts a Pad's '' fill back."""
+    source = constant_weights(padded_cnn, tmp_path / "constant_padded.onnx")
+    record = ingest_model(source, tmp_path / "m.onnx", tmp_path / "work", normalized_path=tmp_path / "n.onnx")
+    assert record["normalization"]["applied"] is True
+    pads = _pad_inputs(tmp_path / "n.onnx")
+    assert pads and all(len(inputs) == 3 and inputs[2] == "" for inputs in pads)

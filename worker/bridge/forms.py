@@ -1,33 +1,48 @@
-"""Exported nodes back in the forms onnxruntime's fusions expect, where the exporter wrote others."""
+"""Exported nodes back in the forms the original used, where onnxruntime's fusions depend on them."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+# How a Pad with a zero fill states it: no third input, an empty third input, or a zero constant.
+ABSENT, EMPTY, EXPLICIT = "absent", "empty", "explicit"
 
-def restore_pad_forms(model: onnx.ModelProto) -> int:
-    """Drop a constant Pad's explicit zero `constant_value` input; return how many Pads changed.
 
-    The exporter writes F.pad's fill as an input even when it is the default zero; onnxruntime then
-    fuses Pad into the next Conv differently and the re-exported model runs slower (issue 12).
+def original_pad_form(pad_inputs: Iterable[Sequence[str]]) -> str:
+    """The form the original's Pads share; the exporter's own (empty) when they differ or there are none.
+
+    onnxruntime fuses a Pad into the next Conv when its fill is absent or a zero constant and not
+    when it is '' (an empty input); the fused Conv may lose the blocked-layout kernels (a pitch CNN
+    ran 2x slower), so the round trip keeps whichever form the original had.
     """
+    forms = {ABSENT if len(inputs) < 3 else EMPTY if inputs[2] == "" else EXPLICIT for inputs in pad_inputs}
+    return forms.pop() if len(forms) == 1 else EMPTY
+
+
+def restore_pad_forms(model: onnx.ModelProto, form: str) -> int:
+    """Write every constant-mode, zero-fill Pad in `form`; return how many Pads changed."""
+    if form == EXPLICIT:
+        return 0
     constants = _constant_values(model.graph)
     dropped: set[str] = set()
     changed = 0
     for node in model.graph.node:
-        if node.op_type != "Pad" or len(node.input) < 3 or _mode(node) != "constant":
+        if node.op_type != "Pad" or _mode(node) != "constant":
             continue
-        fill = node.input[2]
+        fill = node.input[2] if len(node.input) > 2 else ""
         if fill and not _is_zero(constants.get(fill)):
             continue
         axes = list(node.input[3:])
-        del node.input[2:]
-        if any(axes):
-            node.input.extend(["", *axes])  # an omitted input keeps its place when a later one follows
-        dropped.add(fill)
-        changed += 1
+        wanted = [*node.input[:2], *([""] if form == EMPTY or any(axes) else []), *axes]
+        if list(node.input) != wanted:
+            del node.input[:]
+            node.input.extend(wanted)
+            dropped.add(fill)
+            changed += 1
     _drop_unread(model.graph, dropped - {name for node in model.graph.node for name in node.input} - {""})
     return changed
 
