@@ -13,24 +13,31 @@ from worker.ingest.equivalent import compare_outputs
 # Weights reach 10^8 elements; the optimizer's defaults stop folding at a few thousand.
 FOLD_SIZE_LIMIT = 1 << 28
 FALLBACK = "techniques receive the uploaded graph unchanged"
+# Per-channel QuantizeLinear / DequantizeLinear (their `axis`) need opset 13; the bridge exports at 13+.
+MIN_OPSET = 13
 
 
 def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onnx.ModelProto | None, dict]:
     """The normalized model (None when the upload's graph must be used) and the record of what changed.
 
-    Constant nodes and constant subgraphs (a weight through Identity, Cast or Reshape) become
+    Models below opset 13 are raised to it (per-channel int8 needs it); Constant nodes and
+    constant subgraphs (a weight through Identity, Cast or Reshape) become
     initializers, constants are folded and identities removed by the onnxscript optimizer and
     onnx-ir passes; the result must compute the upload's outputs on generated example inputs.
     """
     try:
-        normalized = _optimized(model)
+        normalized = _optimized(_raised_opset(model))
         _restore_empty_inputs(model, normalized)
         onnx.checker.check_model(normalized)
         normalized = onnx.shape_inference.infer_shapes(normalized)
     except Exception as error:  # the optimizer and checker raise many unrelated types
         return None, _fallback(f"normalization failed ({type(error).__name__}: {error})"[:500])
     changes = _changes(model, normalized)
-    if not changes["nodes_removed"] and not changes["constants_lifted"]:
+    if (
+        not changes["nodes_removed"]
+        and not changes["constants_lifted"]
+        and changes["opset"][0] == changes["opset"][1]
+    ):
         return None, {"applied": False, "changes": changes, "note": "the graph was already normalized"}
     verdict = compare_outputs(model, normalized, signature)
     if verdict.problem is not None:
@@ -41,6 +48,14 @@ def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onn
         "max_abs_difference": verdict.max_abs_difference,
         "note": None,
     }
+
+
+def _raised_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model at opset 13 when it imports an older default opset (the onnx version converter)."""
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+    if version >= MIN_OPSET:
+        return model
+    return onnx.version_converter.convert_version(model, MIN_OPSET)
 
 
 def _optimized(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -86,7 +101,12 @@ def _changes(before: onnx.ModelProto, after: onnx.ModelProto) -> dict[str, Any]:
         "constants_lifted": old["Constant"] - new["Constant"],
         "initializers_before": len(before.graph.initializer),
         "initializers_after": len(after.graph.initializer),
+        "opset": [_opset(before), _opset(after)],
     }
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _fallback(reason: str) -> dict[str, Any]:
