@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.coverage.cells import faster_at_fidelity
+from bench.coverage.profile import int8_share
 
 
 def render(results: dict[str, Any]) -> str:
@@ -43,6 +44,11 @@ def render(results: dict[str, Any]) -> str:
             else f"not normalized ({normalization.get('note')})"
         )
         lines.append(f"- **{name}** ({entry['source']}): {ingest['status']}; {what}")
+    lines += ["", "## Where each model spends its time (batch 8, one thread, share of kernel time)", ""]
+    for name, entry in models.items():
+        shares = entry.get("profile") or {}
+        top = ", ".join(f"{op} {share:.0%}" for op, share in shares.items())
+        lines.append(f"- **{name}**: {top}; in ops with an int8 kernel: {int8_share(shares):.0%}")
     lines += ["", "## Cells that are not results", ""]
     for name, entry in models.items():
         for technique, value in entry.get("cells", {}).items():

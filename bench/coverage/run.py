@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.coverage.cells import cell
 from bench.coverage.models import BUILDERS
+from bench.coverage.profile import op_time_shares
 from bench.coverage.report import render
 from bench.coverage.service import running_service
 from bench.machine import machine
@@ -33,11 +36,15 @@ def main() -> None:
     parser.add_argument("--bench-budget-s", type=float, default=0.5, help="timing budget per batch size")
     parser.add_argument("--job-timeout-s", type=float, default=900)
     parser.add_argument("--output", type=Path, default=HERE / "coverage.json")
+    parser.add_argument("--report-only", action="store_true", help="profile and render the stored results")
     args = parser.parse_args()
     # A terminated run still stops the server it started (the context manager's finally).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict[str, Any] = json.loads(args.output.read_text()) if args.output.exists() else {}
     results.setdefault("models", {})
+    if args.report_only:
+        _finish(results, args.output)
+        return
     started = time.monotonic()
     with running_service(WORK / f"serve-{int(time.time())}", args.bench_budget_s) as service:
         for name in args.models:
@@ -59,9 +66,19 @@ def main() -> None:
                 entry["cells"][technique] = cell(service.run_job(body, args.job_timeout_s))
                 print(name, technique, json.dumps(entry["cells"][technique])[:300], flush=True)
                 _save(args.output, results)
-    results["machine"] = machine()
     results["wall_s"] = round(time.monotonic() - started, 1)
-    _save(args.output, results)
+    _finish(results, args.output)
+
+
+def _finish(results: dict[str, Any], output: Path) -> None:
+    """Add each model's operator-time profile and the machine, save, and write COVERAGE.md."""
+    for name, entry in results["models"].items():
+        if "profile" not in entry:
+            built = BUILDERS[name](WORK)
+            with np.load(built.dataset_path) as data:
+                entry["profile"] = op_time_shares(built.onnx_path, dict(data))
+    results["machine"] = machine()
+    _save(output, results)
     (HERE / "COVERAGE.md").write_text(render(results))
 
 

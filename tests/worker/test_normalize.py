@@ -52,6 +52,26 @@ def test_constant_weights_are_lifted_to_initializers(constant_cnn: Path, tmp_pat
     ]
 
 
+def test_free_dims_written_as_minus_one_get_names(cnn_onnx: Path, tmp_path: Path) -> None:
+    """paddle2onnx writes a free batch as -1; the bridge and input generators need a named dim."""
+    model = onnx.load(str(cnn_onnx))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -1
+    onnx.save(model, str(tmp_path / "minus_one.onnx"))
+    record = ingest_model(
+        tmp_path / "minus_one.onnx",
+        tmp_path / "m.onnx",
+        tmp_path / "work",
+        normalized_path=tmp_path / "n.onnx",
+    )
+    assert (
+        record["normalization"]["applied"] is True
+        and record["normalization"]["changes"]["free_dims_named"] >= 1
+    )
+    assert record["signature"]["inputs"][0]["shape"][0] is None
+    dim = onnx.load(str(tmp_path / "n.onnx")).graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim.dim_param == "x_dim0" and not dim.HasField("dim_value")
+
+
 def test_a_clean_graph_is_left_alone(cnn_onnx: Path, tmp_path: Path) -> None:
     record = ingest_model(
         cnn_onnx, tmp_path / "model.onnx", tmp_path / "work", normalized_path=tmp_path / "normalized.onnx"

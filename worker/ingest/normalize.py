@@ -28,15 +28,15 @@ def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onn
     try:
         normalized = _optimized(_raised_opset(model))
         _restore_empty_inputs(model, normalized)
+        named = _name_free_dims(normalized)
         onnx.checker.check_model(normalized)
         normalized = onnx.shape_inference.infer_shapes(normalized)
     except Exception as error:  # the optimizer and checker raise many unrelated types
         return None, _fallback(f"normalization failed ({type(error).__name__}: {error})"[:500])
-    changes = _changes(model, normalized)
+    changes = {**_changes(model, normalized), "free_dims_named": named}
     if (
-        not changes["nodes_removed"]
-        and not changes["constants_lifted"]
-        and changes["opset"][0] == changes["opset"][1]
+        not (changes["nodes_removed"] or changes["constants_lifted"] or named)
+        and len(set(changes["opset"])) == 1
     ):
         return None, {"applied": False, "changes": changes, "note": "the graph was already normalized"}
     verdict = compare_outputs(model, normalized, signature)
@@ -70,6 +70,17 @@ def _optimized(model: onnx.ModelProto) -> onnx.ModelProto:
     common.IdentityEliminationPass()(graph)
     common.RemoveUnusedNodesPass()(graph)
     return ir.serde.serialize_model(graph)
+
+
+def _name_free_dims(model: onnx.ModelProto) -> int:
+    """Give the -1 (or 0) dims some converters write for free dims a name, as ONNX spells a free dim."""
+    named = 0
+    for value in [*model.graph.input, *model.graph.output]:
+        for index, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value <= 0:
+                dim.dim_param = f"{value.name}_dim{index}"
+                named += 1
+    return named
 
 
 def _restore_empty_inputs(original: onnx.ModelProto, normalized: onnx.ModelProto) -> None:
