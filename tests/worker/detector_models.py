@@ -40,8 +40,25 @@ class C2f(nn.Module):
         self.cv2 = ConvBlock((2 + blocks) * self.c, c_out)
         self.m = nn.ModuleList(Bottleneck(self.c, shortcut) for _ in range(blocks))
 
+        self.halves: nn.ModuleList | None = None
+
+    def unsplit(self) -> None:
+        """Compute the two halves with two convs holding cv1's rows, as Torch-Pruning's C2f_v2 does."""
+        conv, norm, _ = self.cv1
+        halves = []
+        for rows in (slice(0, self.c), slice(self.c, 2 * self.c)):
+            half = ConvBlock(conv.in_channels, self.c).train(self.training)
+            half[0].weight.data = conv.weight.data[rows].clone()
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(half[1], name).data = getattr(norm, name).data[rows].clone()
+            halves.append(half)
+        self.halves = nn.ModuleList(halves)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = list(self.cv1(x).split((self.c, self.c), 1))
+        if self.halves is not None:
+            y = [half(x) for half in self.halves]
+        else:
+            y = list(self.cv1(x).split((self.c, self.c), 1))
         y.extend(m(y[-1]) for m in self.m)
         return self.cv2(torch.cat(y, 1))
 
@@ -90,7 +107,7 @@ class Detect(nn.Module):
             for w in widths
         )
         self.dfl = DFL(self.bins)
-        self.strides = strides
+        self.strides, self.raw = strides, False
 
     def anchors(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell centres and their strides, from the feature maps' sizes (so any image size works)."""
@@ -102,9 +119,11 @@ class Detect(nn.Module):
             scales.append(torch.full((h * w, 1), float(stride)))
         return torch.cat(points).transpose(0, 1).unsqueeze(0), torch.cat(scales).transpose(0, 1)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         b = features[0].shape[0]
         outs = [torch.cat((self.cv2[i](x), self.cv3[i](x)), 1) for i, x in enumerate(features)]
+        if self.raw:
+            return outs  # per-scale maps, as YOLOv8 returns while training
         flat = torch.cat([o.view(b, 4 * self.bins + self.classes, -1) for o in outs], 2)
         box, cls = flat.split((4 * self.bins, self.classes), 1)
         lt, rb = self.dfl(box).chunk(2, 1)

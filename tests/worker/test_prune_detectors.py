@@ -165,3 +165,59 @@ def test_instance_norm_and_per_channel_scales_are_sliced(tmp_path: Path) -> None
     assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["y"]
     x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
     assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0].shape == (1, 4, 8, 8)
+
+
+def _onnx_name(model: torch.nn.Module, name: str) -> str:
+    """The exporter's node name for a conv: its scopes (module lists are not called, so not scopes)."""
+    module, scopes, label = model, [], ""
+    for part in name.split("."):
+        module = module[int(part)] if part.isdigit() else getattr(module, part)  # type: ignore[index]
+        label = f"{label}.{part}" if part.isdigit() else part  # a child by index: "cv2.0", "cv2.0.0"
+        if not isinstance(module, torch.nn.ModuleList):
+            scopes.append(label)
+    return "/" + "/".join(scopes) + "/Conv"
+
+
+def test_channel_counts_match_torch_pruning(tmp_path: Path) -> None:
+    """Per conv, as many channels go as Torch-Pruning removes from the same detector (L1, 50%, round_to 4).
+
+    Torch-Pruning 1.6.1 cannot trace a C2f whose second half has two readers (its own YOLOv8 recipe
+    swaps C2f for C2f_v2, two convs instead of one conv and a Split): it prunes that form, and each
+    C2f's first conv here loses what the two convs lose there together.
+    """
+    import torch_pruning as tp
+
+    torch.manual_seed(0)
+    yolo = detector_models.randomize_norms(detector_models.TinyYOLOv8())
+    yolo.detect.raw = True  # per-scale maps, as while training: Torch-Pruning cannot trace the decoding
+    source = detector_models.export(yolo, (1, 3, 64, 64), tmp_path / "raw.onnx", ["p3", "p4", "p5"])
+    ours = channels(prune(source, tmp_path / "out.onnx", sparsity=0.5, round_to=4))
+
+    reference = detector_models.randomize_norms(detector_models.TinyYOLOv8())
+    reference.load_state_dict(yolo.state_dict())
+    reference.detect.raw = True
+    for block in reference.modules():
+        if isinstance(block, detector_models.C2f):
+            block.unsplit()
+            del block.cv1
+    layers = [
+        (n, m) for n, m in reference.named_modules() if isinstance(m, torch.nn.Conv2d) and "dfl" not in n
+    ]
+    convs = {n: m.out_channels for n, m in layers}
+    names = {n: _onnx_name(yolo, n.replace("halves.0.0", "cv1.0")) for n in convs if "halves.1" not in n}
+    heads = [branch[2] for branch in (*reference.detect.cv2, *reference.detect.cv3)]
+    tp.pruner.MetaPruner(
+        reference,
+        torch.zeros(1, 3, 64, 64),
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=0.5,
+        ignored_layers=heads,
+        round_to=4,
+    ).step()
+    theirs: dict[str, tuple[int, int]] = {}
+    for name, module in layers:  # the DFL conv (not in the per-scale graph) left out
+        key = names[name.replace("halves.1.0", "halves.0.0")]
+        before, after = theirs.get(key, (0, 0))
+        theirs[key] = (before + convs[name], after + module.out_channels)
+    assert ours == theirs
+    assert sum(before - after for before, after in ours.values()) > 0
