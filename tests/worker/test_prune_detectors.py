@@ -221,3 +221,29 @@ def test_channel_counts_match_torch_pruning(tmp_path: Path) -> None:
         theirs[key] = (before + convs[name], after + module.out_channels)
     assert ours == theirs
     assert sum(before - after for before, after in ours.values()) > 0
+
+
+class GroupNormCNN(torch.nn.Module):
+    """A conv, GroupNorm over 4 groups (exported as reshape, instance norm, reshape, scale, shift), a conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.norm = torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.GroupNorm(4, 16)
+        self.second = torch.nn.Conv2d(16, 10, 1)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.normal_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.relu(self.norm(self.first(x)))).mean((2, 3))
+
+
+def test_group_norm_loses_whole_groups(tmp_path: Path) -> None:
+    """Channels normalized together go together: half the groups, with their scale and shift entries."""
+    torch.manual_seed(0)
+    source = bridge_models.export(GroupNormCNN().eval(), tmp_path / "gn.onnx")
+    outcome = prune(source, tmp_path / "out.onnx", sparsity=0.5)
+    assert channels(outcome)["/first/Conv"] == (16, 8)
+    assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["scores"]
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"pixels": x})[0].shape == (5, 10)
