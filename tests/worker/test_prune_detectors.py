@@ -247,3 +247,17 @@ def test_group_norm_loses_whole_groups(tmp_path: Path) -> None:
     assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["scores"]
     x = np.random.default_rng(0).standard_normal((5, 1, 8, 8)).astype(np.float32)
     assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"pixels": x})[0].shape == (5, 10)
+
+
+def test_export_of_a_training_module_leaves_its_statistics_alone(tmp_path: Path) -> None:
+    """Finding a size the model runs at uses eval mode: batch-norm running statistics do not move."""
+    from worker.bridge import from_onnx, to_onnx
+
+    torch.manual_seed(0)
+    source = bridge_models.export(bridge_models.ConcatCNN().eval(), tmp_path / "bn.onnx")
+    module = from_onnx(source).train()
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [norm.running_mean.clone() for norm in norms]
+    to_onnx(module, tmp_path / "out.onnx")
+    assert norms and module.training
+    assert all(torch.equal(norm.running_mean, mean) for norm, mean in zip(norms, before, strict=True))

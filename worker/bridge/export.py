@@ -71,20 +71,25 @@ def runnable_inputs(module: OnnxModule) -> tuple[list[Tensor], dict[str, Tensor]
     tries += [(b, s) for s in EXAMPLE_SIZES for b in (BATCH_EXAMPLE, 1)] if _symbolic(module) else []
     error: Exception | None = None
     tried: set[tuple[tuple[int, ...], ...]] = set()
-    for batch, size in tries:
-        examples = example_inputs(module, batch, size)
-        shapes = tuple(tuple(x.shape) for x in examples)
-        if shapes in tried:
-            continue  # the batch is fixed: only the size varies
-        tried.add(shapes)
-        try:
-            with torch.no_grad():
-                values = module.run(examples)
-        except RUN_ERRORS as failure:
-            error = error or failure  # the first failure, at the default size, is the telling one
-            continue
-        module.example_size, module.example_batch = size, batch
-        return examples, values
+    training = module.training
+    module.eval()  # zero inputs must not move batch-norm statistics of a model being fine-tuned
+    try:
+        for batch, size in tries:
+            examples = example_inputs(module, batch, size)
+            shapes = tuple(tuple(x.shape) for x in examples)
+            if shapes in tried:
+                continue  # the batch is fixed: only the size varies
+            tried.add(shapes)
+            try:
+                with torch.no_grad():
+                    values = module.run(examples)
+            except RUN_ERRORS as failure:
+                error = error or failure  # the first failure, at the default size, is the telling one
+                continue
+            module.example_size, module.example_batch = size, batch
+            return examples, values
+    finally:
+        module.train(training)
     raise error if error is not None else ValueError("no example inputs")
 
 
