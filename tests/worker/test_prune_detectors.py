@@ -14,7 +14,7 @@ from onnx import helper, numpy_helper
 from service.catalog.prune import StructuredPruneParams
 from tests.worker import bridge_models, detector_models
 from worker.techniques import prune_structured
-from worker.techniques.base import StepContext, StepOutcome
+from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +261,14 @@ def test_export_of_a_training_module_leaves_its_statistics_alone(tmp_path: Path)
     to_onnx(module, tmp_path / "out.onnx")
     assert norms and module.training
     assert all(torch.equal(norm.running_mean, mean) for norm, mean in zip(norms, before, strict=True))
+
+
+def test_nothing_to_prune_names_the_nodes_and_reasons(models: dict[str, Path], tmp_path: Path) -> None:
+    """With every hidden layer excluded, the problem lists each node that kept channels whole, and why."""
+    hidden = ["/features/features.0/Conv", "/features/features.3/Conv", "/features/features.6/Conv"]
+    with pytest.raises(TechniqueError) as caught:
+        prune(models["face"], tmp_path / "out.onnx", exclude=[*hidden, "/dense/dense.1/Gemm"])
+    assert caught.value.slug == "nothing-to-prune"
+    kept = caught.value.extensions["kept_whole"]
+    assert {"node": "/features/features.0/Conv", "reason": "excluded nodes"} in kept
+    assert {k["reason"] for k in kept} == {"excluded nodes", "Softmax", "graph outputs"}
