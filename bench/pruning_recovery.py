@@ -146,7 +146,12 @@ def recipes(
         "ModelPress, taylor importance": lambda out: modelpress(
             reference, sparsity, budget, out, importance="taylor"
         ),
-        "ModelPress, 3 iterations": lambda out: modelpress(reference, sparsity, budget, out, iterations=3),
+        "ModelPress, sensitivity allocation": lambda out: modelpress(
+            reference, sparsity, budget, out, allocation="sensitivity"
+        ),
+        "ModelPress, iterative (one step per epoch)": lambda out: modelpress(
+            reference, sparsity, budget, out, iterations=budget.epochs
+        ),
         "ModelPress, old recovery (no norms, T=4, no held-out split)": lambda out: modelpress(
             reference,
             sparsity,

@@ -79,6 +79,11 @@ class StructuredPruneParams(TechniqueParams):
         le=1024,
         description="Kept channel counts are rounded up to a multiple of this (for heads: their channels)",
     )
+    allocation: Literal["uniform", "sensitivity"] = Field(
+        "uniform",
+        description="Channels removed per group: the same fraction everywhere, or more where the loss on "
+        "the fine-tuning dataset rises least, keeping no more weights than uniform pruning",
+    )
     exclude: list[str] = Field(default_factory=list, description="Node names whose output channels are kept")
     finetune: FinetuneParams | None = Field(None, description="Train after pruning to recover accuracy")
     iterations: int = Field(
@@ -96,10 +101,11 @@ class StructuredPruneParams(TechniqueParams):
 
     @model_validator(mode="after")
     def _data_needs_a_dataset(self) -> Self:
-        if self.finetune is None and (self.importance in ("taylor", "activation") or self.iterations > 1):
+        reads_data = self.importance in ("taylor", "activation") or self.allocation == "sensitivity"
+        if self.finetune is None and (reads_data or self.iterations > 1):
             raise ValueError(
-                "importance 'taylor' or 'activation' (read from the data) and iterations above 1 (which "
-                "fine-tune between steps) need `finetune` and its dataset"
+                "importance 'taylor' or 'activation' and allocation 'sensitivity' (read from the data) and "
+                "iterations above 1 (which fine-tune between steps) need `finetune` and its dataset"
             )
         tuning = self.finetune
         if tuning is not None and tuning.time_budget_s is None and self.iterations > tuning.epoch_limit:

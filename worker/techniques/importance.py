@@ -28,7 +28,7 @@ SAMPLES, BATCH = 512, 64
 DATA_DRIVEN = frozenset({"taylor", "activation"})
 
 
-def _objective(result: Any, labels: torch.Tensor | None) -> torch.Tensor:
+def objective(result: Any, labels: torch.Tensor | None) -> torch.Tensor:
     """Cross-entropy on the labels; else on the model's own top class (or half the squared output)."""
     first = outputs_of(result)[0]
     if labels is not None:
@@ -83,7 +83,7 @@ def channel_figures(
             with torch.set_grad_enabled(kind == "taylor"):
                 result = module(*batch.inputs)
                 if kind == "taylor":
-                    _objective(result, batch.labels).backward()
+                    objective(result, batch.labels).backward()
             for step in steps:
                 value = captured[step.name]
                 axis = graph.layouts[step.outputs[0]].axis

@@ -15,6 +15,8 @@ import numpy as np
 from worker.bridge.shrink import Plan, scores
 from worker.techniques import channel_plan, renormalize
 from worker.techniques.base import TechniqueError
+from worker.techniques.channel_allocation import allocate
+from worker.techniques.channel_plan import Scores
 from worker.techniques.finetune import finetune
 from worker.techniques.finetune_data import Samples, load_dataset, split
 from worker.techniques.finetune_validation import score
@@ -39,27 +41,28 @@ class Schedule:
         self.units: dict[str, int] = {}
         self.stage = 1
 
-    def _fix(self, graph: ChannelGraph, names: dict[int, str]) -> None:
+    def _fix(self, module: OnnxModule, graph: ChannelGraph, names: dict[int, str], ranked: Scores) -> None:
         """The original sizes and final counts, on the first analysis."""
+        round_to = self.params.round_to
         self.sizes = {name: graph.spaces.size[root] for root, name in names.items()}
-        self.units = {
-            name: channel_plan.unit(graph, root, self.params.round_to) for root, name in names.items()
-        }
-        self.final = channel_plan.uniform(graph, names, self.params.sparsity, self.params.round_to)
+        self.units = {name: channel_plan.unit(graph, root, round_to) for root, name in names.items()}
+        self.final = channel_plan.uniform(graph, names, self.params.sparsity, round_to)
+        if self.params.allocation == "sensitivity":
+            assert self.samples is not None
+            self.final = allocate(module, graph, names, ranked, self.final, self.units, self.samples)
 
     def __call__(self, module: OnnxModule, graph: ChannelGraph) -> Plan:
         """This stage's plan for a (partly pruned) module."""
         names = channel_plan.group_names(module, graph)
-        if not self.final:
-            self._fix(graph, names)
-        counts = channel_plan.stage_counts(
-            self.sizes, self.final, self.stage, self.params.iterations, self.units
-        )
         if self.params.importance in DATA_DRIVEN:
             assert self.samples is not None
             ranked, fallback = data_scores(module, graph, self.samples, self.params.importance), set[int]()
         else:
             ranked, fallback = scores(module, graph, self.params.importance)
+        if not self.final:
+            self._fix(module, graph, names, ranked)
+        stages = self.params.iterations
+        counts = channel_plan.stage_counts(self.sizes, self.final, self.stage, stages, self.units)
         plan = channel_plan.from_counts(graph, names, counts, ranked)
         plan.fallback_groups = len(fallback & set(plan.keep))
         return plan
