@@ -233,3 +233,22 @@ def test_iterative_pruning_reaches_the_same_channels_in_steps(
         for stage in stages
     )
     assert metrics["recovery"]["after_recovery"]["top1"] > 0.9
+
+
+def test_sensitivity_allocation_stays_within_the_uniform_weights(
+    mlp_onnx: Path, train_npz: Path, tmp_path: Path
+) -> None:
+    """Counts chosen per group by measured loss keep no more weights than the same fraction everywhere."""
+    tuning = {"dataset_id": "train", "epochs": 1}
+    found = {}
+    for allocation in ("uniform", "sensitivity"):
+        found[allocation] = run(
+            mlp_onnx,
+            tmp_path / f"{allocation}.onnx",
+            train_npz,
+            sparsity=0.5,
+            allocation=allocation,
+            finetune=tuning,
+        )
+    assert found["sensitivity"]["parameters_after"] <= found["uniform"]["parameters_after"]
+    assert found["sensitivity"]["recovery"]["after_recovery"]["top1"] > 0.8
