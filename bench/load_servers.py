@@ -70,7 +70,12 @@ def embedded(home: Path, **settings: str) -> Iterator[tuple[str, str]]:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, process)
-        yield url, (home / "api-key.txt").read_text().strip()
+        # The first key is printed once and never stored: make one for this run from the same home.
+        created = subprocess.run(
+            [sys.executable, "-m", "service.cli.main", "keys", "create", "--tenant", "load-bench"],
+            env=env, capture_output=True, timeout=120, check=True,
+        )  # fmt: skip
+        yield url, created.stdout.decode().strip().splitlines()[-1].strip()
     finally:
         stop(process)
 
