@@ -15,7 +15,11 @@ from worker.bridge.module import OnnxModule, TensorSpec
 
 # The TorchScript exporter's supported range; older models are raised to the floor.
 MIN_OPSET, MAX_OPSET = 13, 20
-BATCH_EXAMPLE, DIM_EXAMPLE = 2, 16
+BATCH_EXAMPLE = 2
+# Sizes tried for symbolic non-batch dims, smallest first: a detector with five stride-2 stages
+# only runs at multiples of 32, and one with anchors baked in only at the size it was made for.
+EXAMPLE_SIZES = (16, 32, 64, 128, 224, 256, 320, 416, 512, 640)
+RUN_ERRORS = (RuntimeError, IndexError, ValueError)
 # Ops a bridged layer exports as: its weighted node takes the original node's name back.
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Gather"})
 
@@ -31,8 +35,12 @@ def _dim_names(spec: TensorSpec) -> dict[int, str]:
     }
 
 
-def example_inputs(module: OnnxModule, batch: int = BATCH_EXAMPLE, size: int = DIM_EXAMPLE) -> list[Tensor]:
-    """Zero inputs of the module's signature: symbolic dims are `batch` for dim 0, `size` elsewhere."""
+def example_inputs(module: OnnxModule, batch: int = BATCH_EXAMPLE, size: int | None = None) -> list[Tensor]:
+    """Zero inputs of the module's signature: symbolic dims are `batch` for dim 0, `size` elsewhere.
+
+    Fixed dims are always kept; `size` defaults to the one `runnable_inputs` found for the module.
+    """
+    size = size or module.example_size
     chosen: dict[str, int] = {}
     examples = []
     for spec in module.inputs:
@@ -49,11 +57,47 @@ def example_inputs(module: OnnxModule, batch: int = BATCH_EXAMPLE, size: int = D
     return examples
 
 
+def _symbolic(module: OnnxModule) -> bool:
+    return any(spec.shape and any(not isinstance(d, int) for d in spec.shape) for spec in module.inputs)
+
+
+def runnable_inputs(module: OnnxModule) -> tuple[list[Tensor], dict[str, Tensor]]:
+    """Example inputs the model runs on, and every value it computes on them.
+
+    Only symbolic dims vary: sizes from EXAMPLE_SIZES, batch 2 then 1. The size found is kept on
+    the module, so later examples (and the export) use it.
+    """
+    tries = [(module.example_batch, module.example_size)]  # what was found before, if anything
+    tries += [(b, s) for s in EXAMPLE_SIZES for b in (BATCH_EXAMPLE, 1)] if _symbolic(module) else []
+    error: Exception | None = None
+    tried: set[tuple[tuple[int, ...], ...]] = set()
+    training = module.training
+    module.eval()  # zero inputs must not move batch-norm statistics of a model being fine-tuned
+    try:
+        for batch, size in tries:
+            examples = example_inputs(module, batch, size)
+            shapes = tuple(tuple(x.shape) for x in examples)
+            if shapes in tried:
+                continue  # the batch is fixed: only the size varies
+            tried.add(shapes)
+            try:
+                with torch.no_grad():
+                    values = module.run(examples)
+            except RUN_ERRORS as failure:
+                error = error or failure  # the first failure, at the default size, is the telling one
+                continue
+            module.example_size, module.example_batch = size, batch
+            return examples, values
+    finally:
+        module.train(training)
+    raise error if error is not None else ValueError("no example inputs")
+
+
 def to_onnx(
     module: OnnxModule, path: Path, inputs: Sequence[Tensor] | None = None, opset: int | None = None
 ) -> Path:
     """Export with the TorchScript exporter (BatchNorm folded into Conv, constants folded)."""
-    examples = tuple(inputs) if inputs is not None else tuple(example_inputs(module))
+    examples = tuple(inputs) if inputs is not None else tuple(runnable_inputs(module)[0])
     specs = [*module.inputs, *module.outputs]
     dynamic = {spec.name: dims for spec in specs if (dims := _dim_names(spec))}
     version = opset or min(max(module.opset, MIN_OPSET), MAX_OPSET)
