@@ -12,13 +12,10 @@ from torch import Tensor
 
 from worker.bridge.dtypes import torch_dtype
 from worker.bridge.module import OnnxModule, TensorSpec
+from worker.example_shapes import BATCH_EXAMPLE, Dim, Shape, concrete_shapes, first_runnable
 
 # The TorchScript exporter's supported range; older models are raised to the floor.
 MIN_OPSET, MAX_OPSET = 13, 20
-BATCH_EXAMPLE = 2
-# Sizes tried for symbolic non-batch dims, smallest first: a detector with five stride-2 stages
-# only runs at multiples of 32, and one with anchors baked in only at the size it was made for.
-EXAMPLE_SIZES = (16, 32, 64, 128, 224, 256, 320, 416, 512, 640)
 RUN_ERRORS = (RuntimeError, IndexError, ValueError)
 # Ops a bridged layer exports as: its weighted node takes the original node's name back.
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Gather"})
@@ -35,62 +32,50 @@ def _dim_names(spec: TensorSpec) -> dict[int, str]:
     }
 
 
+def _specs(module: OnnxModule) -> list[tuple[str, Sequence[Dim]]]:
+    """(name, dims) of each input; an input of unknown rank cannot be made up."""
+    for spec in module.inputs:
+        if spec.shape is None:
+            raise ValueError(f"input {spec.name} has no known rank; pass example inputs")
+    return [(spec.name, spec.shape or ()) for spec in module.inputs]
+
+
+def _zeros(module: OnnxModule, shapes: list[Shape]) -> list[Tensor]:
+    return [
+        torch.zeros(shape, dtype=torch_dtype(spec.elem_type))
+        for spec, shape in zip(module.inputs, shapes, strict=True)
+    ]
+
+
 def example_inputs(module: OnnxModule, batch: int = BATCH_EXAMPLE, size: int | None = None) -> list[Tensor]:
     """Zero inputs of the module's signature: symbolic dims are `batch` for dim 0, `size` elsewhere.
 
     Fixed dims are always kept; `size` defaults to the one `runnable_inputs` found for the module.
     """
-    size = size or module.example_size
-    chosen: dict[str, int] = {}
-    examples = []
-    for spec in module.inputs:
-        if spec.shape is None:
-            raise ValueError(f"input {spec.name} has no known rank; pass example inputs")
-        dims = []
-        for i, d in enumerate(spec.shape):
-            if isinstance(d, int):
-                dims.append(d)
-            else:
-                key = d or f"{spec.name}:{i}"
-                dims.append(chosen.setdefault(key, batch if i == 0 else size))
-        examples.append(torch.zeros(dims, dtype=torch_dtype(spec.elem_type)))
-    return examples
-
-
-def _symbolic(module: OnnxModule) -> bool:
-    return any(spec.shape and any(not isinstance(d, int) for d in spec.shape) for spec in module.inputs)
+    return _zeros(module, concrete_shapes(_specs(module), batch, size or module.example_size))
 
 
 def runnable_inputs(module: OnnxModule) -> tuple[list[Tensor], dict[str, Tensor]]:
     """Example inputs the model runs on, and every value it computes on them.
 
-    Only symbolic dims vary: sizes from EXAMPLE_SIZES, batch 2 then 1. The size found is kept on
-    the module, so later examples (and the export) use it.
+    Only symbolic dims vary (worker.example_shapes). The size found is kept on the module, so
+    later examples (and the export) use it.
     """
-    tries = [(module.example_batch, module.example_size)]  # what was found before, if anything
-    tries += [(b, s) for s in EXAMPLE_SIZES for b in (BATCH_EXAMPLE, 1)] if _symbolic(module) else []
-    error: Exception | None = None
-    tried: set[tuple[tuple[int, ...], ...]] = set()
+
+    def run(shapes: list[Shape]) -> tuple[list[Tensor], dict[str, Tensor]]:
+        examples = _zeros(module, shapes)
+        with torch.no_grad():
+            return examples, module.run(examples)
+
     training = module.training
     module.eval()  # zero inputs must not move batch-norm statistics of a model being fine-tuned
     try:
-        for batch, size in tries:
-            examples = example_inputs(module, batch, size)
-            shapes = tuple(tuple(x.shape) for x in examples)
-            if shapes in tried:
-                continue  # the batch is fixed: only the size varies
-            tried.add(shapes)
-            try:
-                with torch.no_grad():
-                    values = module.run(examples)
-            except RUN_ERRORS as failure:
-                error = error or failure  # the first failure, at the default size, is the telling one
-                continue
-            module.example_size, module.example_batch = size, batch
-            return examples, values
+        found = (module.example_batch, module.example_size)
+        batch, size, _, result = first_runnable(_specs(module), run, RUN_ERRORS, first=found)
     finally:
         module.train(training)
-    raise error if error is not None else ValueError("no example inputs")
+    module.example_size, module.example_batch = size, batch
+    return result
 
 
 def to_onnx(
