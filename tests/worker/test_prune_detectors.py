@@ -167,6 +167,54 @@ def test_instance_norm_and_per_channel_scales_are_sliced(tmp_path: Path) -> None
     assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0].shape == (1, 4, 8, 8)
 
 
+def _rankless_norm_graph() -> onnx.ModelProto:
+    """Conv, a reshape to its own shape that shape inference cannot follow (as in paddle2onnx
+    exports), BatchNormalization, ReLU, Conv: the batch norm stays a functional op in the bridge."""
+    rng = np.random.default_rng(0)
+    params = {
+        "w1": rng.standard_normal((16, 3, 3, 3)),
+        "gamma": rng.random(16) + 0.5,
+        "beta": rng.standard_normal(16),
+        "mean": rng.standard_normal(16),
+        "var": rng.random(16) + 0.5,
+        "w2": rng.standard_normal((4, 16, 1, 1)),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], name="first", pads=[1, 1, 1, 1]),
+        helper.make_node("Shape", ["c"], ["s"]),
+        helper.make_node("Shape", ["s"], ["rank"]),
+        helper.make_node("Slice", ["s", "zero", "rank"], ["whole"]),  # a length shape inference cannot tell
+        helper.make_node("Reshape", ["c", "whole"], ["v"]),
+        helper.make_node("BatchNormalization", ["v", "gamma", "beta", "mean", "var"], ["n"], name="norm"),
+        helper.make_node("Relu", ["n"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["y"], name="second"),
+    ]
+    body = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 8, 8])],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in params.items()]
+        + [numpy_helper.from_array(np.array([0], np.int64), "zero")],
+    )
+    return helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_a_batch_norm_of_unknown_rank_is_sliced_like_a_layer(tmp_path: Path) -> None:
+    """Its four per-channel constants lose the pruned channels' entries instead of keeping the group whole."""
+    from worker.bridge import from_onnx
+
+    model = _rankless_norm_graph()
+    module = from_onnx(model)
+    assert [module.layer_of(step) for step in module.steps if step.op == "BatchNormalization"] == [None]
+    onnx.save(model, str(tmp_path / "rankless.onnx"))
+    outcome = prune(tmp_path / "rankless.onnx", tmp_path / "out.onnx", sparsity=0.5)
+    assert channels(outcome)["first"] == (16, 8)
+    assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["y"]
+    x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0].shape == (3, 4, 8, 8)
+
+
 def _onnx_name(model: torch.nn.Module, name: str) -> str:
     """The exporter's node name for a conv: its scopes (module lists are not called, so not scopes)."""
     module, scopes, label = model, [], ""

@@ -131,11 +131,15 @@ class _Walker(RangeRules):
         else:
             self.freeze_inputs(step)
 
-    def instance_norm(self, step: Step, layout: Layout) -> Layout | None:
-        """Each channel normalized on its own: its scale and bias entries go with it."""
-        if layout.axis != 1 - len(self.shapes[step.inputs[0]]) or any(c is None for c in step.consts[1:3]):
+    def channel_norm(self, step: Step, layout: Layout) -> Layout | None:
+        """Each channel normalized on its own: its scale, bias (and statistics) entries go with it."""
+        # InstanceNormalization reads (scale, bias); a BatchNormalization left functional (its
+        # input rank unknown when the model was built) reads (scale, bias, mean, var).
+        indices = range(1, len(step.inputs))
+        on_channels = layout.axis == 1 - len(self.shapes[step.inputs[0]])
+        if not on_channels or any(step.consts[i] is None for i in indices):
             return None
-        self.constant_slices += [ConstantSlice(step.name, i, 0, step.outputs[0]) for i in (1, 2)]
+        self.constant_slices += [ConstantSlice(step.name, i, 0, step.outputs[0]) for i in indices]
         return layout
 
     def step(self, step: Step, layer: nn.Module | None) -> None:
@@ -170,8 +174,8 @@ class _Walker(RangeRules):
             if not ranged:
                 self.freeze_inputs(step)
             return None
-        elif step.op == "InstanceNormalization" and source is not None:
-            result = self.instance_norm(step, source)
+        elif step.op in ("InstanceNormalization", "BatchNormalization") and source is not None:
+            result = self.channel_norm(step, source)
         elif step.op in REDUCTIONS and source is not None:
             result = self.reduction(step, source)
         elif step.op in ALONG_AXIS and source is not None:
