@@ -60,7 +60,7 @@ def compare_models(
     sides = [describe_loaded(model, path) for model, path in zip(models, paths, strict=True)]
     sessions = [make_session(path, threads) for path in paths]
     # Generated inputs take a size the original runs at; the candidate must run there too.
-    data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0]))
+    data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0], quiet=True))
     fixed = fixed_batch(signature)
     outputs = [first_output(session, data.arrays, fixed or CHUNK) for session in sessions]
     notes: list[str] = []

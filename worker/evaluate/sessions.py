@@ -60,11 +60,19 @@ def feeds_for(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]) -
     return feeds
 
 
-def run_checked(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]) -> list[Any]:
-    """One run on `arrays`; a model onnxruntime cannot run on them is 'model-not-runnable'."""
+def run_checked(
+    session: ort.InferenceSession, arrays: Mapping[str, np.ndarray], *, quiet: bool = False
+) -> list[Any]:
+    """One run on `arrays`; a model onnxruntime cannot run on them is 'model-not-runnable'.
+
+    `quiet` keeps onnxruntime from logging the failure: probing sizes expects some to fail.
+    """
     feeds = feeds_for(session, arrays)
+    options = ort.RunOptions()
+    if quiet:
+        options.log_severity_level = 4  # fatal only
     try:
-        outputs: list[Any] = session.run(None, feeds)
+        outputs: list[Any] = session.run(None, feeds, options)
     except Exception as error:  # onnxruntime raises several unrelated exception types here
         raise TechniqueError(
             "model-not-runnable", f"onnxruntime cannot run the model: {brief(error)}"
