@@ -88,3 +88,26 @@ def test_serve_runs_a_job_without_any_server(embedded_server: tuple[str, str], m
 
     assert body["status"] == "succeeded", body
     assert body["comparison"]["candidate"]["size_bytes"] < body["comparison"]["baseline"]["size_bytes"]
+
+
+def _processes_of(home: Path) -> dict[int, str]:
+    """pid -> command line of every process started with this MODELPRESS_HOME."""
+    marker = f"MODELPRESS_HOME={home}".encode()
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # the process ended while we looked
+            continue
+    return found
+
+
+def test_serve_runs_its_worker_below_the_api(embedded_server: tuple[str, str], tmp_path: Path) -> None:
+    """Compressions yield the CPU to requests: the worker is niced, the API is not."""
+    processes = _processes_of(tmp_path / "var")
+    workers = [pid for pid, command in processes.items() if "celery" in command and " worker " in command]
+    servers = [pid for pid, command in processes.items() if "service.cli.main serve" in command]
+    assert workers and servers, processes
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in workers} == {10}
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in servers} == {0}
