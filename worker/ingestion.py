@@ -18,7 +18,6 @@ from service.settings import Settings
 from service.storage import get_store
 from service.storage.base import StoredObject
 from worker import files
-from worker.problems import problem
 from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
 
 log = logging.getLogger("modelpress.ingest")
@@ -50,8 +49,7 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
                     limits=SandboxLimits(settings.sandbox_memory_bytes, settings.ingest_timeout_s),
                 )
             except SandboxFailure as failure:
-                rejection = problem(failure.slug, failure.detail, **failure.extensions)
-                _finish(model_id, status=ModelStatus.REJECTED, error=rejection)
+                _finish(model_id, status=ModelStatus.REJECTED, error=failure.document)
             else:
                 _record(model_id, tenant_id, get_store().put_file(Path(box.output("model.onnx"))), facts)
     except Exception:

@@ -12,6 +12,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from service.catalog import referenced_dataset_ids
 from service.db import new_session, utcnow
+from service.errors import Problem
+from service.failures import Cancelled, ModelRejected
 from service.jobs.orm import Job, JobStatus, JobStep
 from service.models.orm import Model, ModelStatus
 from service.settings import Settings
@@ -19,9 +21,9 @@ from service.webhooks import job_finished as notify_finished
 from worker import files
 from worker.evaluation import evaluate_job
 from worker.lease import Lease, LeaseLost
-from worker.problems import JobFailed, problem
 from worker.results import record_step, record_success
 from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
+from worker.sandbox.contract import TechniqueError
 
 log = logging.getLogger("modelpress.pipeline")
 
@@ -38,15 +40,11 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
         _run_claimed(job_id, lease, settings, workdir)
     except LeaseLost:
         log.warning("job.lease_lost %s: another attempt owns it; nothing written", job_id)
-    except SandboxFailure as failure:
-        if failure.slug == "cancelled":
+    except TechniqueError as failure:
+        if isinstance(failure.problem, Cancelled):
             _finish(lease, JobStatus.CANCELLED, stage="cancelled")
         else:
-            _finish(
-                lease, JobStatus.FAILED, error=problem(failure.slug, failure.detail, **failure.extensions)
-            )
-    except JobFailed as failed:
-        _finish(lease, JobStatus.FAILED, error=failed.document)
+            _finish(lease, JobStatus.FAILED, error=failure.document)
     except (OperationalError, InterfaceError) as exc:
         # The database went away, not the job: write nothing, the lease lapses and the sweeper retries.
         log.warning("job.database_lost %s: %s", job_id, exc)
@@ -54,7 +52,7 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
         log.exception("job.crashed %s", job_id)
         # The exception's text (paths, library messages) stays in the log above.
         detail = f"the job stopped on an unexpected worker error ({type(exc).__name__})"
-        _finish(lease, JobStatus.FAILED, error=problem("internal-error", detail))
+        _finish(lease, JobStatus.FAILED, error=Problem(detail).to_document())
     finally:
         lease.stop_heartbeat()
         files.remove_workdir(workdir)
@@ -79,11 +77,9 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
         )
         return
     if job.cancel_requested:
-        raise SandboxFailure("cancelled", "the job was cancelled before it started")
+        raise TechniqueError(Cancelled, "the job was cancelled before it started")
     if model.status == ModelStatus.REJECTED:
-        raise JobFailed(
-            problem("model-rejected", "the model was rejected at ingest", model_error=model.error)
-        )
+        raise TechniqueError(ModelRejected, "the model was rejected at ingest", model_error=model.error)
     assert model.onnx_artifact_id is not None
     lease.write(started_at=job.started_at or utcnow(), stage="preparing")
     original = files.fetch_artifact(model.onnx_artifact_id, workdir / "original.onnx")
@@ -137,14 +133,14 @@ def _run_step(
                 should_cancel=lambda: lease.cancel_requested,
             )
         except SandboxFailure as failure:
-            if failure.slug == "cancelled":
+            if isinstance(failure.problem, Cancelled):
                 raise
             detail = f"step {step.index} ({step.technique}) failed: {failure.detail}"
-            document = problem(
-                failure.slug, detail, step=step.index, technique=step.technique, **failure.extensions
+            failed = TechniqueError(
+                type(failure.problem), detail, step=step.index, technique=step.technique, **failure.extensions
             )
-            record_step(lease, job, step, started=started, error=document)
-            raise JobFailed(document) from None
+            record_step(lease, job, step, started=started, error=failed.document)
+            raise failed from None
         files.collect_model(Path(box.output(output.name)), output)
     record_step(
         lease,

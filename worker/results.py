@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 from service import quotas
 from service.artifacts.orm import Artifact, ArtifactKind
 from service.db import new_session, utcnow
+from service.failures import QuotaExceeded
 from service.finite import finite_json, non_finite_warning
 from service.jobs.orm import Job, JobStatus, JobStep, Metric
 from service.storage import get_store
 from service.webhooks import job_finished as notify_finished
 from worker.lease import Lease
-from worker.problems import JobFailed, problem
+from worker.sandbox.contract import TechniqueError
 
 
 def record_step(
@@ -33,7 +34,7 @@ def record_step(
     """Store a step's artifact (if any) and its row in one transaction, only under the lease.
 
     With `quota_bytes`, an artifact that would take the tenant past its storage quota is not
-    stored: the step fails with `quota-exceeded` (JobFailed) and earlier steps' artifacts stay.
+    stored: the step fails with `quota-exceeded` (a TechniqueError) and earlier steps' artifacts stay.
     """
     if output is not None and quota_bytes is not None:
         with new_session() as session:
@@ -81,8 +82,8 @@ def _refuse_over_quota(
     if used + size <= quota_bytes:
         return
     session.rollback()
-    document = problem(
-        "quota-exceeded",
+    failed = TechniqueError(
+        QuotaExceeded,
         f"step {step.index} ({step.technique}) made a {size}-byte model, but the tenant stores {used} of"
         f" its {quota_bytes} bytes; delete models or jobs' artifacts to make room",
         step=step.index,
@@ -91,8 +92,8 @@ def _refuse_over_quota(
         used_bytes=used,
         artifact_bytes=size,
     )
-    record_step(lease, job, step, started=started, error=document)
-    raise JobFailed(document)
+    record_step(lease, job, step, started=started, error=failed.document)
+    raise failed
 
 
 def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any]) -> None:
