@@ -15,6 +15,7 @@ from service.finite import finite_json, non_finite_warning
 from service.jobs.orm import Job, JobStatus, JobStep, Metric
 from service.storage import get_store
 from service.webhooks import job_finished as notify_finished
+from worker.joblog import JobLog
 from worker.lease import Lease
 from worker.problems import JobFailed, problem
 
@@ -95,8 +96,10 @@ def _refuse_over_quota(
     raise JobFailed(document)
 
 
-def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any]) -> None:
-    """Mark the job succeeded with its comparison and flattened metric rows, under the lease."""
+def record_success(
+    lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any], *, journal: JobLog | None = None
+) -> None:
+    """Mark the job succeeded with its comparison, metric rows and last log lines, under the lease."""
     comparison, replaced = finite_json(comparison)  # JSON (and Postgres) has no NaN
     if replaced:
         verdict = comparison.setdefault("verdict", {})
@@ -116,6 +119,9 @@ def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[
             lease_expires_at=None,
         )
         session.add_all(Metric(job_id=job.id, **row) for row in flatten_metrics(comparison))
+        if journal is not None:
+            journal.info("job succeeded", artifact_id=last.artifact_id)
+            journal.write_in(session)
         session.commit()
     notify_finished(job.id)
 
