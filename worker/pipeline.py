@@ -125,7 +125,8 @@ def _run_step(
     """Run one step (or reuse its artifact from an earlier attempt) and return its output model."""
     output = workdir / f"step{step.index}.onnx"
     if step.status == JobStatus.SUCCEEDED and step.artifact_id is not None:
-        journal.info("reused the artifact of an earlier attempt", step=step.index, artifact=step.artifact_id)
+        reused = step.artifact_id
+        journal.info("reused the artifact of an earlier attempt", step=step.index, artifact_id=reused)
         return files.fetch_artifact(step.artifact_id, output)
     total = len(job.steps) + 1
     stage = f"step {step.index + 1}/{len(job.steps)}: {step.technique}"

@@ -107,6 +107,9 @@ def record_success(
     with new_session() as session:
         last = session.get(JobStep, last_step.id)
         assert last is not None
+        if journal is not None:  # first: its fence needs the lease the write below gives up
+            journal.info("job succeeded", artifact_id=last.artifact_id)
+            journal.write_in(session)
         lease.write_in(
             session,
             status=JobStatus.SUCCEEDED,
@@ -119,9 +122,6 @@ def record_success(
             lease_expires_at=None,
         )
         session.add_all(Metric(job_id=job.id, **row) for row in flatten_metrics(comparison))
-        if journal is not None:
-            journal.info("job succeeded", artifact_id=last.artifact_id)
-            journal.write_in(session)
         session.commit()
     notify_finished(job.id)
 
