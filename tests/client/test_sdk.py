@@ -244,7 +244,8 @@ def test_the_sdk_imports_httpx_and_nothing_of_the_service() -> None:
     roots = {name.split(".")[0] for name in loaded}
 
     assert "httpx" in roots
-    assert not roots & {"service", "worker", "fastapi", "sqlalchemy", "pydantic", "torch", "typer", "rich"}
+    # (rich may load: httpx imports its own command line when rich is installed.)
+    assert not roots & {"service", "worker", "fastapi", "starlette", "sqlalchemy", "pydantic", "celery", "torch"}
 
 
 def readme_sdk_examples() -> list[str]:
