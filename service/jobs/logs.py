@@ -17,7 +17,6 @@ from service.errors import InvalidRequest
 from service.jobs.orm import FINAL_STATUSES, JobLogLine
 from service.jobs.service import get_job
 
-LEVELS = ("debug", "info", "warning", "error")
 MAX_CURSOR_CHARS = 64
 
 
