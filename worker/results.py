@@ -16,6 +16,7 @@ from service.finite import finite_json, non_finite_warning
 from service.jobs.orm import Job, JobStatus, JobStep, Metric
 from service.storage import get_store
 from service.webhooks import job_finished as notify_finished
+from worker.joblog import JobLog
 from worker.lease import Lease
 from worker.sandbox.contract import TechniqueError
 
@@ -96,8 +97,10 @@ def _refuse_over_quota(
     raise failed
 
 
-def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any]) -> None:
-    """Mark the job succeeded with its comparison and flattened metric rows, under the lease."""
+def record_success(
+    lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any], *, journal: JobLog | None = None
+) -> None:
+    """Mark the job succeeded with its comparison, metric rows and last log lines, under the lease."""
     comparison, replaced = finite_json(comparison)  # JSON (and Postgres) has no NaN
     if replaced:
         verdict = comparison.setdefault("verdict", {})
@@ -105,6 +108,9 @@ def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[
     with new_session() as session:
         last = session.get(JobStep, last_step.id)
         assert last is not None
+        if journal is not None:  # first: its fence needs the lease the write below gives up
+            journal.info("job succeeded", artifact_id=last.artifact_id)
+            journal.write_in(session)
         lease.write_in(
             session,
             status=JobStatus.SUCCEEDED,

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.cli.client import ModelPressClient
+from modelpress import Client
 from tests.fixtures.api import new_key
 from tests.fixtures.infrastructure import ROOT
 
@@ -77,26 +77,26 @@ def tenant_key(live_server: LiveServer) -> str:
 
 
 @pytest.fixture
-def client(live_server: LiveServer, tenant_key: str) -> Iterator[ModelPressClient]:
-    """The typed client, talking to the live server."""
-    with ModelPressClient(live_server.url, tenant_key) as api:
+def client(live_server: LiveServer, tenant_key: str) -> Iterator[Client]:
+    """The SDK's client, talking to the live server."""
+    with Client(live_server.url, tenant_key) as api:
         yield api
 
 
 @pytest.fixture(scope="session")
 def ready_model(live_server: LiveServer, tenant_key: str, mlp_onnx: Path) -> dict[str, Any]:
     """The digits MLP, ingested."""
-    with ModelPressClient(live_server.url, tenant_key) as api:
-        model = api.wait_model(api.upload_model(mlp_onnx, name="digits-mlp")["id"], timeout=120)
-    assert model["status"] == "ready", model
-    return model
+    with Client(live_server.url, tenant_key) as api:
+        model = api.wait_model(api.upload_model(mlp_onnx, name="digits-mlp").id, timeout=120)
+    assert model.status == "ready", model
+    return model.raw
 
 
 @pytest.fixture(scope="session")
 def digits_dataset(live_server: LiveServer, tenant_key: str, digits_npz: Path) -> dict[str, Any]:
     """The labelled digits test split."""
-    with ModelPressClient(live_server.url, tenant_key) as api:
-        return api.upload_dataset(digits_npz)
+    with Client(live_server.url, tenant_key) as api:
+        return api.upload_dataset(digits_npz).raw
 
 
 @pytest.fixture(scope="session")
@@ -112,11 +112,7 @@ def finished_job(
         ],
         "evaluation": {"dataset_id": digits_dataset["id"], "metric": "top1", "batch_sizes": [1, 8, 32]},
     }
-    with ModelPressClient(live_server.url, tenant_key) as api:
-        job = api.create_job(body)
-        deadline = time.monotonic() + 180
-        while job["status"] not in ("succeeded", "failed", "cancelled") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            job = api.get_job(job["id"])
-    assert job["status"] == "succeeded", job
-    return job
+    with Client(live_server.url, tenant_key) as api:
+        job = api.wait(api.create_job(body).id, interval=0.5, timeout=180)
+    assert job.status == "succeeded", job
+    return job.raw

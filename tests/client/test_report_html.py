@@ -15,7 +15,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from service.cli.client import ModelPressClient
+from modelpress import Client
 from service.report.html import render_html
 from service.report.tables import number
 from tests.fixtures.infrastructure import ROOT
@@ -68,7 +68,7 @@ def open_page(browser: webdriver.Chrome, html: str, path: Path) -> dict[str, tup
 def test_report_page_shows_the_figures_and_charts(
     browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
 ) -> None:
-    with ModelPressClient(live_server.url, tenant_key) as client:
+    with Client(live_server.url, tenant_key) as client:
         html = client.report_html(finished_job["id"])
     comparison = finished_job["comparison"]
 
@@ -105,8 +105,8 @@ def test_report_page_shows_the_figures_and_charts(
 def test_auto_quantization_trials_and_node_errors_are_charted(
     browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
 ) -> None:
-    with ModelPressClient(live_server.url, tenant_key) as client:
-        report = copy.deepcopy(client.report(finished_job["id"]))
+    with Client(live_server.url, tenant_key) as client:
+        report = copy.deepcopy(client.report(finished_job["id"]).raw)
     p50 = report["comparison"]["candidate"]["latency_ms"]["1"]["p50"]
     top1 = report["comparison"]["candidate"]["accuracy"]["top1"]
     # The shape quantize.auto records: one entry per accuracy/latency trial, plus per-node errors.
