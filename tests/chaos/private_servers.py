@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
+
 # initdb and pg_ctl refuse to run as root: as root they run as this account, which owns the cluster.
 POSTGRES_ACCOUNT = "postgres"
 
@@ -71,9 +73,13 @@ class PrivatePostgres:
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
 
+    def dsn(self, database: str = "postgres") -> str:
+        """The libpq URL of one of its databases."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
     def url(self, database: str = "postgres") -> str:
         """The SQLAlchemy URL of one of its databases."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+        return self.dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
 
     def up(self) -> bool:
         """Whether the server accepts connections."""
@@ -93,9 +99,7 @@ class PrivatePostgres:
 
     def create_database(self, name: str) -> None:
         """Create an empty database."""
-        import psycopg
-
-        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as connection:
+        with psycopg.connect(self.dsn(), autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
 
     def remove(self) -> None:

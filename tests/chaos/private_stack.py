@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from tests.chaos.live import LiveApi, start_api, stop_api
 from tests.chaos.private_servers import PrivatePostgres, PrivateRedis
+from tests.chaos.shared_servers import identity
 from tests.fixtures.infrastructure import ROOT, start_worker, stop_worker
 
 DATABASE = "modelpress"
@@ -36,6 +37,10 @@ class PrivateStack:
     def create_key(self, tenant: str) -> str:
         """A new API key, made by `modelpress keys create` against the private database."""
         return _cli(self.env, "keys", "create", "--tenant", tenant)
+
+    def identity(self) -> dict[str, str]:
+        """The private servers' start time and run id: they change when a test restarts them."""
+        return identity(self.postgres.dsn(), self.redis.url())
 
     @contextmanager
     def session(self) -> Iterator[Session]:
