@@ -69,7 +69,7 @@ def render(data: dict[str, dict[str, Any]]) -> str:
         "Written by `make chaos-report` (the tests in `tests/chaos/` and `tests/security/` with",
         "MODELPRESS_RECORD_FIGURES=1) from what they measured against the real Postgres, Redis,",
         "Celery workers and, for embedded mode, `modelpress serve` itself (the Postgres and Redis",
-        "restarts hit a private cluster and redis-server the tests start, never the shared servers);",
+        "restarts hit a private Postgres cluster and Redis the tests start, never the shared servers);",
         "`make test` runs the same checks without rewriting this page. Each section is replaced",
         "whenever its test records; the raw numbers are in",
         "`docs/reliability.json`. Tests use short leases (6 s) and a 2 s sweep interval; with the",

@@ -44,10 +44,15 @@ def postgres_bin(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    installs = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
+    installs = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=_version)
     if not installs:
         raise FileNotFoundError(f"{name} not found: install the PostgreSQL server package")
     return str(installs[-1])
+
+
+def _version(program: Path) -> tuple[int, ...]:
+    # /usr/lib/postgresql/<version>/bin/<program>: 9.6 < 15 < 16
+    return tuple(int(part) for part in program.parts[-3].split(".") if part.isdigit())
 
 
 class PrivatePostgres:
