@@ -5,6 +5,14 @@ set -euo pipefail
 NEWMAN_PREFIX=${NEWMAN_PREFIX:-/opt/newman}
 NEWMAN_VERSION=6.2.2
 
+# The outage tests start and stop their own Postgres cluster and Redis (tests/chaos/private_servers.py).
+if { ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+    || ! command -v redis-server >/dev/null; then
+  echo "make test needs the PostgreSQL server programs (initdb, pg_ctl) and redis-server on this machine" >&2
+  echo "  apt-get install postgresql redis-server" >&2
+  exit 1
+fi
+
 missing=()
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then missing+=(chromium); fi
 if [ ! -x "$NEWMAN_PREFIX/node_modules/.bin/newman" ] && ! command -v newman >/dev/null; then missing+=(newman); fi
