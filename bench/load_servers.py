@@ -39,7 +39,7 @@ def wait_ready(
     timeout_s: float = 120,
     log: Path | None = None,
 ) -> None:
-    """Poll `url + path` until it answers 200; RuntimeError (with the log's tail) if the process dies first."""
+    """Poll `url + path` until it answers 200; RuntimeError (with the log's tail) if the server dies."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:

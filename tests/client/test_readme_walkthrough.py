@@ -19,7 +19,9 @@ from tests.client.conftest import LiveServer
 from tests.fixtures.api import new_key
 from tests.fixtures.infrastructure import ROOT
 
-MARKED_BLOCK = re.compile(r"^<!-- walkthrough:[^\n]*-->\n```(?:bash|sh)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+MARKED_BLOCK = re.compile(
+    r"^<!-- walkthrough:[^\n]*-->\n```(?:bash|sh)\n(.*?)^```$", re.MULTILINE | re.DOTALL
+)
 RUNS = 2  # the second run catches what only works once (a reused Idempotency-Key, a file in the way)
 BLOCK_TIMEOUT_S = 600
 
@@ -34,9 +36,7 @@ def example_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with model.onnx and eval.npz, written by what `make example` runs."""
     folder = tmp_path_factory.mktemp("walkthrough")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run(
-        [sys.executable, "-m", "examples.digits"], cwd=folder, env=env, check=True, timeout=600
-    )
+    subprocess.run([sys.executable, "-m", "examples.digits"], cwd=folder, env=env, check=True, timeout=600)
     return folder
 
 
@@ -49,6 +49,7 @@ def test_the_readme_marks_its_walkthrough() -> None:
     assert not [block for block in blocks if re.search(r"^\s*(function\s+)?id\s*\(\)", block, re.M)]
 
 
+@pytest.mark.timeout(1800)  # two runs of two jobs each, plus training the example, on a busy machine
 def test_the_walkthrough_runs_twice_in_a_row(live_server: LiveServer, example_folder: Path) -> None:
     blocks = walkthrough_blocks((ROOT / "README.md").read_text())
     venv_bin = str(Path(sys.executable).parent)
