@@ -15,13 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.load_servers import free_port, wait_ready
+from bench.load_servers import clean_env, free_port, wait_ready
 
 
 @pytest.fixture
 def embedded_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPRESS_")}
-    env.update(
+    env = clean_env(
         MODELPRESS_HOME=str(tmp_path / "var"),
         MODELPRESS_BENCH_TIME_BUDGET_S="0.3",
         MODELPRESS_BENCH_MIN_RUNS="5",
