@@ -23,7 +23,7 @@ serve: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/celery -A worker.app worker -Q cpu,webhooks -B --concurrency 2 --loglevel INFO
 
-## The whole suite, against the real Postgres and Redis on 127.0.0.1 (needs Chromium and newman: installed
+## The whole suite, against the real Postgres and Redis on 127.0.0.1 (needs Chromium, newman and a compose tool: installed
 ## by scripts/test-prereqs.sh when run as root, else it says how).
 test: $(STAMP)
 	bash scripts/test-prereqs.sh

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,21 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from bench.load_servers import clean_env, free_port, wait_ready
 
 
 @pytest.fixture
 def embedded_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPRESS_")}
-    env.update(
+    env = clean_env(
         MODELPRESS_HOME=str(tmp_path / "var"),
         MODELPRESS_BENCH_TIME_BUDGET_S="0.3",
         MODELPRESS_BENCH_MIN_RUNS="5",
-        PORT=str(_free_port()),
+        PORT=str(free_port()),
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli.main", "serve"],
@@ -48,15 +42,7 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         target=lambda: output.extend(line.decode() for line in process.stdout or []), daemon=True
     ).start()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "embedded server did not start"
-            time.sleep(0.5)
+        wait_ready(url, process, timeout_s=90)
         printed = re.search(r"API key for tenant 'default'[^:]*: (\S+)", "".join(output))
         assert printed, "serve did not print the first key"
         assert not list((tmp_path / "var").rglob("*key*")), (

@@ -6,18 +6,16 @@ The CLI, the HTML report, webhooks and /metrics are tested against it the way a 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from bench.load_servers import free_port, wait_ready
 from modelpress import Client
 from tests.fixtures.api import new_key
 from tests.fixtures.infrastructure import ROOT
@@ -34,13 +32,6 @@ class LiveServer:
     log_path: Path
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def live_server(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """uvicorn serving the app on 127.0.0.1 with the test database, broker and store."""
@@ -51,17 +42,11 @@ def live_server(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the API server did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
+    try:
+        wait_ready(url, process, path="/healthz", timeout_s=30, log=log_path)
+    except RuntimeError:
+        process.kill()
+        raise
     yield LiveServer(url, log_path)
     process.terminate()
     try:
