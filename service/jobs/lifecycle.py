@@ -82,7 +82,7 @@ def advance(
 
 def publish(*, session: Session, job_id: uuid.UUID, queue_name: str) -> bool:
     """Send the job to its queue and stamp when; False when the broker is down (the sweeper retries)."""
-    if not queue.send(queue.RUN_JOB_TASK, str(job_id), queue=queue_name):
+    if not queue.send(queue.RUN_JOB_TASK, str(job_id), queue=queue.Queue(queue_name)):
         return False
     session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
     session.commit()
