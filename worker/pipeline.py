@@ -98,6 +98,7 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     journal.flush()
     comparison = evaluate_job(lease, settings, job, original, current, signature, workdir)
     _log_result(journal, comparison)
+    journal.info("job succeeded", artifact_id=steps[-1].artifact_id)
     record_success(lease, comparison, journal=journal)
 
 

@@ -94,7 +94,6 @@ def record_success(lease: Lease, comparison: dict[str, Any], *, journal: JobLog 
         verdict = comparison.setdefault("verdict", {})
         verdict["warnings"] = [*(verdict.get("warnings") or []), non_finite_warning(replaced)]
     if journal is not None:  # first: the lines are fenced by the lease that finishing gives up
-        journal.info("job succeeded")
         journal.flush()
     lease.finish(JobStatus.SUCCEEDED, comparison=comparison, metrics=flatten_metrics(comparison))
 
