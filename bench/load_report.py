@@ -86,11 +86,10 @@ def write_report(result: dict[str, Any], path: Path) -> None:
     lines += [f"- {note}" for note in result.get("notes", [])]
     lines += ["", "| goal | measured | met |", "| --- | --- | --- |", *goal_rows(result), ""]
     lines += [
-        f"Measured while 8 other sessions shared the machine's {box['cores']} cores (see the load",
-        "averages above): every figure here is pessimistic, and the latency percentiles mostly",
-        "measure waiting for a CPU. The 503s are the",
-        "admission limit shedding requests that found no free slot within `QUEUE_WAIT_S` (1 s):",
-        "the designed answer to more clients than the CPU left to the API can serve.",
+        f"The load generator shares the machine's {box['cores']} cores with the API and the worker, so",
+        "latency percentiles include waiting for a CPU; the `load` column shows what else ran. A 503",
+        "would be the admission limit shedding a request that found no free slot within",
+        "`QUEUE_WAIT_S` (1 s): the designed answer to more clients than the CPU can serve.",
         "",
     ]
     path.write_text("\n".join(lines) + "\n")
