@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select, update
 
@@ -16,7 +15,6 @@ from service.jobs.orm import Job, JobStatus
 from service.models.orm import Model, ModelStatus
 from service.settings import Settings
 from service.storage import get_store
-from service.storage.base import StoredObject
 from worker import files
 from worker.problems import problem
 from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
@@ -45,6 +43,7 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
                         "output_path": box.output("model.onnx"),
                         "workdir": box.output("scratch"),
                         "input_shapes": input_shapes,
+                        "normalized_path": box.output("normalized.onnx"),
                     },
                     box=box,
                     limits=SandboxLimits(settings.sandbox_memory_bytes, settings.ingest_timeout_s),
@@ -53,7 +52,23 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
                 rejection = problem(failure.slug, failure.detail, **failure.extensions)
                 _finish(model_id, status=ModelStatus.REJECTED, error=rejection)
             else:
-                _record(model_id, tenant_id, get_store().put_file(Path(box.output("model.onnx"))), facts)
+                normalization = facts.get("normalization") or {}
+                canonical, normalized = Path(box.output("model.onnx")), Path(box.output("normalized.onnx"))
+                _finish(
+                    model_id,
+                    status=ModelStatus.READY,
+                    onnx_artifact_id=_store_model(tenant_id, canonical, f"{model_id}.onnx"),
+                    normalized_artifact_id=_store_model(tenant_id, normalized, f"{model_id}.normalized.onnx")
+                    if normalization.get("applied")
+                    else None,
+                    normalization=normalization,
+                    format=facts["format"],
+                    signature=facts["signature"],
+                    parameters=facts["parameters"],
+                    opset=facts["opset"],
+                    op_histogram=facts["op_histogram"],
+                    warnings=facts.get("warnings") or [],
+                )
     except Exception:
         # Not the model's fault (database, store): let the sweeper retry while attempts remain.
         log.exception("model.ingest_crashed %s", model_id)
@@ -64,8 +79,9 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
     publish_waiting_jobs(model_id)
 
 
-def _record(model_id: uuid.UUID, tenant_id: uuid.UUID, stored: StoredObject, facts: dict[str, Any]) -> None:
-    """Store the converted model's artifact row and mark the model ready with what ingest found."""
+def _store_model(tenant_id: uuid.UUID, path: Path, filename: str) -> uuid.UUID:
+    """Store a model file the sandbox wrote and return its artifact row's id."""
+    stored = get_store().put_file(path)
     with new_session() as session:
         artifact = Artifact(
             tenant_id=tenant_id,
@@ -73,22 +89,11 @@ def _record(model_id: uuid.UUID, tenant_id: uuid.UUID, stored: StoredObject, fac
             sha256=stored.sha256,
             size_bytes=stored.size_bytes,
             media_type="application/octet-stream",
-            filename=f"{model_id}.onnx",
+            filename=filename,
         )
         session.add(artifact)
         session.commit()
-        artifact_id = artifact.id
-    _finish(
-        model_id,
-        status=ModelStatus.READY,
-        onnx_artifact_id=artifact_id,
-        format=facts["format"],
-        signature=facts["signature"],
-        parameters=facts["parameters"],
-        opset=facts["opset"],
-        op_histogram=facts["op_histogram"],
-        warnings=facts.get("warnings") or [],
-    )
+        return artifact.id
 
 
 def _claim(model_id: uuid.UUID, settings: Settings) -> bool:
