@@ -39,7 +39,8 @@ class AutoQuantParams(TechniqueParams):
     per_channel: bool | Literal["auto"] = Field(
         "auto",
         description='One weight scale per output channel instead of per tensor. "auto": per channel for Conv'
-        " and per tensor for MatMul/Gemm (quantize.static's default), per tensor in dynamic mode",
+        " and per tensor for MatMul/Gemm (quantize.static's default); in dynamic mode per channel for LSTM"
+        " models only (quantize.dynamic's default)",
     )
     calibration_method: Literal["MinMax", "Entropy", "Percentile"] = Field(
         "MinMax", description="How activation ranges are chosen (static mode)"

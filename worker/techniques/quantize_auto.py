@@ -129,7 +129,7 @@ def _trial(
         outcome = quantize_static.run(prepared, _model(workdir, index), static, quiet)
     else:
         dynamic = DynamicQuantParams(
-            per_channel=params.per_channel is True, nodes_to_exclude=excluded, preprocess=False
+            per_channel=params.per_channel, nodes_to_exclude=excluded, preprocess=False
         )
         outcome = quantize_dynamic.run(prepared, _model(workdir, index), dynamic, quiet)
     measured = judge.measure(_model(workdir, index))
