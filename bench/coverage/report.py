@@ -21,6 +21,7 @@ def render(results: dict[str, Any]) -> str:
         "A cell reads `size ratio / speedup b1, b8 / output cosine`, or the problem type that stopped it.",
         "",
         _machine(results.get("machine") or {}),
+        *_partial(results),
         "",
         "| model | family | " + " | ".join(techniques) + " | faster at cos >= 0.99 |",
         "|---" * (len(techniques) + 3) + "|",
@@ -68,6 +69,19 @@ def _text(value: dict[str, Any] | None) -> str:
     speed = ", ".join(f"{s:.2f}×" for s in value["speedup"].values()) or "-"
     cosine = "-" if value["cosine"] is None else f"{value['cosine']:.4f}"
     return f"{value['size_ratio']:.2f} / {speed} / {cosine}"
+
+
+def _partial(results: dict[str, Any]) -> list[str]:
+    """Lines saying which cells the last run re-measured, when it did not re-measure them all."""
+    last = results.get("last_run") or {}
+    if not last.get("partial"):
+        return []
+    return [
+        "",
+        f"The last run re-measured only {', '.join(last['techniques'])} on {', '.join(last['models'])}"
+        f" (wall time {results.get('wall_s')} s); the other cells are from the run before it, on: "
+        + _machine(results.get("earlier_machine") or {})[len("Machine: ") :],
+    ]
 
 
 def _machine(info: dict[str, Any]) -> str:

@@ -46,6 +46,7 @@ def main() -> None:
         _finish(results, args.output)
         return
     started = time.monotonic()
+    _note_partial(results, args.models, args.techniques)
     with running_service(WORK / f"serve-{int(time.time())}", args.bench_budget_s) as service:
         for name in args.models:
             built = BUILDERS[name](WORK)
@@ -80,6 +81,18 @@ def _finish(results: dict[str, Any], output: Path) -> None:
     results["machine"] = machine()
     _save(output, results)
     (HERE / "COVERAGE.md").write_text(render(results))
+
+
+def _note_partial(results: dict[str, Any], models: list[str], techniques: list[str]) -> None:
+    """Record what this run re-measures; cells it leaves alone keep the earlier run's machine line."""
+    partial = set(models) != set(BUILDERS) or set(techniques) != set(TECHNIQUES)
+    if partial and results.get("machine"):
+        results["earlier_machine"] = results["machine"]
+        results["earlier_wall_s"] = results.get("wall_s")
+    elif not partial:
+        results.pop("earlier_machine", None)
+        results.pop("earlier_wall_s", None)
+    results["last_run"] = {"models": sorted(models), "techniques": sorted(techniques), "partial": partial}
 
 
 def _ingest(model: dict[str, Any]) -> dict[str, Any]:

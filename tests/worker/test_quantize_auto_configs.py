@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from service.catalog.quantize_auto import AutoQuantParams
 from tests import model_zoo
+from tests.worker.recurrent_models import FEATURES, STEPS, write_lstm
 from worker.techniques import quantize_auto
 from worker.techniques.base import StepContext, StepOutcome
 
@@ -91,3 +92,17 @@ def test_a_budget_the_first_trial_meets_adds_no_trial(
     outcome, _ = _auto(mlp_onnx, tmp_path / "mlp", data, max_accuracy_drop=1.0)
     assert [row["config"] for row in outcome.metrics["trials"]] == ["static"]
     assert outcome.metrics["search_stopped"] == "the first trial met the budget"
+
+
+def test_an_lstm_model_gets_a_dynamic_trial_in_static_mode(tmp_path: Path) -> None:
+    """Static int8 has no LSTM kernel; dynamic int8 does (DynamicQuantizeLSTM), so auto tries it too."""
+    lstm = write_lstm(tmp_path / "lstm.onnx")
+    sequences = np.random.default_rng(2).normal(0, 1, (16, STEPS, FEATURES)).astype(np.float32)
+    np.savez(tmp_path / "sequences.npz", x=sequences)
+    datasets = {"calibration": tmp_path / "sequences.npz", "unlabelled": tmp_path / "sequences.npz"}
+    outcome, output = _auto(lstm, tmp_path / "auto", datasets, max_accuracy_drop=1.0)
+    configs = [row["config"] for row in outcome.metrics["trials"]]
+    assert configs == ["static", "dynamic"]
+    chosen = outcome.metrics["trials"][outcome.metrics["chosen_trial"]]
+    kinds = {node.op_type for node in onnx.load(str(output)).graph.node}
+    assert ("DynamicQuantizeLSTM" in kinds) == (chosen["config"] == "dynamic")

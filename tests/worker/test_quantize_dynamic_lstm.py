@@ -8,32 +8,18 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from service.catalog.quantize import DynamicQuantParams
+from tests.worker.recurrent_models import FEATURES, HIDDEN, STEPS, write_lstm
 from worker.techniques import quantize_dynamic
 from worker.techniques.base import StepContext
-
-HIDDEN, FEATURES, STEPS = 32, 16, 50
 
 
 @pytest.fixture(scope="module")
 def lstm_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One LSTM layer whose gate rows differ in scale by 100x, as trained recurrent weights often do."""
-    rng = np.random.default_rng(0)
-    rows = np.geomspace(0.01, 1.0, 4 * HIDDEN).astype(np.float32)[:, None]
-    weight = (rng.normal(0, 1, (1, 4 * HIDDEN, FEATURES)) * rows).astype(np.float32)
-    recurrent = (rng.normal(0, 1, (1, 4 * HIDDEN, HIDDEN)) * rows * 0.3).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=HIDDEN, name="lstm")],
-        "lstm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [STEPS, "batch", FEATURES])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [STEPS, 1, "batch", HIDDEN])],
-        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(recurrent, "R")],
-    )
-    path = tmp_path_factory.mktemp("lstm") / "lstm.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
-    return path
+    """One LSTM layer whose gate rows differ in scale by 100x."""
+    return write_lstm(tmp_path_factory.mktemp("lstm") / "lstm.onnx")
 
 
 def _quantize(model: Path, folder: Path, **params: object) -> Path:
@@ -49,7 +35,7 @@ def _largest_scale(path: Path) -> int:
 
 
 def _cosine(reference: Path, candidate: Path) -> float:
-    x = np.random.default_rng(1).normal(0, 1, (STEPS, 8, FEATURES)).astype(np.float32)
+    x = np.random.default_rng(1).normal(0, 1, (8, STEPS, FEATURES)).astype(np.float32)
     a, b = (
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0].ravel()
         for path in (reference, candidate)
