@@ -43,7 +43,7 @@ def main() -> None:
     results: dict[str, Any] = json.loads(args.output.read_text()) if args.output.exists() else {}
     results.setdefault("models", {})
     if args.report_only:
-        _finish(results, args.output)
+        _finish(results, args.output, measured=False)
         return
     started = time.monotonic()
     _note_partial(results, args.models, args.techniques)
@@ -71,14 +71,15 @@ def main() -> None:
     _finish(results, args.output)
 
 
-def _finish(results: dict[str, Any], output: Path) -> None:
-    """Add each model's operator-time profile and the machine, save, and write COVERAGE.md."""
+def _finish(results: dict[str, Any], output: Path, *, measured: bool = True) -> None:
+    """Add each model's operator-time profile and the machine that measured, save, write COVERAGE.md."""
     for name, entry in results["models"].items():
         if "profile" not in entry:
             built = BUILDERS[name](WORK)
             with np.load(built.dataset_path) as data:
                 entry["profile"] = op_time_shares(built.onnx_path, dict(data))
-    results["machine"] = machine()
+    if measured or not results.get("machine"):
+        results["machine"] = machine()
     _save(output, results)
     (HERE / "COVERAGE.md").write_text(render(results))
 

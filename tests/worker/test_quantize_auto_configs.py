@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -106,3 +107,47 @@ def test_an_lstm_model_gets_a_dynamic_trial_in_static_mode(tmp_path: Path) -> No
     chosen = outcome.metrics["trials"][outcome.metrics["chosen_trial"]]
     kinds = {node.op_type for node in onnx.load(str(output)).graph.node}
     assert ("DynamicQuantizeLSTM" in kinds) == (chosen["config"] == "dynamic")
+
+
+@pytest.fixture(scope="module")
+def feature_map_cnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """x (N, 1, 8, 8) -> Conv(1->4, 3x3, pad 1) -> Relu: a feature map, not class scores."""
+    weight = np.random.default_rng(3).normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["conv"], pads=[1, 1, 1, 1], name="conv"),
+            helper.make_node("Relu", ["conv"], ["y"], name="relu"),
+        ],
+        "map",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 8, 8])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    path = tmp_path_factory.mktemp("map") / "map.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    return path
+
+
+def test_outputs_that_are_not_class_scores_are_judged_by_cosine(
+    feature_map_cnn: Path, data: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "auto"
+    folder.mkdir()
+    output = folder / "auto.onnx"
+    outcome = quantize_auto.run(
+        feature_map_cnn,
+        output,
+        AutoQuantParams(dataset_id="calibration", eval_dataset_id="unlabelled", timing_budget_s=0.05),
+        StepContext(workdir=folder, datasets=data),
+    )
+    metrics = outcome.metrics
+    assert metrics["metric"] == "cosine" and metrics["baseline_accuracy"] == pytest.approx(1.0)
+    images = model_zoo.digits()[0][:120]
+    float_map, int8_map = (
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": images})[0]
+        for path in (feature_map_cnn, output)
+    )
+    a, b = float_map.reshape(len(images), -1), int8_map.reshape(len(images), -1)
+    cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert metrics["accuracy"] == pytest.approx(float(np.mean(cosines)), abs=1e-6)
+    assert metrics["accuracy_drop"] == pytest.approx(1.0 - metrics["accuracy"], abs=1e-9)
