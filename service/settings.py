@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     sandbox_allow_unisolated: bool = Field(
         False, description="Run untrusted models even where no isolation layer is available (not advised)"
     )
+    worker_niceness: int = Field(
+        0, ge=0, le=19, description="Scheduling niceness of worker processes (serve sets 10: the API first)"
+    )
     lease_seconds: int = 60
     sweep_interval_s: float = 15.0
     max_attempts: int = 3

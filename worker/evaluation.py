@@ -16,8 +16,8 @@ from service.jobs.orm import Job, JobStep
 from service.settings import Settings
 from worker import files
 from worker.lease import Lease
-from worker.problems import JobFailed, problem
 from worker.sandbox import SandboxLimits, open_box, run_sandboxed
+from worker.sandbox.contract import TechniqueError
 
 
 def evaluate_job(
@@ -41,7 +41,7 @@ def evaluate_job(
         try:
             check_against_signature(arrays, signature)
         except DatasetMismatch as exc:
-            raise JobFailed(problem("dataset-mismatch", f"evaluation dataset: {exc.detail}")) from None
+            raise TechniqueError(DatasetMismatch, f"evaluation dataset: {exc.detail}") from None
         dataset_path = files.fetch_datasets([evaluation["dataset_id"]], workdir / "datasets")[
             evaluation["dataset_id"]
         ]

@@ -14,7 +14,7 @@ from service.datasets.orm import Dataset
 from service.db import new_session
 from service.errors import InvalidDataset
 from service.storage import get_store
-from worker.problems import JobFailed, problem
+from worker.sandbox.contract import TechniqueError
 
 SCRATCH = Path(tempfile.gettempdir()) / "modelpress-scratch"
 
@@ -82,7 +82,7 @@ def _check_values(dataset_id: str, path: Path) -> None:
     try:
         read_npz_headers(path, scan=True)
     except InvalidDataset as refused:
-        raise JobFailed(problem("invalid-dataset", f"dataset {dataset_id}: {refused.detail}")) from None
+        raise TechniqueError(InvalidDataset, f"dataset {dataset_id}: {refused.detail}") from None
 
 
 def collect_model(produced: Path, destination: Path) -> Path:

@@ -16,7 +16,6 @@ from service.models.orm import Model, ModelStatus
 from service.settings import Settings
 from service.storage import get_store
 from worker import files
-from worker.problems import problem
 from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
 
 log = logging.getLogger("modelpress.ingest")
@@ -49,8 +48,7 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
                     limits=SandboxLimits(settings.sandbox_memory_bytes, settings.ingest_timeout_s),
                 )
             except SandboxFailure as failure:
-                rejection = problem(failure.slug, failure.detail, **failure.extensions)
-                _finish(model_id, status=ModelStatus.REJECTED, error=rejection)
+                _finish(model_id, status=ModelStatus.REJECTED, error=failure.document)
             else:
                 normalization = facts.get("normalization") or {}
                 canonical, normalized = Path(box.output("model.onnx")), Path(box.output("normalized.onnx"))

@@ -11,12 +11,14 @@ from sqlalchemy.orm import Session
 from service import quotas
 from service.artifacts.orm import Artifact, ArtifactKind
 from service.db import new_session, utcnow
+from service.failures import QuotaExceeded
 from service.finite import finite_json, non_finite_warning
 from service.jobs.orm import Job, JobStatus, JobStep, Metric
 from service.storage import get_store
 from service.webhooks import job_finished as notify_finished
+from worker.joblog import JobLog
 from worker.lease import Lease
-from worker.problems import JobFailed, problem
+from worker.sandbox.contract import TechniqueError
 
 
 def record_step(
@@ -33,7 +35,7 @@ def record_step(
     """Store a step's artifact (if any) and its row in one transaction, only under the lease.
 
     With `quota_bytes`, an artifact that would take the tenant past its storage quota is not
-    stored: the step fails with `quota-exceeded` (JobFailed) and earlier steps' artifacts stay.
+    stored: the step fails with `quota-exceeded` (a TechniqueError) and earlier steps' artifacts stay.
     """
     if output is not None and quota_bytes is not None:
         with new_session() as session:
@@ -81,8 +83,8 @@ def _refuse_over_quota(
     if used + size <= quota_bytes:
         return
     session.rollback()
-    document = problem(
-        "quota-exceeded",
+    failed = TechniqueError(
+        QuotaExceeded,
         f"step {step.index} ({step.technique}) made a {size}-byte model, but the tenant stores {used} of"
         f" its {quota_bytes} bytes; delete models or jobs' artifacts to make room",
         step=step.index,
@@ -91,12 +93,14 @@ def _refuse_over_quota(
         used_bytes=used,
         artifact_bytes=size,
     )
-    record_step(lease, job, step, started=started, error=document)
-    raise JobFailed(document)
+    record_step(lease, job, step, started=started, error=failed.document)
+    raise failed
 
 
-def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any]) -> None:
-    """Mark the job succeeded with its comparison and flattened metric rows, under the lease."""
+def record_success(
+    lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any], *, journal: JobLog | None = None
+) -> None:
+    """Mark the job succeeded with its comparison, metric rows and last log lines, under the lease."""
     comparison, replaced = finite_json(comparison)  # JSON (and Postgres) has no NaN
     if replaced:
         verdict = comparison.setdefault("verdict", {})
@@ -104,6 +108,9 @@ def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[
     with new_session() as session:
         last = session.get(JobStep, last_step.id)
         assert last is not None
+        if journal is not None:  # first: its fence needs the lease the write below gives up
+            journal.info("job succeeded", artifact_id=last.artifact_id)
+            journal.write_in(session)
         lease.write_in(
             session,
             status=JobStatus.SUCCEEDED,

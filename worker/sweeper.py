@@ -13,13 +13,13 @@ from sqlalchemy.orm import Session
 from service import queue
 from service.artifacts.service import collect_garbage
 from service.db import new_session, utcnow
+from service.failures import MaxAttempts
 from service.jobs.deletion import purge_finished
 from service.jobs.orm import Job, JobStatus
 from service.models.orm import Model, ModelStatus
 from service.settings import Settings
 from service.storage import get_store
 from service.webhooks import job_finished as notify_finished
-from worker.problems import problem
 
 log = logging.getLogger("modelpress.sweeper")
 _last_collection = 0.0  # monotonic time of this process's last store garbage collection
@@ -47,11 +47,9 @@ def _expire_leases(session: Session, settings: Settings, now: datetime) -> dict[
     for job in expired:
         if job.attempts >= settings.max_attempts:
             job.status, job.stage, job.finished_at = JobStatus.FAILED, "failed", now
-            job.error = problem(
-                "max-attempts",
-                f"the job's worker was lost on each of {job.attempts} attempts",
-                attempts=job.attempts,
-            )
+            job.error = MaxAttempts(
+                f"the job's worker was lost on each of {job.attempts} attempts", attempts=job.attempts
+            ).to_document()
             counts["failed"] += 1
             finished.append(job.id)
         else:
@@ -120,9 +118,9 @@ def _republish_ingests(session: Session, settings: Settings, now: datetime) -> i
     for model in pending:
         if model.ingest_attempts >= settings.max_attempts:
             model.status = ModelStatus.REJECTED
-            model.error = problem(
-                "max-attempts", f"ingest did not finish in {model.ingest_attempts} attempts"
-            )
+            model.error = MaxAttempts(
+                f"ingest did not finish in {model.ingest_attempts} attempts"
+            ).to_document()
         elif queue.send(queue.INGEST_TASK, str(model.id)):
             published += 1
     session.commit()

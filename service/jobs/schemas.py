@@ -101,3 +101,14 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobLogLineRead(BaseModel):
+    """One structured log line of a job, as clients see it."""
+
+    seq: int = Field(description="Position in the job's log, from 0; lines of a retried attempt follow")
+    time: datetime
+    level: Literal["debug", "info", "warning", "error"]
+    step: int | None = Field(description="The step's index (0-based), or null for the job itself")
+    message: str
+    fields: dict[str, Any] = Field(description="Structured values of the line (durations, sizes, ...)")

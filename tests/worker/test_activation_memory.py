@@ -9,9 +9,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from service.catalog.quantize_static import StaticQuantParams
+from worker.sandbox.contract import StepContext
 from worker.techniques import quantize_static
 from worker.techniques.activation_memory import activation_budget, bytes_per_sample, calibration_batch
-from worker.techniques.base import StepContext
 
 
 def _conv_net(channels: int) -> onnx.ModelProto:

@@ -12,8 +12,8 @@ from onnx import numpy_helper
 
 from service.catalog.quantize import DynamicQuantParams
 from tests.worker.recurrent_models import FEATURES, HIDDEN, STEPS, write_lstm
+from worker.sandbox.contract import StepContext
 from worker.techniques import quantize_dynamic
-from worker.techniques.base import StepContext
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from service.failures import ModelNotRunnable, SignatureMismatch
 from worker.errortext import brief
 from worker.evaluate.inputs import take
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 PROVIDER = "CPUExecutionProvider"
 CHUNK = 64
@@ -42,7 +43,7 @@ def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
         return ort.InferenceSession(str(path), sess_options=options, providers=[PROVIDER])
     except Exception as error:  # onnxruntime raises several unrelated exception types here
         raise TechniqueError(
-            "model-not-runnable", f"onnxruntime cannot load {Path(path).name}: {brief(error)}"
+            ModelNotRunnable, f"onnxruntime cannot load {Path(path).name}: {brief(error)}"
         ) from None
 
 
@@ -52,7 +53,7 @@ def feeds_for(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]) -
     for meta in session.get_inputs():
         if meta.name not in arrays:
             raise TechniqueError(
-                "signature-mismatch", f"the model wants an input named {meta.name!r}; have {sorted(arrays)}"
+                SignatureMismatch, f"the model wants an input named {meta.name!r}; have {sorted(arrays)}"
             )
         wanted = _ORT_TYPES.get(meta.type)
         array = arrays[meta.name]
@@ -73,7 +74,7 @@ def first_output(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]
             raise
         except Exception as error:  # onnxruntime raises several unrelated exception types here
             raise TechniqueError(
-                "model-not-runnable", f"onnxruntime cannot run the model: {brief(error)}"
+                ModelNotRunnable, f"onnxruntime cannot run the model: {brief(error)}"
             ) from None
         parts.append(np.asarray(outputs[0], dtype=np.float64)[:size])
     return np.concatenate(parts)

@@ -8,13 +8,14 @@ from typing import Any
 
 import onnx
 
+from service.failures import InvalidModel
 from worker.ingest.canonical import SINGLE_FILE_LIMIT, finalize, load_single, load_zipped
 from worker.ingest.detect import detect_format
 from worker.ingest.normalize import FALLBACK, normalize
 from worker.ingest.runtime import check_runtime_loads
 from worker.ingest.safety import vetted
 from worker.ingest.summary import signature, summarize
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 
 def ingest_model(
@@ -52,7 +53,7 @@ def ingest_model(
     model = vetted(model)
     if not signature(model)["inputs"]:
         raise TechniqueError(
-            "invalid-model",
+            InvalidModel,
             "the model has no inputs: it computes constants, so there is nothing to compress or measure",
         )
     canonical = finalize(model, output, warnings)

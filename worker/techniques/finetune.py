@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import FinetuneParams
+from service.errors import DatasetMismatch, InvalidDataset
 from worker.errortext import brief
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,13 +34,13 @@ def _check(name: str, array: np.ndarray, spec: TensorSpec, dtype: torch.dtype) -
     """Same kind of numbers and, where the model fixes a dim, the same size (samples along dim 0)."""
     if (array.dtype.kind == "f") != dtype.is_floating_point:
         detail = f"array '{name}' is {array.dtype} but the model expects {dtype}"
-        raise TechniqueError("dataset-mismatch", detail)
+        raise TechniqueError(DatasetMismatch, detail)
     if spec.shape is None:
         return
     fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int) and i > 0]
     if array.ndim != len(spec.shape) or any(array.shape[i] != d for i, d in fixed):
         detail = f"array '{name}' has shape {array.shape} but model input '{name}' has shape {spec.shape}"
-        raise TechniqueError("dataset-mismatch", detail)
+        raise TechniqueError(DatasetMismatch, detail)
 
 
 def load_dataset(path: Path, module: OnnxModule) -> tuple[list[torch.Tensor], torch.Tensor | None]:
@@ -58,7 +59,7 @@ def load_dataset(path: Path, module: OnnxModule) -> tuple[list[torch.Tensor], to
                 detail = (
                     f"the dataset has no array named {', '.join(missing)} (it has {', '.join(arrays.files)})"
                 )
-                raise TechniqueError("dataset-mismatch", detail)
+                raise TechniqueError(DatasetMismatch, detail)
             inputs = []
             for spec in module.inputs:
                 array, dtype = arrays[spec.name], torch_dtype(spec.elem_type)
@@ -67,11 +68,11 @@ def load_dataset(path: Path, module: OnnxModule) -> tuple[list[torch.Tensor], to
             labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays.files else None
     except (zipfile.BadZipFile, ValueError, OSError) as error:
         raise TechniqueError(
-            "dataset-invalid", f"the dataset is not a readable .npz file: {brief(error)}"
+            InvalidDataset, f"the dataset is not a readable .npz file: {brief(error)}"
         ) from error
     counts = {len(x) for x in inputs} | ({len(labels)} if labels is not None else set())
     if len(counts) != 1 or not inputs[0].shape[0]:
-        raise TechniqueError("dataset-mismatch", "dataset arrays must be non-empty and share their first dim")
+        raise TechniqueError(DatasetMismatch, "dataset arrays must be non-empty and share their first dim")
     return inputs, labels
 
 
@@ -106,7 +107,7 @@ def _class_loss(
             f"(shape {shape}) as class indices: give one label per sample, or per position with the "
             "classes on the output's last dim or on dim 1 (as segmentation models do)"
         )
-        raise TechniqueError("dataset-mismatch", detail)
+        raise TechniqueError(DatasetMismatch, detail)
     loss = F.cross_entropy(logits, labels)
     if weight == 0:
         return loss
@@ -139,7 +140,7 @@ def _loss(
         targets = _outputs(teacher(*batch))
     pairs = [(s, t) for s, t in zip(outputs, targets, strict=True) if s.dtype.is_floating_point]
     if not pairs:
-        raise TechniqueError("dataset-mismatch", "without labels, fine-tuning needs a float output to distil")
+        raise TechniqueError(DatasetMismatch, "without labels, fine-tuning needs a float output to distil")
     return sum(F.mse_loss(s, t) for s, t in pairs)
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import StructuredPruneParams
+from service.failures import ModelNotRunnable, NothingToPrune, PruningUnverified, UnsupportedModel
 from worker.errortext import brief
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 
 if TYPE_CHECKING:
     import onnx
@@ -54,14 +55,14 @@ def _shapes(module: OnnxModule) -> tuple[list[torch.Tensor], dict[str, tuple[int
         examples = example_inputs(module)
     except ValueError as error:
         raise TechniqueError(
-            "unsupported-model", f"structured pruning needs ranked inputs: {brief(error)}"
+            UnsupportedModel, f"structured pruning needs ranked inputs: {brief(error)}"
         ) from None
     try:
         with torch.no_grad():
             shapes = {name: tuple(value.shape) for name, value in module.run(examples).items()}
     except RuntimeError as error:
         detail = f"the bridged model does not run on example inputs of its signature: {brief(error)}"
-        raise TechniqueError("model-not-runnable", detail) from None
+        raise TechniqueError(ModelNotRunnable, detail) from None
     return examples, shapes
 
 
@@ -72,7 +73,7 @@ def _nothing_to_prune(graph: ChannelGraph, round_to: int) -> TechniqueError:
         f"no channel group can be pruned: channels were kept whole by {reasons}, and the other groups "
         f"are too small to prune with round_to={round_to}"
     )
-    return TechniqueError("nothing-to-prune", detail, kept_whole_by=sorted(graph.kept_whole_by))
+    return TechniqueError(NothingToPrune, detail, kept_whole_by=sorted(graph.kept_whole_by))
 
 
 def _probes(module: OnnxModule, examples: list[torch.Tensor]) -> list[list[torch.Tensor]]:
@@ -100,7 +101,7 @@ def _prune_checked(
     equivalence.mask_removed_inputs(pruned, graph, plan.keep)
     wanted = [equivalence.outputs(pruned, probe) for probe in probes]
     if wanted[0] is None:
-        raise TechniqueError("model-not-runnable", "the model does not run on random inputs of its signature")
+        raise TechniqueError(ModelNotRunnable, "the model does not run on random inputs of its signature")
     channels = shrink.apply(pruned, graph, plan.keep)
     for probe, expected in zip(probes, wanted, strict=True):
         if expected is None:
@@ -145,7 +146,7 @@ def _prune(
             warnings.append(f"{fallback_groups} channel groups have no batch norm; ranked by l2 norm instead")
         return pruned, metrics
     detail = "the pruned model does not compute what the original computes without the removed channels"
-    raise TechniqueError("pruning-unverified", detail)
+    raise TechniqueError(PruningUnverified, detail)
 
 
 def run(model_path: Path, output_path: Path, params: StructuredPruneParams, ctx: StepContext) -> StepOutcome:
