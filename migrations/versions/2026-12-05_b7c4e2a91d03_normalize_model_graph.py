@@ -1,7 +1,7 @@
 """normalize: the normalized graph techniques receive and the record of what normalizing changed
 
 Revision ID: b7c4e2a91d03
-Revises: 7c1e2a9b4d10
+Revises: d41f6c2e8a57
 Create Date: 2026-12-05 09:10:00.000000
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = 'b7c4e2a91d03'
-down_revision = '7c1e2a9b4d10'
+down_revision = 'd41f6c2e8a57'
 branch_labels = None
 depends_on = None
 
