@@ -9,7 +9,7 @@ from bench.coverage.profile import int8_share
 
 
 def render(results: dict[str, Any]) -> str:
-    """The whole report: machine, matrix, per-model normalization and the cells that are not results."""
+    """The whole report: machine, matrix, normalization, profiles, cells that are not results, notes."""
     models: dict[str, Any] = results["models"]
     techniques = sorted({t for entry in models.values() for t in entry.get("cells", {})})
     lines = [
@@ -57,6 +57,8 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(
                     f"- {name} × {technique}: **{value['problem']}** ({value['status']}): {value['detail']}"
                 )
+    if results.get("notes"):
+        lines += ["", "## Notes", "", *(f"- {note}" for note in results["notes"])]
     lines += ["", f"Wall time of the last run: {results.get('wall_s')} s.", ""]
     return "\n".join(lines)
 

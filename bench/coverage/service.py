@@ -96,6 +96,7 @@ def running_service(home: Path, bench_budget_s: float) -> Iterator[Service]:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
             yield Service(client)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        if process.poll() is None:  # a server that failed to start has already exited
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=120)
         log.close()
