@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from service.db import new_session, utcnow
+from service.db import utcnow
 from service.jobs import logs
-from service.jobs.orm import Job
+from worker import records
 from worker.errortext import log_text
 from worker.lease import Lease
 
@@ -23,7 +21,6 @@ class JobLog:
     def __init__(self, lease: Lease) -> None:
         self.lease = lease
         self._pending: list[logs.LogLine] = []
-        self._next_seq: int | None = None
         self._per_step: dict[int | None, int] = {}
 
     def info(self, message: str, *, step: int | None = None, **fields: Any) -> None:
@@ -61,21 +58,9 @@ class JobLog:
         """Write the buffered lines in their own transaction (LeaseLost: nothing is written)."""
         if not self._pending:
             return
-        with new_session() as session:
-            self.write_in(session)
-            session.commit()
-
-    def write_in(self, session: Session) -> None:
-        """Add the buffered lines to a caller's transaction, fenced by the lease; the caller commits."""
-        if not self._pending:
-            return
-        self.lease.write_in(session, progress=Job.progress)  # fence first: a stale attempt writes nothing
-        if self._next_seq is None:
-            self._next_seq = logs.next_seq(session=session, job_id=self.lease.job_id)
-        logs.append_lines(
-            session=session, job_id=self.lease.job_id, first_seq=self._next_seq, lines=self._pending
+        records.call(
+            logs.append_fenced, job_id=self.lease.job_id, token=self.lease.token, lines=self._pending
         )
-        self._next_seq += len(self._pending)
         self._pending = []
 
 

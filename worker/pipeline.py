@@ -6,25 +6,28 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from service.catalog import referenced_dataset_ids
-from service.db import new_session, utcnow
+from service.db import utcnow
 from service.errors import Problem
 from service.failures import Cancelled, ModelRejected
-from service.jobs.orm import Job, JobStatus, JobStep
-from service.models.orm import Model, ModelStatus
+from service.jobs import service as jobs_service
+from service.jobs.orm import JobStatus
+from service.models.orm import ModelStatus
 from service.settings import Settings
-from service.webhooks import job_finished as notify_finished
-from worker import files
+from worker import files, records
 from worker.evaluation import evaluate_job
 from worker.joblog import JobLog
 from worker.lease import Lease, LeaseLost
 from worker.results import record_step, record_success
 from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
 from worker.sandbox.contract import TechniqueError
+
+if TYPE_CHECKING:
+    from service.jobs.orm import Job, JobStep
 
 log = logging.getLogger("modelpress.pipeline")
 
@@ -44,7 +47,7 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
         log.warning("job.lease_lost %s: another attempt owns it; nothing written", job_id)
     except TechniqueError as failure:
         if isinstance(failure.problem, Cancelled):
-            _finish(lease, journal, JobStatus.CANCELLED, stage="cancelled")
+            _finish(lease, journal, JobStatus.CANCELLED)
         else:
             _finish(lease, journal, JobStatus.FAILED, error=failure.document)
     except (OperationalError, InterfaceError) as exc:
@@ -62,31 +65,20 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
 
 def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: Path, journal: JobLog) -> None:
     # Rows are read in a short session and used detached: no transaction stays open during long work.
-    with new_session() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        model = session.get(Model, job.model_id)
-        assert model is not None
+    job, model = records.call(jobs_service.job_and_model, job_id=job_id)
     journal.info(f"attempt {job.attempts} started", attempt=job.attempts)
     if model.status == ModelStatus.PENDING and not job.cancel_requested:
         # Ingest publishes the job again when it finishes; this attempt does not count.
         journal.info("waiting for the model's ingest; the job runs when it ends")
         journal.flush()
-        lease.write(
-            status=JobStatus.QUEUED,
-            attempts=Job.attempts - 1,
-            lease_token=None,
-            lease_expires_at=None,
-            stage="waiting for model ingest",
-            enqueued_at=utcnow(),
-        )
+        lease.requeue("waiting for model ingest")
         return
     if job.cancel_requested:
         raise TechniqueError(Cancelled, "the job was cancelled before it started")
     if model.status == ModelStatus.REJECTED:
         raise TechniqueError(ModelRejected, "the model was rejected at ingest", model_error=model.error)
     assert model.onnx_artifact_id is not None
-    lease.write(started_at=job.started_at or utcnow(), stage="preparing")
+    lease.advance("preparing", started=True)
     original = files.fetch_artifact(model.onnx_artifact_id, workdir / "original.onnx")
     steps = list(job.steps)
     signature = model.signature or {}
@@ -109,7 +101,8 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     journal.flush()
     comparison = evaluate_job(lease, settings, job, original, current, signature, workdir)
     _log_result(journal, comparison)
-    record_success(lease, job, steps[-1], comparison, journal=journal)
+    journal.info("job succeeded", artifact_id=steps[-1].artifact_id)
+    record_success(lease, comparison, journal=journal)
 
 
 def _run_step(
@@ -130,7 +123,7 @@ def _run_step(
         return files.fetch_artifact(step.artifact_id, output)
     total = len(job.steps) + 1
     stage = f"step {step.index + 1}/{len(job.steps)}: {step.technique}"
-    lease.write(stage=stage, progress=step.index / total)
+    lease.advance(stage, step.index / total)
     journal.info(f"{step.technique} started", step=step.index, technique=step.technique)
     journal.flush()
     datasets = files.fetch_datasets(referenced_dataset_ids(step.params), workdir / "datasets")
@@ -193,7 +186,7 @@ def _progress_writer(lease: Lease, journal: JobLog, index: int, total: int, stag
         if time.monotonic() - last[0] < 1.0 and fraction < 1.0:
             return
         last[0] = time.monotonic()
-        lease.write(progress=(index + fraction) / total, stage=f"{stage}: {message}"[:200])
+        lease.advance(f"{stage}: {message}", (index + fraction) / total)
         journal.flush()
 
     return write
@@ -212,14 +205,7 @@ def _log_result(journal: JobLog, comparison: dict[str, Any]) -> None:
     )
 
 
-def _finish(
-    lease: Lease,
-    journal: JobLog,
-    status: JobStatus,
-    *,
-    stage: str | None = None,
-    error: dict[str, Any] | None = None,
-) -> None:
+def _finish(lease: Lease, journal: JobLog, status: JobStatus, *, error: dict[str, Any] | None = None) -> None:
     if error is not None:
         slug = str(error.get("type", "")).rsplit("/", 1)[-1]
         journal.error(f"job failed: {error.get('detail', '')}", problem=slug)
@@ -227,15 +213,6 @@ def _finish(
         journal.warning(f"job {status.value}")
     try:
         journal.flush()
-        lease.write(
-            status=status,
-            stage=stage or status.value,
-            error=error,
-            finished_at=utcnow(),
-            lease_token=None,
-            lease_expires_at=None,
-        )
+        lease.finish(status, error=error)
     except LeaseLost:
         log.warning("job.lease_lost %s while recording %s", lease.job_id, status)
-        return
-    notify_finished(lease.job_id)

@@ -14,13 +14,11 @@ import signal
 import threading
 from pathlib import Path
 
-import service.orm  # noqa: F401  (every table must be known before the first flush)
-from service.db import new_session
 from service.observability.logging import configure_logging
 from service.settings import Settings, get_settings
 from service.storage import LocalStore, get_store
 from service.workers import registry
-from worker import sweeper
+from worker import records, sweeper
 
 log = logging.getLogger("modelpress.sweeper")
 
@@ -29,9 +27,8 @@ def sweep_once(settings: Settings) -> None:
     """One pass; a failure (database down) is logged and the next pass tries again."""
     try:
         sweeper.sweep(settings)
-        with new_session() as session:
-            if pruned := registry.prune(session, timeout_s=settings.worker_timeout_s):
-                log.info("pruned %d dead worker rows", pruned)
+        if pruned := records.call(registry.prune, timeout_s=settings.worker_timeout_s):
+            log.info("pruned %d dead worker rows", pruned)
         store = get_store()
         if isinstance(store, LocalStore) and (
             removed := store.remove_stale_uploads(settings.stale_temp_after_s)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidRequest
+from service.jobs import lifecycle
 from service.jobs.orm import FINAL_STATUSES, JobLogLine
 from service.jobs.service import get_job
 
@@ -51,6 +52,15 @@ def append_lines(*, session: Session, job_id: uuid.UUID, first_seq: int, lines: 
         )
         for offset, line in enumerate(lines)
     )
+
+
+def append_fenced(*, session: Session, job_id: uuid.UUID, token: str, lines: Sequence[LogLine]) -> None:
+    """Append an attempt's lines and commit, only while `token` holds the job's lease (else LeaseLost)."""
+    lifecycle.fence(session=session, job_id=job_id, token=token)  # a stale attempt writes nothing
+    append_lines(
+        session=session, job_id=job_id, first_seq=next_seq(session=session, job_id=job_id), lines=lines
+    )
+    session.commit()
 
 
 def encode_cursor(seq: int) -> str:

@@ -16,9 +16,9 @@ from service.jobs import documents, polling
 from service.jobs import events as job_events
 from service.jobs import logs as job_logs
 from service.jobs import service as jobs_service
-from service.jobs.orm import Job, JobStatus
+from service.jobs.orm import JobStatus
 from service.jobs.schemas import JobCreate, JobLogLineRead, JobRead
-from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, page_of, paginate
+from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -57,9 +57,9 @@ def list_jobs(
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
 ) -> Response:
     """List the tenant's jobs, newest first."""
-    statement = jobs_service.list_jobs_query(tenant_id=tenant, status=status_filter, model_id=model_id)
-    jobs = documents.documents(session, documents.job_rows(session, paginate(statement, Job, cursor, limit)))
-    page = Page[JobRead].model_validate(page_of(jobs, limit, lambda job: job))
+    page = jobs_service.list_jobs(
+        session=session, tenant_id=tenant, status=status_filter, model_id=model_id, cursor=cursor, limit=limit
+    )
     return Response(page.model_dump_json(), media_type="application/json")
 
 

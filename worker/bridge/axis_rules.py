@@ -23,7 +23,7 @@ class AxisRules(WalkerState):
                         segments += [(part, repeat * factor) for part, factor in parts]
                     else:
                         segments.append((space, repeat))
-                self.layouts[tensor] = Layout(layout.axis, tuple(segments))
+                self.layouts[tensor] = Layout(layout.axis, tuple(segments), layout.tile)
         self.spaces.retired.add(root)
 
     def split_heads(self, layout: Layout, heads: int) -> Layout | None:
@@ -61,11 +61,10 @@ class AxisRules(WalkerState):
         if after[q] == width and rest == inner:
             return Layout(axis, layout.segments)
         if after[q] > width and after[q] % width == 0:
+            # The axis takes `factor` from the inner dims (row-major): channel c becomes channels
+            # c * factor ... c * factor + factor - 1, as heads merged back or a GroupNorm's groups.
             factor = after[q] // width
-            merged = [
-                math.prod(before[position + 1 : position + 1 + j]) for j in range(len(before) - position)
-            ]
-            if factor in merged and rest * factor == inner:
+            if rest * factor == inner:
                 return Layout(axis, tuple((space, repeat * factor) for space, repeat in layout.segments))
             return None
         if after[q] < width and width % after[q] == 0 and rest == (width // after[q]) * inner:
@@ -73,11 +72,49 @@ class AxisRules(WalkerState):
             return None if split is None else Layout(axis, split.segments)
         return None
 
+    def tiled_flatten(self, step: Step, layout: Layout) -> Layout | None:
+        """A reshape merging the channel axis with outer dims (a flatten after moving channels last)."""
+        before, after = self.shapes[step.inputs[0]], self.shapes[step.outputs[0]]
+        position = len(before) + layout.axis
+        prefix, width = math.prod(before[:position]), before[position]
+        inner = math.prod(before[position + 1 :])
+        for q in range(len(after)):
+            outer, left = divmod(prefix, math.prod(after[:q]))
+            if left or outer < 2 or after[q] % (outer * width):
+                continue
+            factor = after[q] // (outer * width)  # inner dims merged in too: each channel repeats
+            if factor * math.prod(after[q + 1 :]) == inner and layout.tile == 1:
+                segments = tuple((space, repeat * factor) for space, repeat in layout.segments)
+                return Layout(q - len(after), segments, tile=outer)
+        return None
+
     def transpose(self, step: Step, layout: Layout) -> Layout:
         """The channel axis where the permutation puts it."""
         rank = len(self.shapes[step.inputs[0]])
         perm = step.attrs.get("perm") or list(reversed(range(rank)))
         return Layout(list(perm).index(rank + layout.axis) - rank, layout.segments)
+
+    def squeeze(self, step: Step, layout: Layout) -> Layout | None:
+        """Squeeze / Unsqueeze of other axes: the channel axis keeps its width and may move."""
+        before, after = self.shapes[step.inputs[0]], self.shapes[step.outputs[0]]
+        constant = step.consts[1] if len(step.consts) > 1 else None
+        if len(step.inputs) > 1 and step.inputs[1] and constant is None:
+            return None  # axes computed at run time
+        axes = constant.reshape(-1).tolist() if constant is not None else step.attrs.get("axes")
+        channel = len(before) + layout.axis
+        if step.op == "Unsqueeze":
+            inserted = {int(a) % len(after) for a in axes or ()}
+            position = [d for d in range(len(after)) if d not in inserted][channel]
+            return Layout(position - len(after), layout.segments)
+        # Squeeze without axes drops every dim of size 1 (the channel axis too, if it is one wide).
+        removed = (
+            {int(a) % len(before) for a in axes} if axes else {d for d, n in enumerate(before) if n == 1}
+        )
+        if channel in removed:
+            return None
+        return Layout(
+            -1 - sum(1 for d in range(channel + 1, len(before)) if d not in removed), layout.segments
+        )
 
     def matmul(self, step: Step, operands: list[str]) -> Layout | None:
         """Two activations multiplied: channels on a batch axis (attention heads) must line up."""
