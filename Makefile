@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve worker test lint bench bench-load example clean chaos chaos-report
+.PHONY: install serve worker test lint bench bench-load bench-coverage bench-roundtrip example clean chaos chaos-report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,14 @@ bench: $(STAMP)
 ## The API under concurrent load (embedded and Postgres + 2 API processes); writes bench/LOAD.md.
 bench-load: $(STAMP)
 	$(BIN)/python -m bench.load
+
+## Every technique over real models from PyPI wheels, through the embedded service (bench/COVERAGE.md).
+bench-coverage: $(STAMP)
+	$(BIN)/python -m bench.coverage.run
+
+## Latency of the original vs its unpruned bridge round trip (bench/ROUNDTRIP.md).
+bench-roundtrip: $(STAMP)
+	$(BIN)/python -m bench.coverage.roundtrip
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

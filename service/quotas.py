@@ -21,11 +21,12 @@ ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 def stored_bytes(*, session: Session, tenant_id: uuid.UUID) -> int:
     """Sum of the tenant's artifacts (uploads, ONNX forms, datasets and every job's step models),
-    leaving out the upload and ONNX form of deleted models."""
+    leaving out the upload and ONNX forms of deleted models."""
     deleted = (Model.tenant_id == tenant_id) & Model.deleted_at.is_not(None)
     released: CompoundSelect[tuple[uuid.UUID | None]] = union(
         select(Model.upload_artifact_id).where(deleted),
         select(Model.onnx_artifact_id).where(deleted, Model.onnx_artifact_id.is_not(None)),
+        select(Model.normalized_artifact_id).where(deleted, Model.normalized_artifact_id.is_not(None)),
     )
     total = session.scalar(
         select(func.coalesce(func.sum(Artifact.size_bytes), 0)).where(

@@ -33,6 +33,7 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
                         "output_path": box.output("model.onnx"),
                         "workdir": box.output("scratch"),
                         "input_shapes": model.input_shapes,
+                        "normalized_path": box.output("normalized.onnx"),
                     },
                     box=box,
                     limits=SandboxLimits(settings.sandbox_memory_bytes, settings.ingest_timeout_s),
@@ -40,8 +41,18 @@ def ingest(model_id: uuid.UUID, settings: Settings) -> None:
             except SandboxFailure as failure:
                 records.call(lifecycle.ingest_failed, model_id=model_id, error=failure.document)
             else:
-                stored = get_store().put_file(Path(box.output("model.onnx")))
-                records.call(lifecycle.ingest_ready, model_id=model_id, stored=stored, facts=facts)
+                store = get_store()
+                stored = store.put_file(Path(box.output("model.onnx")))
+                # Techniques receive the normalized graph when normalization applied (see worker/ingest).
+                applied = (facts.get("normalization") or {}).get("applied")
+                normalized = store.put_file(Path(box.output("normalized.onnx"))) if applied else None
+                records.call(
+                    lifecycle.ingest_ready,
+                    model_id=model_id,
+                    stored=stored,
+                    facts=facts,
+                    normalized=normalized,
+                )
     except Exception:
         # Not the model's fault (database, store): let the sweeper retry while attempts remain.
         log.exception("model.ingest_crashed %s", model_id)

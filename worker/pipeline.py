@@ -82,7 +82,10 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     original = files.fetch_artifact(model.onnx_artifact_id, workdir / "original.onnx")
     steps = list(job.steps)
     signature = model.signature or {}
+    # Techniques get the graph normalized at ingest; the upload's graph stays the baseline.
     current = original
+    if model.normalized_artifact_id is not None:
+        current = files.fetch_artifact(model.normalized_artifact_id, workdir / "normalized.onnx")
     for step in steps:
         previous = current
         current = _run_step(lease, settings, job, step, current, signature, workdir, journal)

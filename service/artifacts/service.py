@@ -73,6 +73,7 @@ def references(*, session: Session, artifact_id: uuid.UUID) -> list[str]:
     for kind, column, owner in (
         ("model", Model.upload_artifact_id, Model.id),
         ("model", Model.onnx_artifact_id, Model.id),
+        ("model", Model.normalized_artifact_id, Model.id),
         ("dataset", Dataset.artifact_id, Dataset.id),
         ("job", Job.artifact_id, Job.id),
         ("job", JobStep.artifact_id, JobStep.job_id),

@@ -28,10 +28,12 @@ class AutoQuantParams(TechniqueParams):
     drop_type: Literal["absolute", "relative"] = Field(
         "absolute", description="absolute: in metric units (0.01 = 1 point of top-1); relative: a fraction"
     )
-    metric: Literal["top1", "top5", "mse", "mae"] | None = Field(
+    metric: Literal["top1", "top5", "mse", "mae", "cosine"] | None = Field(
         None,
-        description="Default: top1 for integer labels or classifier outputs, else mse. Without labels, top-k"
-        " counts agreement with the float model's classes and mse/mae the distance to its outputs",
+        description="Default: top1 for integer labels, mse for float ones; without labels top1 for"
+        " (samples, classes) outputs, else cosine (the drop is 1 - mean cosine to the float model's outputs)."
+        " Without labels, top-k counts agreement with the float model's classes and mse/mae/cosine compare"
+        " with its outputs",
     )
     mode: Literal["static", "dynamic"] = Field(
         "static", description="static: calibrated QDQ int8 (quantize.static); dynamic: quantize.dynamic"
@@ -39,7 +41,8 @@ class AutoQuantParams(TechniqueParams):
     per_channel: bool | Literal["auto"] = Field(
         "auto",
         description='One weight scale per output channel instead of per tensor. "auto": per channel for Conv'
-        " and per tensor for MatMul/Gemm (quantize.static's default), per tensor in dynamic mode",
+        " and per tensor for MatMul/Gemm (quantize.static's default); in dynamic mode per channel for LSTM"
+        " models only (quantize.dynamic's default)",
     )
     calibration_method: Literal["MinMax", "Entropy", "Percentile"] = Field(
         "MinMax", description="How activation ranges are chosen (static mode)"

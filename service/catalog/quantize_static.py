@@ -48,7 +48,13 @@ class StaticQuantParams(TechniqueParams):
     max_calibration_samples: int = Field(
         512, ge=1, le=100_000, description="Use at most this many samples of the dataset for calibration"
     )
-    calibration_batch_size: int = Field(32, ge=1, le=4096, description="Samples per calibration batch")
+    calibration_batch_size: int = Field(
+        32,
+        ge=1,
+        le=4096,
+        description="Samples per calibration batch at most; fewer when one batch's activations would take"
+        " more than 1 GiB (or an eighth of the step's memory limit)",
+    )
     op_types: OpTypeNames | None = Field(
         None, description="Only quantize these op types (default: every type onnxruntime supports)"
     )

@@ -44,19 +44,33 @@ def release_ingest(*, session: Session, model_id: uuid.UUID) -> None:
 
 
 def ingest_ready(
-    *, session: Session, model_id: uuid.UUID, stored: StoredObject, facts: dict[str, Any]
+    *,
+    session: Session,
+    model_id: uuid.UUID,
+    stored: StoredObject,
+    facts: dict[str, Any],
+    normalized: StoredObject | None = None,
 ) -> None:
-    """Record the converted model's artifact and what ingest found, and mark the model ready."""
+    """Record the converted model's artifact, its normalized graph's and what ingest found; mark it ready."""
     tenant_id = session.scalar(select(Model.tenant_id).where(Model.id == model_id))
     assert tenant_id is not None
     artifact = artifacts_service.add_output(
         session=session, tenant_id=tenant_id, stored=stored, filename=f"{model_id}.onnx"
+    )
+    normalized_artifact = (
+        None
+        if normalized is None
+        else artifacts_service.add_output(
+            session=session, tenant_id=tenant_id, stored=normalized, filename=f"{model_id}.normalized.onnx"
+        )
     )
     _end(
         session,
         model_id,
         status=ModelStatus.READY,
         onnx_artifact_id=artifact.id,
+        normalized_artifact_id=None if normalized_artifact is None else normalized_artifact.id,
+        normalization=facts.get("normalization"),
         format=facts["format"],
         signature=facts["signature"],
         parameters=facts["parameters"],

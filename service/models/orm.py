@@ -34,6 +34,9 @@ class Model(IdMixin, Base):
     sha256: Mapped[str] = mapped_column(String(64))
     upload_artifact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("artifacts.id"))
     onnx_artifact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("artifacts.id"), default=None)
+    # What techniques receive: the canonical graph normalized at ingest (None: they get onnx_artifact_id).
+    normalized_artifact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("artifacts.id"), default=None)
+    normalization: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     signature: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     parameters: Mapped[int | None] = mapped_column(BigInteger, default=None)
     opset: Mapped[int | None] = mapped_column(default=None)

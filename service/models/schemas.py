@@ -26,5 +26,6 @@ class ModelRead(BaseModel):
     op_histogram: dict[str, int] | None
     error: dict[str, Any] | None
     warnings: list[str] | None
+    normalization: dict[str, Any] | None
     input_shapes: list[list[int]] | None
     created_at: datetime

@@ -96,5 +96,7 @@ def test_catalog_lists_techniques_with_json_schema(api: Api) -> None:
 
     dynamic = items["quantize.dynamic"]
     assert dynamic["queue"] == "cpu"
-    assert dynamic["params_schema"]["properties"]["per_channel"]["type"] == "boolean"
+    per_channel = dynamic["params_schema"]["properties"]["per_channel"]
+    assert per_channel["default"] == "auto"
+    assert {"boolean", "string"} == {option["type"] for option in per_channel["anyOf"]}
     assert dynamic["params_schema"]["additionalProperties"] is False

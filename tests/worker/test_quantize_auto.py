@@ -22,8 +22,8 @@ from worker.techniques import quantize_auto
 EVAL_SAMPLES = 120
 FAST = {"timing_budget_s": 0.05, "max_eval_samples": EVAL_SAMPLES}
 TRIAL_FIELDS = {
-    "trial", "excluded_nodes", "accuracy", "accuracy_drop", "within_budget", "latency_ms", "speedup",
-    "size_bytes", "seconds",
+    "trial", "config", "excluded_nodes", "accuracy", "accuracy_drop", "within_budget", "latency_ms",
+    "speedup", "size_bytes", "seconds",
 }  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from worker.bridge.dtypes import torch_dtype
+from worker.bridge.forms import original_pad_form, restore_pad_forms
 from worker.bridge.module import OnnxModule, TensorSpec
 from worker.example_shapes import BATCH_EXAMPLE, Dim, Shape, concrete_shapes, first_runnable
 
@@ -108,6 +109,7 @@ def to_onnx(
     model = onnx.load(str(path), load_external_data=False)
     _restore_unused_inputs(module, model)
     _restore_layer_names(module, model)
+    restore_pad_forms(model, original_pad_form(step.inputs for step in module.steps if step.op == "Pad"))
     onnx.save(model, str(path))
     return path
 

@@ -7,7 +7,7 @@ import numpy as np
 from service.errors import DatasetMismatch, InvalidParams
 from worker.sandbox.contract import TechniqueError
 
-HIGHER_IS_BETTER = {"top1": True, "top5": True, "mse": False, "mae": False}
+HIGHER_IS_BETTER = {"top1": True, "top5": True, "mse": False, "mae": False, "cosine": True}
 BUDGET_TOLERANCE = 1e-9
 
 
@@ -26,15 +26,29 @@ def check_metric(metric: str) -> str:
 
 
 def score(metric: str, outputs: np.ndarray, labels: np.ndarray) -> float:
-    """top-k over the last axis for classifiers; mean squared or absolute error for regression."""
+    """top-k over the last axis for classifiers; mean squared or absolute error or cosine for the rest."""
     if metric in ("top1", "top5"):
         return _top_k(outputs, labels, 1 if metric == "top1" else 5)
     if labels.size != outputs.size:
         raise TechniqueError(
             DatasetMismatch, f"labels have shape {labels.shape}; the model's output has {outputs.shape}"
         )
-    error = outputs - labels.astype(np.float64).reshape(outputs.shape)
+    targets = labels.astype(np.float64).reshape(outputs.shape)
+    if metric == "cosine":
+        return _mean_cosine(outputs, targets)
+    error = outputs - targets
     return float(np.mean(error**2) if metric == "mse" else np.mean(np.abs(error)))
+
+
+def _mean_cosine(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean over samples of the cosine between each output and its target, both flattened."""
+    a = outputs.reshape(len(outputs), -1).astype(np.float64)
+    b = targets.reshape(len(targets), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    same = np.all(a == b, axis=1)
+    # Two identical outputs agree perfectly even when both are zero; one zero output has no direction.
+    cosine = np.where(norms > 0, np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0), same.astype(float))
+    return float(np.mean(cosine))
 
 
 def accuracy_drop(metric: str, baseline: float, candidate: float) -> float:

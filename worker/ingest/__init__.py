@@ -6,9 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from service.failures import InvalidModel
-from worker.ingest.canonical import finalize, load_single, load_zipped
+from worker.ingest.canonical import SINGLE_FILE_LIMIT, finalize, load_single, load_zipped
 from worker.ingest.detect import detect_format
+from worker.ingest.normalize import FALLBACK, normalize
 from worker.ingest.runtime import check_runtime_loads
 from worker.ingest.safety import vetted
 from worker.ingest.summary import signature, summarize
@@ -21,13 +24,15 @@ def ingest_model(
     workdir: str | Path,
     *,
     input_shapes: Sequence[Sequence[int]] | None = None,
+    normalized_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Write the canonical ONNX model to `output_path` and return what ingest records about it.
 
     `input_shapes` (one shape per input, first dim = batch) is only used for TorchScript, whose
     archives do not record input shapes. Failures are `TechniqueError`s with slugs
     unsupported-format, unsafe-model, invalid-model, input-shape-required or conversion-failed.
-    The record also carries `warnings`: plain-English notes for the user.
+    The record also carries `warnings`: plain-English notes for the user, and `normalization`:
+    what normalizing changed, written to `normalized_path` when it applied (see normalize.py).
     """
     upload, output, work = Path(upload_path), Path(output_path), Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -53,4 +58,22 @@ def ingest_model(
         )
     canonical = finalize(model, output, warnings)
     check_runtime_loads(output)
-    return {**summarize(canonical, source_format), "warnings": warnings}
+    record = summarize(canonical, source_format)
+    normalization = _normalize(canonical, record["signature"], normalized_path)
+    if str(normalization.get("note")).startswith(FALLBACK):
+        warnings.append(normalization["note"])
+    return {**record, "warnings": warnings, "normalization": normalization}
+
+
+def _normalize(
+    canonical: onnx.ModelProto, signature: dict[str, Any], path: str | Path | None
+) -> dict[str, Any]:
+    """Normalize a single-file model and save it to `path`; larger models are used as uploaded."""
+    if path is None:
+        return {"applied": False, "note": "normalization was not requested"}
+    if sum(len(tensor.raw_data) for tensor in canonical.graph.initializer) > SINGLE_FILE_LIMIT:
+        return {"applied": False, "note": f"{FALLBACK}: it is stored with external data (over 2 GiB)"}
+    normalized, record = normalize(canonical, signature)
+    if normalized is not None:
+        onnx.save(normalized, str(path))
+    return record

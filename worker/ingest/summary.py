@@ -51,7 +51,8 @@ def _value(value: onnx.ValueInfoProto) -> dict[str, Any]:
 
 
 def _dim(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:
-    if dim.HasField("dim_value"):
+    # Some converters write -1 (or 0) for a free dim; it is unknown, not a size.
+    if dim.HasField("dim_value") and dim.dim_value > 0:
         return int(dim.dim_value)
     if dim.HasField("dim_param"):
         return dim.dim_param

@@ -101,8 +101,10 @@ def _targets(metric: str | None, labels: np.ndarray | None, outputs: np.ndarray)
     """The metric and what it is scored against: the labels, else the float model's own outputs."""
     if labels is not None:
         return acc.check_metric(metric or acc.default_metric(labels)), labels
-    classifier = outputs.ndim >= 2 and outputs.shape[-1] >= 2
-    chosen = acc.check_metric(metric or ("top1" if classifier else "mse"))
+    # (samples, classes) scores; wider outputs (maps, sequences, detector heads) are compared whole:
+    # top-1 over a detector's last axis (its anchors) flips on noise and rejected every int8 trial.
+    classifier = outputs.ndim == 2 and outputs.shape[-1] >= 2
+    chosen = acc.check_metric(metric or ("top1" if classifier else "cosine"))
     if chosen in ("top1", "top5"):
         if not classifier:
             raise TechniqueError(

@@ -26,11 +26,14 @@ class Trial:
     size_bytes: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    # What was quantized besides the exclusions: "static", "static, int8-kernel ops only", "dynamic".
+    config: str = "static"
 
     def as_dict(self) -> dict[str, Any]:
         """The row of the trial table in the step's metrics."""
         return {
             "trial": self.trial,
+            "config": self.config,
             "excluded_nodes": list(self.excluded_nodes),
             "accuracy": self.accuracy,
             "accuracy_drop": self.accuracy_drop,

@@ -117,6 +117,11 @@ def check_dataset(headers: dict[str, NpyHeader], inputs: Sequence[ModelInput]) -
     return samples
 
 
+def sample_shapes(npz_path: Path) -> dict[str, tuple[int, ...]]:
+    """Each array's shape without its first (samples) axis, read from the headers only."""
+    return {name: header.shape[1:] for name, header in read_headers(npz_path).items() if header.shape}
+
+
 class NpzCalibrationReader(CalibrationDataReader):
     """Feeds onnxruntime's calibrator evenly spaced samples of an .npz, one batch in memory at a time."""
 

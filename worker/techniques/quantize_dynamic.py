@@ -17,6 +17,8 @@ from worker.techniques.smoothing import Smoothed, smooth_layernorm_outliers, smo
 
 # onnxruntime turns every Gemm into MatMul + Add before quantizing and names the new MatMul so.
 _GEMM_MATMUL_SUFFIX = "_MatMul"
+# The op whose weights onnxruntime quantizes dynamically and reuses at every time step.
+RECURRENT = "LSTM"
 
 
 def run(model_path: Path, output_path: Path, params: DynamicQuantParams, ctx: StepContext) -> StepOutcome:
@@ -50,7 +52,7 @@ def run(model_path: Path, output_path: Path, params: DynamicQuantParams, ctx: St
             source,
             Path(output_path),
             op_types_to_quantize=op_types,
-            per_channel=params.per_channel,
+            per_channel=_per_channel(params.per_channel, nodes),
             reduce_range=params.reduce_range,
             weight_type=QuantType.QInt8 if params.weight_type == "qint8" else QuantType.QUInt8,
             nodes_to_exclude=excluded,
@@ -86,6 +88,13 @@ def run(model_path: Path, output_path: Path, params: DynamicQuantParams, ctx: St
         },
         warnings=warnings,
     )
+
+
+def _per_channel(choice: bool | str, op_types: dict[str, str]) -> bool:
+    """The per_channel choice, "auto" resolved: per channel for recurrent (LSTM) models only."""
+    if choice == "auto":
+        return RECURRENT in op_types.values()
+    return bool(choice)
 
 
 def _prepared(model_path: Path, workdir: Path, preprocess: bool, warnings: list[str]) -> tuple[Path, bool]:

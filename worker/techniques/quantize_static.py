@@ -32,14 +32,17 @@ def run(model_path: Path, output_path: Path, params: StaticQuantParams, ctx: Ste
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from worker.techniques.calibration import NpzCalibrationReader, model_inputs
+    from worker.techniques.activation_memory import calibration_batch
+    from worker.techniques.calibration import NpzCalibrationReader, model_inputs, sample_shapes
 
     model = onnx.load(str(model_path), load_external_data=False)
     _check_selection(model, params)
+    dataset = ctx.dataset(params.dataset_id)
     reader = NpzCalibrationReader(
-        ctx.dataset(params.dataset_id),
+        dataset,
         model_inputs(model_path),
-        batch_size=params.calibration_batch_size,
+        # onnxruntime's calibrator holds every activation of a batch: bound the batch by memory.
+        batch_size=calibration_batch(model, sample_shapes(dataset), params.calibration_batch_size),
         max_samples=params.max_calibration_samples,
     )
     warnings = []
@@ -94,6 +97,7 @@ def run(model_path: Path, output_path: Path, params: StaticQuantParams, ctx: Ste
         metrics={
             "calibration_samples": reader.samples,
             "calibration_batches": len(reader),
+            "calibration_batch_size": reader.batch_size,
             "calibration_method": params.calibration_method,
             "quantized_ops": dict(quantized),
             "per_channel": params.per_channel,

@@ -1,0 +1,36 @@
+"""A small recurrent model built with onnx.helper, for the int8 techniques' LSTM paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HIDDEN, FEATURES, STEPS = 32, 16, 50
+
+
+def write_lstm(path: Path) -> Path:
+    """x (batch, steps, features) -> an LSTM -> its last hidden state; gate rows differ 100x in scale."""
+    rng = np.random.default_rng(0)
+    rows = np.geomspace(0.01, 1.0, 4 * HIDDEN).astype(np.float32)[:, None]
+    weight = (rng.normal(0, 1, (1, 4 * HIDDEN, FEATURES)) * rows).astype(np.float32)
+    recurrent = (rng.normal(0, 1, (1, 4 * HIDDEN, HIDDEN)) * rows * 0.3).astype(np.float32)
+    axes = numpy_helper.from_array(np.array([0], np.int64), "axes")
+    graph = helper.make_graph(
+        [
+            # Samples come first in a dataset; the LSTM wants time steps first.
+            helper.make_node("Transpose", ["x"], ["steps_first"], perm=[1, 0, 2], name="to_steps"),
+            helper.make_node(
+                "LSTM", ["steps_first", "W", "R"], ["", "last"], hidden_size=HIDDEN, name="lstm"
+            ),
+            helper.make_node("Squeeze", ["last", "axes"], ["y"], name="drop_direction"),
+        ],
+        "lstm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", STEPS, FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", HIDDEN])],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(recurrent, "R"), axes],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    return path
