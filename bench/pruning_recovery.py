@@ -1,0 +1,225 @@
+"""`python -m bench.pruning_recovery`: accuracy recovery after structured pruning on a BN-folded CNN.
+
+ModelPress's prune.structured (default fine-tuning) against hand-written Torch-Pruning on the same
+folded graph and on the unfolded model, at 50% channels with 3 epochs and 30% with 1 epoch; same
+training split, same epochs, learning rate and batch size on both sides. Writes RECOVERY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from bench.machine import machine
+from bench.pruning_setup import export, one_thread
+from bench.recovery_report import render
+from bench.recovery_setup import RecoveryReference, build
+from bench.torch_pruning_recipe import Budget, finetune
+
+HERE = Path(__file__).resolve().parent
+ROUND_TO = 8
+# (channels removed, fine-tuning epochs)
+SETTINGS = ((0.5, 3), (0.3, 1))
+TIMED_RUNS = 200
+
+
+@dataclass
+class Row:
+    """One recipe at one setting: its accuracy, its exported graph and its latency."""
+
+    recipe: str
+    sparsity: float
+    epochs: int
+    top1: float
+    drop: float
+    seconds: float
+    nodes: int
+    parameters: int
+    latency_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def onnx_top1(path: Path, test: tuple[np.ndarray, np.ndarray]) -> float:
+    """Test-split accuracy of an ONNX model on onnxruntime."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return float((session.run(None, {"x": test[0]})[0].argmax(1) == test[1]).mean())
+
+
+def graph_facts(path: Path) -> tuple[int, int]:
+    """Node count and float parameters of an ONNX file."""
+    model = onnx.load(str(path))
+    params = sum(int(np.prod(init.dims)) for init in model.graph.initializer if init.data_type == 1)
+    return len(model.graph.node), params
+
+
+def torch_pruning(model: nn.Module, example: torch.Tensor, sparsity: float) -> nn.Module:
+    """Torch-Pruning's MetaPruner, L1 magnitude, the same fraction per layer, rounded to 8, head kept."""
+    import torch_pruning as tp
+
+    pruned = copy.deepcopy(model).eval()
+    pruner = tp.pruner.MetaPruner(
+        pruned,
+        example,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=sparsity,
+        ignored_layers=[pruned.head],
+        round_to=ROUND_TO,
+    )
+    pruner.step()
+    return pruned
+
+
+def hand(
+    reference: RecoveryReference, source: nn.Module, sparsity: float, budget: Budget, out: Path
+) -> list[str]:
+    """Torch-Pruning, then the hand fine-tuning loop (Adam, cosine decay, cross-entropy), then export."""
+    model = torch_pruning(source, reference.example, sparsity)
+    threads = one_thread()
+    try:
+        losses = finetune(model, reference.train_npz, budget)
+    finally:
+        torch.set_num_threads(threads)
+    export(model.eval(), reference.example, out)
+    return [f"loss per epoch {', '.join(f'{loss:.3f}' for loss in losses)}"]
+
+
+def modelpress(
+    reference: RecoveryReference, sparsity: float, budget: Budget, out: Path, **options: Any
+) -> list[str]:
+    """prune.structured as a job step runs it, with the same fine-tuning budget."""
+    from service.catalog.prune import StructuredPruneParams
+    from worker.techniques import prune_structured
+    from worker.techniques.base import StepContext
+
+    tuning = {"dataset_id": "train", "epochs": budget.epochs, "learning_rate": budget.learning_rate}
+    tuning.update(batch_size=budget.batch_size, **options.pop("finetune", {}))
+    params = StructuredPruneParams.model_validate(
+        {"sparsity": sparsity, "round_to": ROUND_TO, "finetune": tuning, **options}
+    )
+    ctx = StepContext(workdir=out.parent, datasets={"train": reference.train_npz})
+    outcome = prune_structured.run(reference.onnx_path, out, params, ctx)
+    recovery = outcome.metrics.get("recovery", {})
+    epochs = [
+        f"{e['epoch']}: {e['validation'].get('top1', 0):.3f}"
+        for stage in recovery.get("stages", [])
+        for e in stage["finetune"]["epochs"]
+        if "validation" in e
+    ]
+    before = (recovery.get("after_pruning") or {}).get("top1")
+    return [f"held-out top-1 after pruning {before}, per epoch {'; '.join(epochs)}"]
+
+
+def latency(path: Path, example: np.ndarray) -> float:
+    """Median ms of one run at batch 8, one thread."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(20):
+        session.run(None, {"x": example})
+    times = []
+    for _ in range(TIMED_RUNS):
+        started = time.perf_counter()
+        session.run(None, {"x": example})
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))
+
+
+def recipes(
+    reference: RecoveryReference, sparsity: float, budget: Budget
+) -> dict[str, Callable[[Path], list[str]]]:
+    """Every recipe at one setting, by name."""
+    return {
+        "ModelPress prune.structured (defaults)": lambda out: modelpress(reference, sparsity, budget, out),
+        "ModelPress, taylor importance": lambda out: modelpress(
+            reference, sparsity, budget, out, importance="taylor"
+        ),
+        "ModelPress, sensitivity allocation": lambda out: modelpress(
+            reference, sparsity, budget, out, allocation="sensitivity"
+        ),
+        "ModelPress, iterative (one step per epoch)": lambda out: modelpress(
+            reference, sparsity, budget, out, iterations=budget.epochs
+        ),
+        "ModelPress, old recovery (no norms, T=4, no held-out split)": lambda out: modelpress(
+            reference,
+            sparsity,
+            budget,
+            out,
+            renormalize=False,
+            finetune={"temperature": 4.0, "validation_fraction": 0.0, "warmup_fraction": 0.0},
+        ),  # fmt: skip
+        "Torch-Pruning (hand), same folded graph": lambda out: hand(
+            reference, reference.folded, sparsity, budget, out
+        ),
+        "Torch-Pruning (hand), unfolded model with BN": lambda out: hand(
+            reference, reference.model, sparsity, budget, out
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the folded CNN, run every recipe at both settings, write the results file."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=HERE / "work" / "recovery")
+    parser.add_argument("--out", type=Path, default=HERE / "RECOVERY.md")
+    parser.add_argument("--only", default="", help="run only recipes whose name contains this")
+    args = parser.parse_args(argv)
+    started, host = time.perf_counter(), machine()
+    host["versions"]["torch-pruning"] = metadata.version("torch-pruning")
+    reference = build(args.workdir)
+    print(f"reference top-1 {reference.accuracy:.4f} ({reference.train_seconds:.0f} s)", flush=True)
+    rows: list[Row] = []
+    example = reference.test[0][:8]
+    for sparsity, epochs in SETTINGS:
+        budget = Budget(epochs, 1e-3, 32)
+        for name, apply in recipes(reference, sparsity, budget).items():
+            if args.only not in name:
+                continue
+            out = args.workdir / f"{name.split(',')[0].split(' ')[0]}-{len(rows)}.onnx"
+            began = time.perf_counter()
+            notes = apply(out)
+            seconds = time.perf_counter() - began
+            accuracy = onnx_top1(out, reference.test)
+            nodes, parameters = graph_facts(out)
+            row = Row(
+                name,
+                sparsity,
+                epochs,
+                accuracy,
+                100 * (reference.accuracy - accuracy),
+                seconds,
+                nodes,
+                parameters,
+                notes=notes,
+            )
+            row.latency_ms = latency(out, example)
+            rows.append(row)
+            print(
+                f"{sparsity:.0%} {epochs}ep {name}: top-1 {accuracy:.4f} drop {row.drop:+.2f}"
+                f" ({seconds:.0f} s) {notes}",
+                flush=True,
+            )
+    settings = {
+        "load_end": os.getloadavg()[0],
+        "total_s": time.perf_counter() - started,
+        "original_nodes": graph_facts(reference.onnx_path)[0],
+    }
+    args.out.write_text(render(host, reference, rows, settings) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
