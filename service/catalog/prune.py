@@ -78,10 +78,11 @@ class StructuredPruneParams(_FinetuneLabels):
         description="Fraction of channels (attention heads, in an encoder's attention) removed in each "
         "prunable group",
     )
-    importance: Literal["l1", "l2", "bn_scale", "taylor", "activation"] = Field(
-        "l1",
+    importance: Literal["auto", "l1", "l2", "bn_scale", "taylor", "activation"] = Field(
+        "auto",
         description="Channel ranking: weight norm, batch-norm scale where there is one, or from the "
-        "fine-tuning dataset: first-order Taylor estimate of the loss change, or mean absolute activation",
+        "fine-tuning dataset: first-order Taylor estimate of the loss change, or mean absolute activation; "
+        "`auto` is `taylor` with a fine-tuning dataset and uniform allocation, else `l1`",
     )
     round_to: int = Field(
         8,
@@ -109,9 +110,20 @@ class StructuredPruneParams(_FinetuneLabels):
         "(an exported model's are folded in), set to the original model's statistics; folded back at export",
     )
 
+    @property
+    def ranking(self) -> str:
+        """The importance in force: `auto` resolved to one that can be computed."""
+        if self.importance != "auto":
+            return self.importance
+        # Weight norms are skewed once batch norms are folded in; the data says what each channel does.
+        # Not under sensitivity allocation: its loss curves, ranked by Taylor, starve the widest layers
+        # (bench/RECOVERY.md: 14 points lost at 50% where l1 ranking loses 1).
+        uniform = self.allocation == "uniform"
+        return "taylor" if self.finetune is not None and uniform else "l1"
+
     @model_validator(mode="after")
     def _data_needs_a_dataset(self) -> Self:
-        reads_data = self.importance in ("taylor", "activation") or self.allocation == "sensitivity"
+        reads_data = self.ranking in ("taylor", "activation") or self.allocation == "sensitivity"
         if self.finetune is None and (reads_data or self.iterations > 1):
             raise ValueError(
                 "importance 'taylor' or 'activation' and allocation 'sensitivity' (read from the data) and "

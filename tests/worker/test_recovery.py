@@ -195,16 +195,28 @@ def test_taylor_importance_finds_the_channels_that_matter(train_npz: Path, tmp_p
         second.weight[:, dead] = 0
     source = model_zoo.export_onnx(model, tmp_path / "dead.onnx")
     tuning = {"dataset_id": "train", "epochs": 1}
-    found = {}
-    for importance in ("l1", "taylor"):
+    found, ranked_by = {}, {}
+    for importance in ("l1", "taylor", "auto"):
         metrics = run(
             source, tmp_path / f"{importance}.onnx", train_npz, sparsity=0.5, importance=importance,
             exclude=["/net/net.3/Gemm"], finetune=tuning,
         )  # fmt: skip
-        found[importance] = metrics["recovery"]
+        found[importance], ranked_by[importance] = metrics["recovery"], metrics["importance"]
     original = found["taylor"]["original"]["top1"]
     assert found["taylor"]["after_pruning"]["top1"] == original > 0.5
     assert found["l1"]["after_pruning"]["top1"] < original - 0.3
+    # The default ranks by the data when there is a fine-tuning dataset.
+    assert ranked_by["auto"] == "taylor" and found["auto"]["after_pruning"]["top1"] == original
+
+
+def test_default_importance_reads_the_data_only_where_it_helps() -> None:
+    """`auto` is Taylor with a fine-tuning dataset and uniform counts; L1 without data or with sensitivity."""
+    tuning = {"dataset_id": "train"}
+    rankings = [
+        StructuredPruneParams.model_validate(params).ranking
+        for params in ({"finetune": tuning}, {}, {"finetune": tuning, "allocation": "sensitivity"})
+    ]
+    assert rankings == ["taylor", "l1", "l1"]
 
 
 def test_iterative_pruning_reaches_the_same_channels_in_steps(

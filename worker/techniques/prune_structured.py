@@ -201,5 +201,5 @@ def run(model_path: Path, output_path: Path, params: StructuredPruneParams, ctx:
     to_onnx(module, output_path)
     metrics["parameters_before"] = count_parameters(original)
     metrics["parameters_after"] = count_parameters(onnx.load(str(output_path)))
-    metrics.update(sparsity=params.sparsity, importance=params.importance, round_to=params.round_to)
+    metrics.update(sparsity=params.sparsity, importance=params.ranking, round_to=params.round_to)
     return StepOutcome(metrics=metrics, warnings=warnings)

@@ -54,11 +54,12 @@ class Schedule:
     def __call__(self, module: OnnxModule, graph: ChannelGraph) -> Plan:
         """This stage's plan for a (partly pruned) module."""
         names = channel_plan.group_names(module, graph)
-        if self.params.importance in DATA_DRIVEN:
+        ranking = self.params.ranking
+        if ranking in DATA_DRIVEN:
             assert self.samples is not None
-            ranked, fallback = data_scores(module, graph, self.samples, self.params.importance), set[int]()
+            ranked, fallback = data_scores(module, graph, self.samples, ranking), set[int]()
         else:
-            ranked, fallback = scores(module, graph, self.params.importance)
+            ranked, fallback = scores(module, graph, ranking)
         if not self.final:
             self._fix(module, graph, names, ranked)
         stages = self.params.iterations
