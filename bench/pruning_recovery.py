@@ -8,7 +8,6 @@ training split, same epochs, learning rate and batch size on both sides. Writes 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from torch import nn
 
 from bench.machine import machine
 from bench.pruning_setup import export, one_thread
+from bench.recovery_hand import torch_pruning
 from bench.recovery_report import render
 from bench.recovery_setup import RecoveryReference, build
 from bench.torch_pruning_recipe import Budget, finetune
@@ -34,6 +34,8 @@ ROUND_TO = 8
 # (channels removed, fine-tuning epochs)
 SETTINGS = ((0.5, 3), (0.3, 1))
 TIMED_RUNS = 200
+# One test image is 0.28 points: a single fine-tuning run cannot tell recipes a point apart.
+SEEDS = 5
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Row:
     seconds: float
     nodes: int
     parameters: int
+    channels: list[int] = field(default_factory=list)
+    drops: list[float] = field(default_factory=list)
     latency_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -58,35 +62,20 @@ def onnx_top1(path: Path, test: tuple[np.ndarray, np.ndarray]) -> float:
     return float((session.run(None, {"x": test[0]})[0].argmax(1) == test[1]).mean())
 
 
-def graph_facts(path: Path) -> tuple[int, int]:
-    """Node count and float parameters of an ONNX file."""
+def graph_facts(path: Path) -> tuple[int, int, list[int]]:
+    """Node count, float parameters and each convolution's output channels of an ONNX file."""
     model = onnx.load(str(path))
     params = sum(int(np.prod(init.dims)) for init in model.graph.initializer if init.data_type == 1)
-    return len(model.graph.node), params
-
-
-def torch_pruning(model: nn.Module, example: torch.Tensor, sparsity: float) -> nn.Module:
-    """Torch-Pruning's MetaPruner, L1 magnitude, the same fraction per layer, rounded to 8, head kept."""
-    import torch_pruning as tp
-
-    pruned = copy.deepcopy(model).eval()
-    pruner = tp.pruner.MetaPruner(
-        pruned,
-        example,
-        importance=tp.importance.MagnitudeImportance(p=1),
-        pruning_ratio=sparsity,
-        ignored_layers=[pruned.head],
-        round_to=ROUND_TO,
-    )
-    pruner.step()
-    return pruned
+    shapes = {init.name: list(init.dims) for init in model.graph.initializer}
+    widths = [shapes[node.input[1]][0] for node in model.graph.node if node.op_type == "Conv"]
+    return len(model.graph.node), params, widths
 
 
 def hand(
     reference: RecoveryReference, source: nn.Module, sparsity: float, budget: Budget, out: Path
 ) -> list[str]:
     """Torch-Pruning, then the hand fine-tuning loop (Adam, cosine decay, cross-entropy), then export."""
-    model = torch_pruning(source, reference.example, sparsity)
+    model = torch_pruning(source, reference.example, sparsity, ROUND_TO)
     threads = one_thread()
     try:
         losses = finetune(model, reference.train_npz, budget)
@@ -105,7 +94,7 @@ def modelpress(
     from worker.techniques.base import StepContext
 
     tuning = {"dataset_id": "train", "epochs": budget.epochs, "learning_rate": budget.learning_rate}
-    tuning.update(batch_size=budget.batch_size, **options.pop("finetune", {}))
+    tuning.update(batch_size=budget.batch_size, seed=budget.seed, **options.pop("finetune", {}))
     params = StructuredPruneParams.model_validate(
         {"sparsity": sparsity, "round_to": ROUND_TO, "finetune": tuning, **options}
     )
@@ -143,21 +132,25 @@ def recipes(
     """Every recipe at one setting, by name."""
     return {
         "ModelPress prune.structured (defaults)": lambda out: modelpress(reference, sparsity, budget, out),
-        "ModelPress, taylor importance": lambda out: modelpress(
-            reference, sparsity, budget, out, importance="taylor"
+        "ModelPress, l1 importance (the default before taylor)": lambda out: modelpress(
+            reference, sparsity, budget, out, importance="l1"
         ),
-        "ModelPress, sensitivity allocation": lambda out: modelpress(
+        "ModelPress, sensitivity allocation (l1 ranking, what auto gives)": lambda out: modelpress(
             reference, sparsity, budget, out, allocation="sensitivity"
+        ),
+        "ModelPress, sensitivity allocation with taylor ranking": lambda out: modelpress(
+            reference, sparsity, budget, out, allocation="sensitivity", importance="taylor"
         ),
         "ModelPress, iterative (one step per epoch)": lambda out: modelpress(
             reference, sparsity, budget, out, iterations=budget.epochs
         ),
-        "ModelPress, old recovery (no norms, T=4, no held-out split)": lambda out: modelpress(
+        "ModelPress, old recovery (l1, no norms, T=4, no held-out split)": lambda out: modelpress(
             reference,
             sparsity,
             budget,
             out,
             renormalize=False,
+            importance="l1",
             finetune={"temperature": 4.0, "validation_fraction": 0.0, "warmup_fraction": 0.0},
         ),  # fmt: skip
         "Torch-Pruning (hand), same folded graph": lambda out: hand(
@@ -169,52 +162,64 @@ def recipes(
     }
 
 
+def measure(
+    reference: RecoveryReference, name: str, setting: tuple[float, int], seeds: int, workdir: Path
+) -> Row:
+    """One recipe at one setting, once per fine-tuning seed: mean accuracy, graph and latency of seed 0."""
+    sparsity, epochs = setting
+    accuracies, seconds, notes, outputs = [], [], [], []
+    for seed in range(seeds):
+        out = workdir / f"{name.split(',')[0].split(' ')[0]}-{sparsity:.0%}-{abs(hash(name))}-{seed}.onnx"
+        began = time.perf_counter()
+        told = recipes(reference, sparsity, Budget(epochs, 1e-3, 32, seed))[name](out)
+        seconds.append(time.perf_counter() - began)
+        accuracies.append(onnx_top1(out, reference.test))
+        notes, outputs = notes or told, [*outputs, out]
+    drops = [100 * (reference.accuracy - accuracy) for accuracy in accuracies]
+    first = outputs[0]
+    nodes, parameters, channels = graph_facts(first)
+    row = Row(
+        name, sparsity, epochs, float(np.mean(accuracies)), float(np.mean(drops)), float(np.mean(seconds)),
+        nodes, parameters, channels, drops=drops, notes=notes,
+    )  # fmt: skip
+    row.latency_ms = latency(first, reference.test[0][:8])
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the folded CNN, run every recipe at both settings, write the results file."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=HERE / "work" / "recovery")
     parser.add_argument("--out", type=Path, default=HERE / "RECOVERY.md")
     parser.add_argument("--only", default="", help="run only recipes whose name contains this")
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: max(1, int(text)),
+        default=SEEDS,
+        help="fine-tuning seeds per recipe (0, 1, ...)",
+    )
     args = parser.parse_args(argv)
     started, host = time.perf_counter(), machine()
     host["versions"]["torch-pruning"] = metadata.version("torch-pruning")
     reference = build(args.workdir)
     print(f"reference top-1 {reference.accuracy:.4f} ({reference.train_seconds:.0f} s)", flush=True)
     rows: list[Row] = []
-    example = reference.test[0][:8]
-    for sparsity, epochs in SETTINGS:
-        budget = Budget(epochs, 1e-3, 32)
-        for name, apply in recipes(reference, sparsity, budget).items():
+    for setting in SETTINGS:
+        for name in recipes(reference, setting[0], Budget(setting[1], 1e-3, 32)):
             if args.only not in name:
                 continue
-            out = args.workdir / f"{name.split(',')[0].split(' ')[0]}-{len(rows)}.onnx"
-            began = time.perf_counter()
-            notes = apply(out)
-            seconds = time.perf_counter() - began
-            accuracy = onnx_top1(out, reference.test)
-            nodes, parameters = graph_facts(out)
-            row = Row(
-                name,
-                sparsity,
-                epochs,
-                accuracy,
-                100 * (reference.accuracy - accuracy),
-                seconds,
-                nodes,
-                parameters,
-                notes=notes,
-            )
-            row.latency_ms = latency(out, example)
+            row = measure(reference, name, setting, args.seeds, args.workdir)
             rows.append(row)
             print(
-                f"{sparsity:.0%} {epochs}ep {name}: top-1 {accuracy:.4f} drop {row.drop:+.2f}"
-                f" ({seconds:.0f} s) {notes}",
+                f"{row.sparsity:.0%} {row.epochs}ep {name}: top-1 {row.top1:.4f} drop {row.drop:+.2f}"
+                f" (per seed {', '.join(f'{drop:+.2f}' for drop in row.drops)}; {row.seconds:.0f} s)",
                 flush=True,
             )
     settings = {
         "load_end": os.getloadavg()[0],
         "total_s": time.perf_counter() - started,
         "original_nodes": graph_facts(reference.onnx_path)[0],
+        "seeds": args.seeds,
     }
     args.out.write_text(render(host, reference, rows, settings) + "\n")
     print(f"wrote {args.out}")
