@@ -14,9 +14,10 @@ from onnx import helper, numpy_helper
 
 from tests import model_zoo
 from worker.evaluate import compare_models, describe_model
-from worker.evaluate.inputs import SYMBOLIC_DIM, generate_inputs, load_dataset
+from worker.evaluate.inputs import generate_inputs, load_dataset
 from worker.evaluate.memory import peak_memory_bytes
 from worker.evaluate.sessions import CHUNK
+from worker.example_shapes import EXAMPLE_SIZES
 from worker.techniques.base import TechniqueError
 
 FAST = {"threads": 1, "time_budget_s": 0.3, "warmup_runs": 3, "min_runs": 5}
@@ -249,7 +250,7 @@ def test_generated_inputs_follow_the_signature() -> None:
         ]
     }
     arrays = generate_inputs(signature, 4)
-    assert arrays["tokens"].shape == (4, SYMBOLIC_DIM) and arrays["tokens"].dtype == np.int64
+    assert arrays["tokens"].shape == (4, EXAMPLE_SIZES[0]) and arrays["tokens"].dtype == np.int64
     assert arrays["tokens"].min() >= 0
-    assert arrays["image"].shape == (4, 3, SYMBOLIC_DIM, 5) and arrays["image"].dtype == np.float32
+    assert arrays["image"].shape == (4, 3, EXAMPLE_SIZES[0], 5) and arrays["image"].dtype == np.float32
     np.testing.assert_array_equal(generate_inputs(signature, 4)["image"], arrays["image"])

@@ -61,11 +61,10 @@ class AxisRules(WalkerState):
         if after[q] == width and rest == inner:
             return Layout(axis, layout.segments)
         if after[q] > width and after[q] % width == 0:
+            # The axis takes `factor` from the inner dims (row-major): channel c becomes channels
+            # c * factor ... c * factor + factor - 1, as heads merged back or a GroupNorm's groups.
             factor = after[q] // width
-            merged = [
-                math.prod(before[position + 1 : position + 1 + j]) for j in range(len(before) - position)
-            ]
-            if factor in merged and rest * factor == inner:
+            if rest * factor == inner:
                 return Layout(axis, tuple((space, repeat * factor) for space, repeat in layout.segments))
             return None
         if after[q] < width and width % after[q] == 0 and rest == (width // after[q]) * inner:

@@ -3,8 +3,11 @@
 Every Conv / Linear output starts a channel *space*. Spaces that meet in an element-wise op
 (a residual Add, a squeeze-excite Mul) or pass through a depthwise conv are merged; a tensor's
 *layout* says which spaces make up its channel axis (several after a Concat, each channel
-repeated H*W times after a Flatten). A space that reaches anything the analysis does not
-understand (a LayerNorm, a graph output, a grouped conv...) is frozen: kept whole.
+repeated H*W times after a Flatten). A Split or Slice takes channel ranges: a range end inside
+a space cuts that space in two everywhere (worker/bridge/range_rules.py). Constants with one
+value per channel (PReLU slopes, scales, instance-norm parameters) are sliced with the channels.
+A space that reaches anything the analysis does not understand (a LayerNorm, a graph output, a
+grouped conv...) is frozen: kept whole, and the node and reason are recorded.
 
 Attention heads: a Reshape that splits a projection's channels into (heads, head_dim) replaces
 the projection's space by a coarser one, one element per head; Transposes move the heads axis,
@@ -20,10 +23,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from worker.bridge.axis_rules import AxisRules
 from worker.bridge.module import OnnxModule, Step
+from worker.bridge.range_rules import RangeRules
 from worker.bridge.spaces import Layout, Spaces
-from worker.bridge.walker_state import Shapes
+from worker.bridge.walker_state import ConstantSlice, KeptWhole, Shapes
 
 # Ops that act on each channel separately and keep the channel axis as it is.
 CHANNELWISE = frozenset(
@@ -57,10 +60,17 @@ class ChannelGraph:
 
     spaces: Spaces
     layouts: dict[str, Layout]
-    kept_whole_by: set[str]
+    kept_whole: list[KeptWhole]
+    constant_slices: list[ConstantSlice]
+    ranges: dict[str, list[tuple[int, int]]]
+
+    @property
+    def kept_whole_by(self) -> set[str]:
+        """The reasons groups were kept whole."""
+        return {kept.reason for kept in self.kept_whole}
 
 
-class _Walker(AxisRules):
+class _Walker(RangeRules):
     """The walk over the steps: layers start channel spaces, other ops carry, merge or freeze them."""
 
     def concat(self, step: Step) -> Layout | None:
@@ -93,30 +103,44 @@ class _Walker(AxisRules):
         source, out = self.layouts.get(step.inputs[-1]), step.outputs[0]
         rank, excluded = len(self.shapes[out]), step.name in self.exclude
         if excluded:
-            self.kept_whole_by.add("excluded nodes")
+            self.keep_whole(step.name, "excluded nodes")
+        if isinstance(layer, nn.modules.conv._ConvNd) and source and source.axis != 1 - rank:
+            self.freeze(source, "convolution over a non-channel axis", step.name)
+            source = None
         if isinstance(layer, nn.modules.conv._ConvTransposeNd):
             if layer.groups > 1:
-                self.freeze(source, "grouped ConvTranspose")
+                self.freeze(source, "grouped ConvTranspose", step.name)
             self.fresh(out, 1 - rank, excluded or layer.groups > 1)
         elif isinstance(layer, nn.Linear):
             if source and source.axis != -1:
-                self.freeze(source, "MatMul / Gemm over a non-channel axis")
+                self.freeze(source, "MatMul / Gemm over a non-channel axis", step.name)
             self.fresh(out, -1, excluded)
         elif isinstance(layer, nn.modules.conv._ConvNd):
             depthwise = layer.groups == layer.in_channels == layer.out_channels and layer.groups > 1
             if depthwise and source is not None:
                 if excluded:
-                    self.freeze(source, "excluded nodes")
+                    self.freeze(source, "excluded nodes", step.name)
                 self.layouts[out] = source
                 return
             if layer.groups > 1:
-                self.freeze(source, "grouped Conv")
-                self.kept_whole_by.add("grouped Conv")
+                self.freeze(source, "grouped Conv", step.name)
+                self.keep_whole(step.name, "grouped Conv")
             self.fresh(out, 1 - rank, excluded or layer.groups > 1)
         elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and source and source.axis == 1 - rank:
             self.layouts[out] = source
         else:
             self.freeze_inputs(step)
+
+    def channel_norm(self, step: Step, layout: Layout) -> Layout | None:
+        """Each channel normalized on its own: its scale, bias (and statistics) entries go with it."""
+        # InstanceNormalization reads (scale, bias); a BatchNormalization left functional (its
+        # input rank unknown when the model was built) reads (scale, bias, mean, var).
+        indices = range(1, len(step.inputs))
+        on_channels = layout.axis == 1 - len(self.shapes[step.inputs[0]])
+        if not on_channels or any(step.consts[i] is None for i in indices):
+            return None
+        self.constant_slices += [ConstantSlice(step.name, i, 0, step.outputs[0]) for i in indices]
+        return layout
 
     def step(self, step: Step, layer: nn.Module | None) -> None:
         if layer is not None:
@@ -145,6 +169,13 @@ class _Walker(AxisRules):
             result = self.transpose(step, source)
         elif step.op == "MatMul" and len(operands) == 2:
             result = self.matmul(step, operands)
+        elif step.op in ("Split", "Slice") and source is not None:
+            ranged = self.split(step, source) if step.op == "Split" else self.slice(step, source)
+            if not ranged:
+                self.freeze_inputs(step)
+            return None
+        elif step.op in ("InstanceNormalization", "BatchNormalization") and source is not None:
+            result = self.channel_norm(step, source)
         elif step.op in REDUCTIONS and source is not None:
             result = self.reduction(step, source)
         elif step.op in ALONG_AXIS and source is not None:
@@ -168,5 +199,6 @@ def analyze(
     for step in module.steps:
         walker.step(step, module.layer_of(step))
     for spec in module.outputs:
-        walker.freeze(walker.layouts.get(spec.name), "graph outputs")
-    return ChannelGraph(walker.spaces, walker.layouts, walker.kept_whole_by)
+        walker.freeze(walker.layouts.get(spec.name), "graph outputs", spec.name)
+    kept = [KeptWhole(node, reason) for node, reason in walker.kept_whole.items()]
+    return ChannelGraph(walker.spaces, walker.layouts, kept, walker.constant_slices, walker.ranges)

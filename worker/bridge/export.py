@@ -12,10 +12,11 @@ from torch import Tensor
 
 from worker.bridge.dtypes import torch_dtype
 from worker.bridge.module import OnnxModule, TensorSpec
+from worker.example_shapes import BATCH_EXAMPLE, Dim, Shape, concrete_shapes, first_runnable
 
 # The TorchScript exporter's supported range; older models are raised to the floor.
 MIN_OPSET, MAX_OPSET = 13, 20
-BATCH_EXAMPLE, DIM_EXAMPLE = 2, 16
+RUN_ERRORS = (RuntimeError, IndexError, ValueError)
 # Ops a bridged layer exports as: its weighted node takes the original node's name back.
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Gather"})
 
@@ -31,29 +32,57 @@ def _dim_names(spec: TensorSpec) -> dict[int, str]:
     }
 
 
-def example_inputs(module: OnnxModule, batch: int = BATCH_EXAMPLE, size: int = DIM_EXAMPLE) -> list[Tensor]:
-    """Zero inputs of the module's signature: symbolic dims are `batch` for dim 0, `size` elsewhere."""
-    chosen: dict[str, int] = {}
-    examples = []
+def _specs(module: OnnxModule) -> list[tuple[str, Sequence[Dim]]]:
+    """(name, dims) of each input; an input of unknown rank cannot be made up."""
     for spec in module.inputs:
         if spec.shape is None:
             raise ValueError(f"input {spec.name} has no known rank; pass example inputs")
-        dims = []
-        for i, d in enumerate(spec.shape):
-            if isinstance(d, int):
-                dims.append(d)
-            else:
-                key = d or f"{spec.name}:{i}"
-                dims.append(chosen.setdefault(key, batch if i == 0 else size))
-        examples.append(torch.zeros(dims, dtype=torch_dtype(spec.elem_type)))
-    return examples
+    return [(spec.name, spec.shape or ()) for spec in module.inputs]
+
+
+def _zeros(module: OnnxModule, shapes: list[Shape]) -> list[Tensor]:
+    return [
+        torch.zeros(shape, dtype=torch_dtype(spec.elem_type))
+        for spec, shape in zip(module.inputs, shapes, strict=True)
+    ]
+
+
+def example_inputs(module: OnnxModule, batch: int = BATCH_EXAMPLE, size: int | None = None) -> list[Tensor]:
+    """Zero inputs of the module's signature: symbolic dims are `batch` for dim 0, `size` elsewhere.
+
+    Fixed dims are always kept; `size` defaults to the one `runnable_inputs` found for the module.
+    """
+    return _zeros(module, concrete_shapes(_specs(module), batch, size or module.example_size))
+
+
+def runnable_inputs(module: OnnxModule) -> tuple[list[Tensor], dict[str, Tensor]]:
+    """Example inputs the model runs on, and every value it computes on them.
+
+    Only symbolic dims vary (worker.example_shapes). The size found is kept on the module, so
+    later examples (and the export) use it.
+    """
+
+    def run(shapes: list[Shape]) -> tuple[list[Tensor], dict[str, Tensor]]:
+        examples = _zeros(module, shapes)
+        with torch.no_grad():
+            return examples, module.run(examples)
+
+    training = module.training
+    module.eval()  # zero inputs must not move batch-norm statistics of a model being fine-tuned
+    try:
+        found = (module.example_batch, module.example_size)
+        batch, size, _, result = first_runnable(_specs(module), run, RUN_ERRORS, first=found)
+    finally:
+        module.train(training)
+    module.example_size, module.example_batch = size, batch
+    return result
 
 
 def to_onnx(
     module: OnnxModule, path: Path, inputs: Sequence[Tensor] | None = None, opset: int | None = None
 ) -> Path:
     """Export with the TorchScript exporter (BatchNorm folded into Conv, constants folded)."""
-    examples = tuple(inputs) if inputs is not None else tuple(example_inputs(module))
+    examples = tuple(inputs) if inputs is not None else tuple(runnable_inputs(module)[0])
     specs = [*module.inputs, *module.outputs]
     dynamic = {spec.name: dims for spec in specs if (dims := _dim_names(spec))}
     version = opset or min(max(module.opset, MIN_OPSET), MAX_OPSET)

@@ -23,7 +23,8 @@ def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
     kind = value.type.tensor_type
     if not kind.HasField("shape"):
         return TensorSpec(value.name, kind.elem_type, None)
-    dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in kind.shape.dim)
+    # Converters write -1 (or 0) for a free dim; it is unknown, not a size.
+    dims = tuple(d.dim_value if d.dim_value > 0 else (d.dim_param or None) for d in kind.shape.dim)
     return TensorSpec(value.name, kind.elem_type, dims)
 
 

@@ -70,6 +70,8 @@ class OnnxModule(nn.Module):
         self.inputs = inputs
         self.outputs = outputs
         self.opset = opset
+        # Symbolic dims of example inputs (worker/bridge/export.py): a size and batch it runs at.
+        self.example_size, self.example_batch = 16, 2
 
     def layer_of(self, step: Step) -> nn.Module | None:
         """The nn layer that holds a step's weights, if any."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import torch
@@ -184,9 +185,12 @@ def thresholded_relu(call: Call) -> Tensor:
 
 @op("PRelu")
 def prelu(call: Call) -> Tensor:
-    """Parametric ReLU with a broadcasting slope tensor."""
-    x = call.x()
-    return torch.where(x < 0, x * call.x(1), x)
+    """Parametric ReLU with a broadcasting slope tensor; one slope per channel (dim 1) exports as PRelu."""
+    x, slope = call.x(), call.x(1)
+    padded = [1] * (x.dim() - slope.dim()) + list(slope.shape)
+    if x.dim() >= 2 and slope.numel() == padded[1] == x.shape[1] and slope.numel() == math.prod(padded):
+        return F.prelu(x, slope.reshape(-1))  # onnxruntime runs (and fuses) a PRelu, not a Where
+    return torch.where(x < 0, x * slope, x)
 
 
 @op("Gelu")

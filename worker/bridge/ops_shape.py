@@ -24,6 +24,9 @@ def shape(call: Call) -> Tensor:
 
 # Step attribute set by structured pruning on a reshape whose channels were cut.
 PRUNED_RESHAPE = "_pruned_width"
+# Step attribute set by structured pruning on a Split / Slice of pruned channels:
+# (axis, [(start, end) of each output over the kept channels]).
+PRUNED_RANGES = "_pruned_ranges"
 
 
 @dataclass
@@ -136,6 +139,9 @@ def split(call: Call) -> Sequence[Tensor]:
     """Split into given sizes or equal chunks (the last one smaller)."""
     x = call.x()
     axis = call.attr("axis", 0)
+    pruned = call.attr(PRUNED_RANGES)
+    if pruned is not None:
+        return torch.split(x, [end - start for start, end in pruned[1]], axis)
     parts = call.ints(1) if call.has(1) else call.attr("split")
     if not parts:
         count = call.attr("num_outputs", call.n_outputs)
@@ -154,8 +160,11 @@ def slice_(call: Call) -> Tensor:
     else:
         starts, ends = call.attr("starts"), call.attr("ends")
         axes, steps = call.attr("axes") or list(range(len(starts))), [1] * len(starts)
+    pruned = call.attr(PRUNED_RANGES)
     for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
         axis = axis_of(int(axis), x.dim())
+        if pruned is not None and axis == axis_of(pruned[0], x.dim()):
+            start, end = pruned[1][0]
         if int(step) < 0:
             picks = range(*slice(int(start), int(end), int(step)).indices(int(x.shape[axis])))
             x = torch.index_select(x, axis, torch.tensor(list(picks), dtype=torch.int64))

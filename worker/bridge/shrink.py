@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from worker.bridge.channels import ChannelGraph
-from worker.bridge.module import OnnxModule
-from worker.bridge.ops_shape import PRUNED_RESHAPE, PrunedWidth
+from worker.bridge.module import OnnxModule, Step, layer_key
+from worker.bridge.ops_shape import PRUNED_RANGES, PRUNED_RESHAPE, PrunedWidth
 from worker.bridge.spaces import Layout
 
 ConvLayer = nn.modules.conv._ConvNd
@@ -129,10 +129,37 @@ def _slice_param(layer: nn.Module, name: str, dims: dict[int, np.ndarray | None]
         setattr(layer, name, data.clone())
 
 
+def _slice_constant(module: OnnxModule, step: Step, index: int, dim: int, indices: np.ndarray) -> None:
+    """Give a step its own copy of a per-channel constant input, cut to the kept channels."""
+    # A copy per step: the same initializer may be read by steps whose channels are pruned differently.
+    value = np.take(np.asarray(step.consts[index]), indices, axis=dim)
+    name = f"{step.inputs[index]}/pruned/{step.name}"
+    key = layer_key(name, set(module.constant_keys.values()))
+    module.constants.register_buffer(key, torch.from_numpy(np.ascontiguousarray(value)))
+    module.constant_keys[name] = key
+    step.inputs[index], step.consts[index] = name, value
+
+
+def _slice_ranges(step: Step, graph: ChannelGraph, keep: dict[int, np.ndarray]) -> None:
+    """Split sizes and Slice bounds over the kept channels of the input."""
+    kept = kept_indices(graph, graph.layouts.get(step.inputs[0]), keep)
+    if kept is not None:
+        bounds = [(int(np.sum(kept < a)), int(np.sum(kept < b))) for a, b in graph.ranges[step.name]]
+        step.attrs[PRUNED_RANGES] = (graph.layouts[step.inputs[0]].axis, bounds)
+
+
 def apply(module: OnnxModule, graph: ChannelGraph, keep: dict[int, np.ndarray]) -> dict[str, list[int]]:
     """Slice every layer to the kept channels; returns [before, after] output channels per layer node."""
     changed: dict[str, list[int]] = {}
+    slices = {(s.step, s.index): s for s in graph.constant_slices}
     for step in module.steps:
+        for index in range(len(step.inputs)):
+            found = slices.get((step.name, index))
+            kept = kept_indices(graph, graph.layouts.get(found.tensor), keep) if found else None
+            if found is not None and kept is not None:
+                _slice_constant(module, step, index, found.dim, kept)
+        if step.name in graph.ranges:
+            _slice_ranges(step, graph, keep)
         layer = module.layer_of(step)
         rows = kept_indices(graph, graph.layouts.get(step.outputs[0]), keep)
         cols = kept_indices(graph, graph.layouts.get(step.inputs[-1]), keep)

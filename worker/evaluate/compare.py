@@ -19,7 +19,7 @@ from worker.evaluate.inputs import EvalData, fixed_batch, load_eval_data, take
 from worker.evaluate.memory import peak_memory_bytes
 from worker.evaluate.node_errors import node_errors
 from worker.evaluate.precision import precision_kind
-from worker.evaluate.sessions import CHUNK, feeds_for, first_output, make_session
+from worker.evaluate.sessions import CHUNK, feeds_for, first_output, make_session, run_checked
 from worker.evaluate.verdict import judge
 from worker.techniques.base import TechniqueError
 
@@ -58,8 +58,9 @@ def compare_models(
     paths = (Path(baseline_path), Path(candidate_path))
     models = [onnx.load(str(path)) for path in paths]
     sides = [describe_loaded(model, path) for model, path in zip(models, paths, strict=True)]
-    data = load_eval_data(signature, dataset_path)
     sessions = [make_session(path, threads) for path in paths]
+    # Generated inputs take a size the original runs at; the candidate must run there too.
+    data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0]))
     fixed = fixed_batch(signature)
     outputs = [first_output(session, data.arrays, fixed or CHUNK) for session in sessions]
     notes: list[str] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 
 from worker.errortext import brief
+from worker.example_shapes import EXAMPLE_SIZES, Dim, Shape, concrete_shapes, first_runnable, is_fixed
 from worker.techniques.base import TechniqueError
 
-SYMBOLIC_DIM = 16
 GENERATED_SAMPLES = 64
 MAX_SAMPLES = 10_000
 SEED = 0
+# Runs a model on some arrays (keyed by input name), raising TechniqueError when it cannot.
+Probe = Callable[[Mapping[str, np.ndarray]], object]
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,29 @@ class EvalData:
         return len(next(iter(self.arrays.values())))
 
 
-def load_eval_data(signature: Mapping[str, Any], dataset_path: str | None) -> EvalData:
-    """The dataset's arrays checked against the signature, or generated ones without a dataset."""
+def load_eval_data(
+    signature: Mapping[str, Any], dataset_path: str | None, probe: Probe | None = None
+) -> EvalData:
+    """The dataset's arrays checked against the signature, or generated ones without a dataset.
+
+    Generated arrays take the first size of the model's free dims that `probe` runs (the
+    bridge's search, worker.example_shapes): a detector's spatial dims must suit its strides.
+    """
     if dataset_path is None:
-        return EvalData(generate_inputs(signature, GENERATED_SAMPLES), None)
+        size = runnable_size(signature, probe) if probe is not None else EXAMPLE_SIZES[0]
+        return EvalData(generate_inputs(signature, GENERATED_SAMPLES, size=size), None)
     return load_dataset(Path(dataset_path), signature)
+
+
+def runnable_size(signature: Mapping[str, Any], probe: Probe) -> int:
+    """The size for free non-batch dims at which `probe` (raising TechniqueError) runs the model."""
+    specs = _specs(signature)
+    batch = fixed_batch(signature) or 1
+
+    def run(shapes: list[Shape]) -> None:
+        probe(_arrays(signature, shapes, np.random.default_rng(SEED)))
+
+    return first_runnable(specs, run, (TechniqueError,), batches=(batch,))[1]
 
 
 def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
@@ -66,17 +86,30 @@ def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
     )
 
 
-def generate_inputs(signature: Mapping[str, Any], samples: int, seed: int = SEED) -> dict[str, np.ndarray]:
-    """Standard normal floats, small non-negative integers; symbolic non-batch dims become 16."""
-    rng = np.random.default_rng(seed)
-    arrays: dict[str, np.ndarray] = {}
+def generate_inputs(
+    signature: Mapping[str, Any], samples: int, seed: int = SEED, size: int = EXAMPLE_SIZES[0]
+) -> dict[str, np.ndarray]:
+    """`samples` standard normal floats or small non-negative integers; free non-batch dims are `size`."""
+    shapes = concrete_shapes(_specs(signature), samples, size)
+    return _arrays(
+        signature, [(samples, *shape[1:]) if shape else () for shape in shapes], np.random.default_rng(seed)
+    )
+
+
+def _specs(signature: Mapping[str, Any]) -> list[tuple[str, list[Dim]]]:
     for spec in signature["inputs"]:
         if spec["shape"] is None:
             raise TechniqueError(
                 "dataset-required", f"input {spec['name']} has no known rank; provide an evaluation dataset"
             )
-        dims = [d if isinstance(d, int) else SYMBOLIC_DIM for d in spec["shape"][1:]]
-        shape = (samples, *dims) if spec["shape"] else ()
+    return [(spec["name"], spec["shape"]) for spec in signature["inputs"]]
+
+
+def _arrays(
+    signature: Mapping[str, Any], shapes: list[Shape], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for spec, shape in zip(signature["inputs"], shapes, strict=True):
         dtype = np.dtype(spec["dtype"])
         if dtype.kind == "f":
             arrays[spec["name"]] = rng.standard_normal(shape).astype(dtype)
@@ -91,7 +124,7 @@ def fixed_batch(signature: Mapping[str, Any]) -> int | None:
     """The batch size the model insists on (an integer first dimension), or None when it is free."""
     for spec in signature["inputs"]:
         shape = spec["shape"]
-        if shape and isinstance(shape[0], int):
+        if shape and is_fixed(shape[0]):
             return int(shape[0])
     return None
 

@@ -60,21 +60,25 @@ def feeds_for(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]) -
     return feeds
 
 
+def run_checked(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]) -> list[Any]:
+    """One run on `arrays`; a model onnxruntime cannot run on them is 'model-not-runnable'."""
+    feeds = feeds_for(session, arrays)
+    try:
+        outputs: list[Any] = session.run(None, feeds)
+    except Exception as error:  # onnxruntime raises several unrelated exception types here
+        raise TechniqueError(
+            "model-not-runnable", f"onnxruntime cannot run the model: {brief(error)}"
+        ) from None
+    return outputs
+
+
 def first_output(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray], chunk: int) -> np.ndarray:
     """The first output over every sample, run `chunk` samples at a time (float64)."""
     samples = len(next(iter(arrays.values())))
     parts: list[np.ndarray] = []
     for start in range(0, samples, chunk):
         size = min(chunk, samples - start)
-        batch = take(arrays, start, chunk if _needs_full(session) else size)
-        try:
-            outputs: list[Any] = session.run(None, feeds_for(session, batch))
-        except TechniqueError:
-            raise
-        except Exception as error:  # onnxruntime raises several unrelated exception types here
-            raise TechniqueError(
-                "model-not-runnable", f"onnxruntime cannot run the model: {brief(error)}"
-            ) from None
+        outputs = run_checked(session, take(arrays, start, chunk if _needs_full(session) else size))
         parts.append(np.asarray(outputs[0], dtype=np.float64)[:size])
     return np.concatenate(parts)
 

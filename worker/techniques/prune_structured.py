@@ -1,9 +1,10 @@
 """prune.structured: remove whole channels / neurons through the torch bridge, then fine-tune.
 
 Channel groups come from the bridge's dependency analysis (residual adds, concatenations,
-depthwise convs, batch norms, flattens, attention heads split by a reshape to (heads, head_dim));
-layers producing graph outputs, excluded nodes and anything the analysis cannot follow keep all
-their channels (for example heads folded into the batch axis, as nn.MultiheadAttention does).
+splits and slices, depthwise convs, batch norms, per-channel PReLU slopes and scales, flattens,
+attention heads split by a reshape to (heads, head_dim)); layers producing graph outputs,
+excluded nodes and anything the analysis cannot follow keep all their channels (for example
+heads folded into the batch axis, as nn.MultiheadAttention does), listed in `kept_whole`.
 Tensors really shrink, so the exported model is smaller and runs fewer operations on any runtime.
 """
 
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
     from worker.techniques.channel_plan import Planner
 
 FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
-# The second size the pruned model is checked at (the analysis runs at batch 2, other dims 16).
-OTHER_BATCH, OTHER_SIZE = 3, 32
+# The second size the pruned model is checked at: symbolic dims only, batch 3 and twice the
+# analysed size (fixed dims never vary).
+OTHER_BATCH = 3
 
 log = logging.getLogger("modelpress.prune")
 
@@ -49,23 +51,18 @@ def count_parameters(model: onnx.ModelProto) -> int:
 
 def _shapes(module: OnnxModule) -> tuple[list[torch.Tensor], dict[str, tuple[int, ...]]]:
     """Example inputs of the model's signature, and every tensor's shape on them."""
-    import torch
+    from worker.bridge.export import runnable_inputs
 
-    from worker.bridge import example_inputs
-
+    if any(spec.shape is None for spec in module.inputs):
+        unranked = next(spec.name for spec in module.inputs if spec.shape is None)
+        detail = f"structured pruning needs ranked inputs: input {unranked} has no known rank"
+        raise TechniqueError("unsupported-model", detail)
     try:
-        examples = example_inputs(module)
-    except ValueError as error:
-        raise TechniqueError(
-            "unsupported-model", f"structured pruning needs ranked inputs: {brief(error)}"
-        ) from None
-    try:
-        with torch.no_grad():
-            shapes = {name: tuple(value.shape) for name, value in module.run(examples).items()}
-    except RuntimeError as error:
+        examples, values = runnable_inputs(module)
+    except (RuntimeError, IndexError, ValueError) as error:
         detail = f"the bridged model does not run on example inputs of its signature: {brief(error)}"
         raise TechniqueError("model-not-runnable", detail) from None
-    return examples, shapes
+    return examples, {name: tuple(value.shape) for name, value in values.items()}
 
 
 def _nothing_to_prune(graph: ChannelGraph, round_to: int) -> TechniqueError:
@@ -75,14 +72,21 @@ def _nothing_to_prune(graph: ChannelGraph, round_to: int) -> TechniqueError:
         f"no channel group can be pruned: channels were kept whole by {reasons}, and the other groups "
         f"are too small to prune with round_to={round_to}"
     )
-    return TechniqueError("nothing-to-prune", detail, kept_whole_by=sorted(graph.kept_whole_by))
+    return TechniqueError(
+        "nothing-to-prune", detail, kept_whole_by=sorted(graph.kept_whole_by), kept_whole=kept_whole(graph)
+    )
+
+
+def kept_whole(graph: ChannelGraph) -> list[dict[str, str]]:
+    """Each node that kept a prunable channel group whole, and why, for the step's metrics."""
+    return [{"node": kept.node, "reason": kept.reason} for kept in graph.kept_whole]
 
 
 def _probes(module: OnnxModule, examples: list[torch.Tensor]) -> list[list[torch.Tensor]]:
     """Random inputs at the analysed sizes and at other ones: a pruned width must not bake a size in."""
     from worker.bridge import equivalence, example_inputs
 
-    other = example_inputs(module, batch=OTHER_BATCH, size=OTHER_SIZE)
+    other = example_inputs(module, batch=OTHER_BATCH, size=2 * module.example_size)
     return [equivalence.random_inputs(examples, seed=0), equivalence.random_inputs(other, seed=1)]
 
 
@@ -146,6 +150,7 @@ def _prune_checked(
         "channels": {node: {"before": b, "after": a} for node, (b, a) in channels.items()},
         "groups_pruned": len(plan.keep),
         "groups_kept_whole": len(graph.spaces.roots()) - len(plan.keep),
+        "kept_whole": kept_whole(graph),
     }
     return Pruned(pruned, metrics, plan.fallback_groups, rows, touched)
 

@@ -1,0 +1,80 @@
+"""Shapes that real exports run at: evaluation and the bridge search free dims alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from tests.worker import detector_models
+from worker.bridge import from_onnx, to_onnx
+from worker.evaluate.compare import compare_models
+from worker.evaluate.inputs import fixed_batch, load_eval_data
+from worker.evaluate.sessions import run_checked
+from worker.example_shapes import EXAMPLE_SIZES, concrete_shapes
+from worker.ingest.summary import signature
+from worker.techniques.base import TechniqueError
+
+FAST = {"threads": 1, "time_budget_s": 0.2, "warmup_runs": 1, "min_runs": 3}
+
+
+@pytest.fixture(scope="module")
+def sized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The YOLOv8-like detector with batch 1 fixed and a symbolic height and width."""
+    torch.manual_seed(0)
+    yolo = detector_models.randomize_norms(detector_models.TinyYOLOv8())
+    path = tmp_path_factory.mktemp("shapes") / "sized.onnx"
+    return detector_models.export(yolo, (1, 3, 64, 64), path, ["output0"], {2: "height", 3: "width"})
+
+
+def test_dims_sharing_a_name_share_a_size() -> None:
+    specs = [("tokens", ["batch", "sequence"]), ("mask", ["batch", "sequence"]), ("image", [1, 3, None, -1])]
+    assert concrete_shapes(specs, 2, 32) == [(2, 32), (2, 32), (1, 3, 32, 32)]
+
+
+def test_evaluation_generates_inputs_the_detector_runs_at(sized: Path) -> None:
+    """16 breaks the stride-32 neck; evaluation searches like the bridge instead of failing."""
+    session = ort.InferenceSession(str(sized), providers=["CPUExecutionProvider"])
+    described = signature(onnx.load(str(sized)))
+    with pytest.raises(TechniqueError):
+        run_checked(session, {"images": np.zeros((1, 3, EXAMPLE_SIZES[0], EXAMPLE_SIZES[0]), np.float32)})
+    data = load_eval_data(described, None, probe=lambda arrays: run_checked(session, arrays))
+    height = data.arrays["images"].shape[2]
+    assert height > EXAMPLE_SIZES[0] and height % 32 == 0
+    result = compare_models(
+        str(sized), str(sized), signature=described, dataset_path=None, metric=None, batch_sizes=[1],
+        max_accuracy_drop=None, **FAST,
+    )  # fmt: skip
+    assert result["delta"]["fidelity"]["cosine"] == pytest.approx(1.0)
+    assert set(result["baseline"]["latency_ms"]) == {"1"}
+
+
+def _minus_one_batch(tmp_path: Path) -> Path:
+    """A small CNN whose batch dim is written as -1, as paddle2onnx writes free dims."""
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    path = tmp_path / "minus_one.onnx"
+    torch.onnx.export(cnn.eval(), (torch.zeros(1, 3, 12, 12),), str(path), input_names=["x"],
+                      output_names=["y"], dynamo=False)  # fmt: skip
+    model = onnx.load(str(path))
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_value = -1
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_minus_one_dim_is_free_not_a_size(tmp_path: Path) -> None:
+    """Bridged and re-exported, the -1 batch stays free; evaluation sees no fixed batch."""
+    path = _minus_one_batch(tmp_path)
+    described: dict[str, Any] = signature(onnx.load(str(path)))
+    assert fixed_batch(described) is None
+    exported = to_onnx(from_onnx(path), tmp_path / "again.onnx")
+    x = np.random.default_rng(0).standard_normal((5, 3, 12, 12)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    got = ort.InferenceSession(str(exported)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)

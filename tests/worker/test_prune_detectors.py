@@ -1,0 +1,322 @@
+"""prune.structured on real-shaped graphs: a YOLOv8-like detector, a PReLU face net, per-channel scales."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from service.catalog.prune import StructuredPruneParams
+from tests.worker import bridge_models, detector_models
+from worker.techniques import prune_structured
+from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The detector with every input dim fixed and with batch 1 fixed but a symbolic size; the face net."""
+    folder = tmp_path_factory.mktemp("detectors")
+    torch.manual_seed(0)
+    yolo = detector_models.randomize_norms(detector_models.TinyYOLOv8())
+    face = detector_models.randomize_norms(detector_models.MTCNNStage())
+    export = detector_models.export
+    return {
+        "fixed": export(yolo, (1, 3, 64, 64), folder / "fixed.onnx", ["output0"]),
+        "sized": export(yolo, (1, 3, 64, 64), folder / "sized.onnx", ["output0"], {2: "height", 3: "width"}),
+        "face": export(face, (1, 3, 24, 24), folder / "face.onnx", ["prob", "box"]),
+    }
+
+
+def prune(source: Path, target: Path, **params: object) -> StepOutcome:
+    """Run the technique without fine-tuning."""
+    ctx = StepContext(workdir=target.parent)
+    return prune_structured.run(source, target, StructuredPruneParams.model_validate(params), ctx)
+
+
+def channels(outcome: StepOutcome) -> dict[str, tuple[int, int]]:
+    """Output channels before and after, by node name."""
+    return {name: (c["before"], c["after"]) for name, c in outcome.metrics["channels"].items()}
+
+
+def images(size: int, count: int = 1) -> np.ndarray:
+    """Random images of a size."""
+    return np.random.default_rng(size).standard_normal((count, 3, size, size)).astype(np.float32)
+
+
+def weights(path: Path) -> dict[str, np.ndarray]:
+    """A model's initializers and Constant node values by name."""
+    model = onnx.load(str(path))
+    found = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute[0].name == "value":
+            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return found
+
+
+@pytest.mark.parametrize("name", ["fixed", "sized", "face"])
+def test_round_trip_through_the_bridge_is_exact(models: dict[str, Path], name: str, tmp_path: Path) -> None:
+    """Bridged and re-exported unpruned, each model matches onnxruntime within 1e-5 at its own sizes."""
+    size = 24 if name == "face" else 64
+    bridge_models.matches_onnxruntime(onnx.load(str(models[name])), {"images": images(size)}, tmp_path)
+    original, again = (onnx.load(str(path)).graph.node for path in (models[name], tmp_path / "op.onnx"))
+    forms = {"PRelu", "Split", "Softmax"}  # kept as they were: onnxruntime's fusions depend on them
+    assert {n.op_type for n in again} & forms == {n.op_type for n in original} & forms
+
+
+def test_a_detector_with_a_symbolic_size_is_pruned_at_a_size_it_runs_at(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Batch 1 stays 1; the size is searched (16 breaks the stride-32 neck); C2f splits and heads prune."""
+    out = tmp_path / "sized.onnx"
+    outcome = prune(models["sized"], out, sparsity=0.5, round_to=4)
+    found = channels(outcome)
+    assert found["/backbone.2/cv1/cv1.0/Conv"] == (16, 8)  # the conv before the Split: both halves pruned
+    assert found["/detect/cv2.0/cv2.0.0/cv2.0.0.0/Conv"] == (64, 32)  # inside the multi-scale head
+    assert found["/detect/cv2.0/cv2.0.2/Conv"] == (64, 64)  # the head's outputs keep every channel
+    assert outcome.metrics["parameters_after"] < 0.4 * outcome.metrics["parameters_before"]
+    session, original = ort.InferenceSession(str(out)), ort.InferenceSession(str(models["sized"]))
+    assert [tuple(v.shape) for v in session.get_inputs()] == [(1, 3, "height", "width")]
+    for size in (64, 96):
+        cells = sum((size // stride) ** 2 for stride in (8, 16, 32))
+        got = session.run(None, {"images": images(size)})[0]
+        assert got.shape == original.run(None, {"images": images(size)})[0].shape == (1, 7, cells)
+
+
+def test_a_fixed_shape_detector_prunes_through_split_and_concat(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each C2f's first conv loses channels in both Split halves; Split sizes follow; reasons are listed."""
+    out = tmp_path / "fixed.onnx"
+    outcome = prune(models["fixed"], out, sparsity=0.5, round_to=4)
+    found = channels(outcome)
+    for block in ("backbone.2", "backbone.4", "backbone.6", "backbone.8", "n1", "n2", "n3", "n4"):
+        before, after = found[f"/{block}/cv1/cv1.0/Conv"]
+        assert after == before // 2
+    known = weights(out)
+    splits = [n for n in onnx.load(str(out)).graph.node if n.op_type == "Split" and n.input[1] in known]
+    assert {(4, 4), (8, 8), (16, 16)} <= {tuple(known[n.input[1]].tolist()) for n in splits}
+    kept = outcome.metrics["kept_whole"]
+    assert {"node": "output0", "reason": "graph outputs"} in kept
+    assert {"node": "/detect/dfl/conv/Conv", "reason": "convolution over a non-channel axis"} in kept
+    assert ort.InferenceSession(str(out)).run(None, {"images": images(64)})[0].shape == (1, 7, 84)
+    assert outcome.metrics["parameters_after"] < 0.4 * outcome.metrics["parameters_before"]
+
+
+def test_per_channel_prelu_slopes_are_sliced(models: dict[str, Path], tmp_path: Path) -> None:
+    """The face net's PReLU slopes shrink with their convs; only the softmax and box outputs stay whole."""
+    out = tmp_path / "face.onnx"
+    outcome = prune(models["face"], out, sparsity=0.5)
+    found = channels(outcome)
+    assert found["/features/features.0/Conv"] == (28, 16)
+    assert found["/features/features.6/Conv"] == (64, 32)
+    assert found["/dense/dense.1/Gemm"] == (128, 64)
+    assert found["/score/Gemm"] == (2, 2) and found["/box/Gemm"] == (4, 4)
+    known = weights(out)
+    slopes = [known[n.input[1]].size for n in onnx.load(str(out)).graph.node if n.op_type == "PRelu"]
+    assert slopes == [16, 24, 32, 64]
+    assert {k["reason"] for k in outcome.metrics["kept_whole"]} == {"Softmax", "graph outputs"}
+    prob, box = ort.InferenceSession(str(out)).run(None, {"images": images(24)})
+    assert prob.shape == (1, 2) and box.shape == (1, 4)
+    np.testing.assert_allclose(prob.sum(1), 1.0, atol=1e-5)
+
+
+def _scaled_graph() -> onnx.ModelProto:
+    """Conv, InstanceNorm, a per-channel Mul and Add (constants of shape (C, 1, 1)), ReLU, Conv; batch 1."""
+    rng = np.random.default_rng(0)
+    params = {
+        "w1": rng.standard_normal((16, 3, 3, 3)),
+        "gamma": rng.random(16) + 0.5,
+        "beta": rng.standard_normal(16),
+        "scale": rng.random((16, 1, 1)) + 0.5,
+        "shift": rng.standard_normal((16, 1, 1)),
+        "w2": rng.standard_normal((4, 16, 1, 1)),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], name="first", pads=[1, 1, 1, 1]),
+        helper.make_node("InstanceNormalization", ["c", "gamma", "beta"], ["n"], name="norm"),
+        helper.make_node("Mul", ["n", "scale"], ["m"], name="scale"),
+        helper.make_node("Add", ["m", "shift"], ["a"], name="shift"),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["y"], name="second"),
+    ]
+    body = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in params.items()],
+    )
+    return helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_instance_norm_and_per_channel_scales_are_sliced(tmp_path: Path) -> None:
+    """Scale, shift and instance-norm parameters lose the pruned channels' entries; nothing is kept whole."""
+    onnx.save(_scaled_graph(), str(tmp_path / "scaled.onnx"))
+    outcome = prune(tmp_path / "scaled.onnx", tmp_path / "out.onnx", sparsity=0.5)
+    assert channels(outcome)["first"] == (16, 8)
+    assert sorted(a.shape for a in weights(tmp_path / "out.onnx").values() if a.size == 8) == [
+        (8,), (8,), (8, 1, 1), (8, 1, 1),
+    ]  # fmt: skip
+    assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["y"]
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0].shape == (1, 4, 8, 8)
+
+
+def _rankless_norm_graph() -> onnx.ModelProto:
+    """Conv, a reshape to its own shape that shape inference cannot follow (as in paddle2onnx
+    exports), BatchNormalization, ReLU, Conv: the batch norm stays a functional op in the bridge."""
+    rng = np.random.default_rng(0)
+    params = {
+        "w1": rng.standard_normal((16, 3, 3, 3)),
+        "gamma": rng.random(16) + 0.5,
+        "beta": rng.standard_normal(16),
+        "mean": rng.standard_normal(16),
+        "var": rng.random(16) + 0.5,
+        "w2": rng.standard_normal((4, 16, 1, 1)),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], name="first", pads=[1, 1, 1, 1]),
+        helper.make_node("Shape", ["c"], ["s"]),
+        helper.make_node("Shape", ["s"], ["rank"]),
+        helper.make_node("Slice", ["s", "zero", "rank"], ["whole"]),  # a length shape inference cannot tell
+        helper.make_node("Reshape", ["c", "whole"], ["v"]),
+        helper.make_node("BatchNormalization", ["v", "gamma", "beta", "mean", "var"], ["n"], name="norm"),
+        helper.make_node("Relu", ["n"], ["r"]),
+        helper.make_node("Conv", ["r", "w2"], ["y"], name="second"),
+    ]
+    body = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 8, 8])],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in params.items()]
+        + [numpy_helper.from_array(np.array([0], np.int64), "zero")],
+    )
+    return helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_a_batch_norm_of_unknown_rank_is_sliced_like_a_layer(tmp_path: Path) -> None:
+    """Its four per-channel constants lose the pruned channels' entries instead of keeping the group whole."""
+    from worker.bridge import from_onnx
+
+    model = _rankless_norm_graph()
+    module = from_onnx(model)
+    assert [module.layer_of(step) for step in module.steps if step.op == "BatchNormalization"] == [None]
+    onnx.save(model, str(tmp_path / "rankless.onnx"))
+    outcome = prune(tmp_path / "rankless.onnx", tmp_path / "out.onnx", sparsity=0.5)
+    assert channels(outcome)["first"] == (16, 8)
+    assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["y"]
+    x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0].shape == (3, 4, 8, 8)
+
+
+def _onnx_name(model: torch.nn.Module, name: str) -> str:
+    """The exporter's node name for a conv: its scopes (module lists are not called, so not scopes)."""
+    module, scopes, label = model, [], ""
+    for part in name.split("."):
+        module = module[int(part)] if part.isdigit() else getattr(module, part)  # type: ignore[index]
+        label = f"{label}.{part}" if part.isdigit() else part  # a child by index: "cv2.0", "cv2.0.0"
+        if not isinstance(module, torch.nn.ModuleList):
+            scopes.append(label)
+    return "/" + "/".join(scopes) + "/Conv"
+
+
+def test_channel_counts_match_torch_pruning(tmp_path: Path) -> None:
+    """Per conv, as many channels go as Torch-Pruning removes from the same detector (L1, 50%, round_to 4).
+
+    Torch-Pruning 1.6.1 cannot trace a C2f whose second half has two readers (its own YOLOv8 recipe
+    swaps C2f for C2f_v2, two convs instead of one conv and a Split): it prunes that form, and each
+    C2f's first conv here loses what the two convs lose there together.
+    """
+    import torch_pruning as tp
+
+    torch.manual_seed(0)
+    yolo = detector_models.randomize_norms(detector_models.TinyYOLOv8())
+    yolo.detect.raw = True  # per-scale maps, as while training: Torch-Pruning cannot trace the decoding
+    source = detector_models.export(yolo, (1, 3, 64, 64), tmp_path / "raw.onnx", ["p3", "p4", "p5"])
+    ours = channels(prune(source, tmp_path / "out.onnx", sparsity=0.5, round_to=4))
+
+    reference = detector_models.randomize_norms(detector_models.TinyYOLOv8())
+    reference.load_state_dict(yolo.state_dict())
+    reference.detect.raw = True
+    for block in reference.modules():
+        if isinstance(block, detector_models.C2f):
+            block.unsplit()
+            del block.cv1
+    layers = [
+        (n, m) for n, m in reference.named_modules() if isinstance(m, torch.nn.Conv2d) and "dfl" not in n
+    ]
+    convs = {n: m.out_channels for n, m in layers}
+    names = {n: _onnx_name(yolo, n.replace("halves.0.0", "cv1.0")) for n in convs if "halves.1" not in n}
+    heads = [branch[2] for branch in (*reference.detect.cv2, *reference.detect.cv3)]
+    tp.pruner.MetaPruner(
+        reference,
+        torch.zeros(1, 3, 64, 64),
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=0.5,
+        ignored_layers=heads,
+        round_to=4,
+    ).step()
+    theirs: dict[str, tuple[int, int]] = {}
+    for name, module in layers:  # the DFL conv (not in the per-scale graph) left out
+        key = names[name.replace("halves.1.0", "halves.0.0")]
+        before, after = theirs.get(key, (0, 0))
+        theirs[key] = (before + convs[name], after + module.out_channels)
+    assert ours == theirs
+    assert sum(before - after for before, after in ours.values()) > 0
+
+
+class GroupNormCNN(torch.nn.Module):
+    """A conv, GroupNorm over 4 groups (exported as reshape, instance norm, reshape, scale, shift), a conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.norm = torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.GroupNorm(4, 16)
+        self.second = torch.nn.Conv2d(16, 10, 1)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.normal_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.relu(self.norm(self.first(x)))).mean((2, 3))
+
+
+def test_group_norm_loses_whole_groups(tmp_path: Path) -> None:
+    """Channels normalized together go together: half the groups, with their scale and shift entries."""
+    torch.manual_seed(0)
+    source = bridge_models.export(GroupNormCNN().eval(), tmp_path / "gn.onnx")
+    outcome = prune(source, tmp_path / "out.onnx", sparsity=0.5)
+    assert channels(outcome)["/first/Conv"] == (16, 8)
+    assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["scores"]
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8)).astype(np.float32)
+    assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"pixels": x})[0].shape == (5, 10)
+
+
+def test_export_of_a_training_module_leaves_its_statistics_alone(tmp_path: Path) -> None:
+    """Finding a size the model runs at uses eval mode: batch-norm running statistics do not move."""
+    from worker.bridge import from_onnx, to_onnx
+
+    torch.manual_seed(0)
+    source = bridge_models.export(bridge_models.ConcatCNN().eval(), tmp_path / "bn.onnx")
+    module = from_onnx(source).train()
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [norm.running_mean.clone() for norm in norms]
+    to_onnx(module, tmp_path / "out.onnx")
+    assert norms and module.training
+    assert all(torch.equal(norm.running_mean, mean) for norm, mean in zip(norms, before, strict=True))
+
+
+def test_nothing_to_prune_names_the_nodes_and_reasons(models: dict[str, Path], tmp_path: Path) -> None:
+    """With every hidden layer excluded, the problem lists each node that kept channels whole, and why."""
+    hidden = ["/features/features.0/Conv", "/features/features.3/Conv", "/features/features.6/Conv"]
+    with pytest.raises(TechniqueError) as caught:
+        prune(models["face"], tmp_path / "out.onnx", exclude=[*hidden, "/dense/dense.1/Gemm"])
+    assert caught.value.slug == "nothing-to-prune"
+    kept = caught.value.extensions["kept_whole"]
+    assert {"node": "/features/features.0/Conv", "reason": "excluded nodes"} in kept
+    assert {k["reason"] for k in kept} == {"excluded nodes", "Softmax", "graph outputs"}
