@@ -170,10 +170,15 @@ class TinyYOLOv8(nn.Module):
 
 
 class MTCNNStage(nn.Module):
-    """An MTCNN R-net-shaped face stage: convs with per-channel PReLU, a face score softmax and a box."""
+    """An MTCNN R-net-shaped face stage: convs with per-channel PReLU, a face score softmax and a box.
 
-    def __init__(self) -> None:
+    `channels_last` flattens as facenet-pytorch does (permute to N, W, H, C, then view), which
+    interleaves the channels in the dense layer's input.
+    """
+
+    def __init__(self, channels_last: bool = False) -> None:
         super().__init__()
+        self.channels_last = channels_last
         self.features = nn.Sequential(
             nn.Conv2d(3, 28, 3), nn.PReLU(28), nn.MaxPool2d(3, 2, ceil_mode=True),
             nn.Conv2d(28, 48, 3), nn.PReLU(48), nn.MaxPool2d(3, 2, ceil_mode=True),
@@ -183,7 +188,10 @@ class MTCNNStage(nn.Module):
         self.score, self.box = nn.Linear(128, 2), nn.Linear(128, 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.dense(self.features(x))
+        x = self.features(x)
+        if self.channels_last:
+            x = x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
+        x = self.dense(x)
         return torch.softmax(self.score(x), 1), self.box(x)
 
 

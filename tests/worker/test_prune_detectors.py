@@ -24,11 +24,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     yolo = detector_models.randomize_norms(detector_models.TinyYOLOv8())
     face = detector_models.randomize_norms(detector_models.MTCNNStage())
+    face_last = detector_models.randomize_norms(detector_models.MTCNNStage(channels_last=True))
     export = detector_models.export
     return {
         "fixed": export(yolo, (1, 3, 64, 64), folder / "fixed.onnx", ["output0"]),
         "sized": export(yolo, (1, 3, 64, 64), folder / "sized.onnx", ["output0"], {2: "height", 3: "width"}),
         "face": export(face, (1, 3, 24, 24), folder / "face.onnx", ["prob", "box"]),
+        "face_last": export(face_last, (1, 3, 24, 24), folder / "face_last.onnx", ["prob", "box"]),
     }
 
 
@@ -123,6 +125,21 @@ def test_per_channel_prelu_slopes_are_sliced(models: dict[str, Path], tmp_path: 
     prob, box = ort.InferenceSession(str(out)).run(None, {"images": images(24)})
     assert prob.shape == (1, 2) and box.shape == (1, 4)
     np.testing.assert_allclose(prob.sum(1), 1.0, atol=1e-5)
+
+
+def test_a_channels_last_flatten_prunes_the_dense_layers_columns(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Permuted to (N, W, H, C) and flattened, the last conv's channels are interleaved in the dense
+    layer's input: they are pruned with it, every 64th column at once."""
+    out = tmp_path / "face_last.onnx"
+    outcome = prune(models["face_last"], out, sparsity=0.5)
+    assert channels(outcome)["/features/features.6/Conv"] == (64, 32)
+    assert {k["reason"] for k in outcome.metrics["kept_whole"]} == {"Softmax", "graph outputs"}
+    dense = [w for w in weights(out).values() if w.ndim == 2 and 9 * 32 in w.shape]
+    assert len(dense) == 1 and dense[0].size == 64 * 9 * 32  # (kept 64 of 128) x (32 channels x 3 x 3)
+    prob, box = ort.InferenceSession(str(out)).run(None, {"images": images(24)})
+    assert prob.shape == (1, 2) and box.shape == (1, 4)
 
 
 def _scaled_graph() -> onnx.ModelProto:

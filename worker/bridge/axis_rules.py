@@ -72,6 +72,22 @@ class AxisRules(WalkerState):
             return None if split is None else Layout(axis, split.segments)
         return None
 
+    def tiled_flatten(self, step: Step, layout: Layout) -> Layout | None:
+        """A reshape merging the channel axis with outer dims (a flatten after moving channels last)."""
+        before, after = self.shapes[step.inputs[0]], self.shapes[step.outputs[0]]
+        position = len(before) + layout.axis
+        prefix, width = math.prod(before[:position]), before[position]
+        inner = math.prod(before[position + 1 :])
+        for q in range(len(after)):
+            outer, left = divmod(prefix, math.prod(after[:q]))
+            if left or outer < 2 or after[q] % (outer * width):
+                continue
+            factor = after[q] // (outer * width)  # inner dims merged in too: each channel repeats
+            if factor * math.prod(after[q + 1 :]) == inner and layout.tile == 1:
+                segments = tuple((space, repeat * factor) for space, repeat in layout.segments)
+                return Layout(q - len(after), segments, tile=outer)
+        return None
+
     def transpose(self, step: Step, layout: Layout) -> Layout:
         """The channel axis where the permutation puts it."""
         rank = len(self.shapes[step.inputs[0]])

@@ -3,9 +3,11 @@
 Every Conv / Linear output starts a channel *space*. Spaces that meet in an element-wise op
 (a residual Add, a squeeze-excite Mul) or pass through a depthwise conv are merged; a tensor's
 *layout* says which spaces make up its channel axis (several after a Concat, each channel
-repeated H*W times after a Flatten). A Split or Slice takes channel ranges: a range end inside
-a space cuts that space in two everywhere (worker/bridge/range_rules.py). Constants with one
-value per channel (PReLU slopes, scales, instance-norm parameters) are sliced with the channels.
+repeated H*W times after a Flatten; tiled H*W times, channel-minor, when the tensor was
+flattened channels-last, which only a Linear layer may then read). A Split or Slice takes
+channel ranges: a range end inside a space cuts that space in two everywhere
+(worker/bridge/range_rules.py). Constants with one value per channel (PReLU slopes, scales,
+instance-norm parameters) are sliced with the channels.
 A space that reaches anything the analysis does not understand (a LayerNorm, a graph output, a
 grouped conv...) is frozen: kept whole, and the node and reason are recorded.
 
@@ -18,6 +20,7 @@ projection its input columns head by head. So whole heads are pruned, Q, K and V
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -91,13 +94,13 @@ class _Walker(RangeRules):
         shape = self.shapes[step.inputs[0]]
         start = step.attrs.get("axis", 1) % len(shape) if shape else 0
         channel = len(shape) + layout.axis
-        if channel != start:
+        if channel < start or (channel > start and layout.tile > 1):
             self.freeze_inputs(step)
             return None
-        inner = 1
-        for d in shape[channel + 1 :]:
-            inner *= d
-        return Layout(-1, tuple((s, r * inner) for s, r in layout.segments))
+        inner = math.prod(shape[channel + 1 :])
+        # Dims merged from before the channel axis (channels moved last, then flattened) tile it.
+        tile = math.prod(shape[start:channel]) * layout.tile
+        return Layout(-1, tuple((s, r * inner) for s, r in layout.segments), tile=tile)
 
     def layer(self, step: Step, layer: nn.Module) -> None:
         source, out = self.layouts.get(step.inputs[-1]), step.outputs[0]
@@ -131,6 +134,14 @@ class _Walker(RangeRules):
         else:
             self.freeze_inputs(step)
 
+    def reads_tiled(self, step: Step, layer: nn.Module | None) -> bool:
+        """Whether a step can read a tiled layout: a Linear layer (its columns), a unary channelwise
+        op, or a Flatten (which leaves an already flat axis as it is)."""
+        if isinstance(layer, nn.Linear):
+            return True
+        unary = layer is None and len([n for n in step.inputs if n]) == 1
+        return unary and (step.op in CHANNELWISE or step.op == "Flatten")
+
     def channel_norm(self, step: Step, layout: Layout) -> Layout | None:
         """Each channel normalized on its own: its scale, bias (and statistics) entries go with it."""
         # InstanceNormalization reads (scale, bias); a BatchNormalization left functional (its
@@ -143,9 +154,13 @@ class _Walker(RangeRules):
         return layout
 
     def step(self, step: Step, layer: nn.Module | None) -> None:
+        operands = [n for n in step.inputs if n]
+        if any(self.layouts[n].tile > 1 for n in operands if n in self.layouts) and not self.reads_tiled(
+            step, layer
+        ):
+            return self.freeze_inputs(step)
         if layer is not None:
             return self.layer(step, layer)
-        operands = [n for n in step.inputs if n]
         if not any(n in self.layouts for n in operands):
             return None
         if step.op in DIMS_ONLY and self.trust_dims:
@@ -164,7 +179,7 @@ class _Walker(RangeRules):
         elif step.op == "Flatten" and source is not None:
             result = self.flatten(step, source)
         elif step.op == "Reshape" and source is not None:
-            result = self.reshape(step, source)
+            result = self.reshape(step, source) or self.tiled_flatten(step, source)
         elif step.op == "Transpose" and source is not None:
             result = self.transpose(step, source)
         elif step.op == "MatMul" and len(operands) == 2:

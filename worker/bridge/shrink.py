@@ -109,7 +109,9 @@ def kept_indices(
         parts.append(offset + (channels[:, None] * repeat + np.arange(repeat)).reshape(-1))
         offset += size * repeat
     indices = np.concatenate(parts)
-    return None if len(indices) == offset else indices
+    if len(indices) == offset:
+        return None
+    return np.concatenate([indices + k * offset for k in range(layout.tile)])
 
 
 def _take(tensor: torch.Tensor, dim: int, indices: np.ndarray | None) -> torch.Tensor:
@@ -190,7 +192,7 @@ def apply(module: OnnxModule, graph: ChannelGraph, keep: dict[int, np.ndarray]) 
         elif step.op == "Reshape" and rows is not None:
             # The target may hold the old width (or head count) as a constant: it is scaled on export.
             layout = graph.layouts[step.outputs[0]]
-            width = sum(graph.spaces.size[space] * repeat for space, repeat in layout.segments)
+            width = layout.tile * sum(graph.spaces.size[space] * repeat for space, repeat in layout.segments)
             step.attrs[PRUNED_RESHAPE] = PrunedWidth(layout.axis, len(rows), width)
         elif isinstance(layer, BatchNorm):
             for name in ("weight", "bias", "running_mean", "running_var"):

@@ -8,10 +8,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Layout:
-    """A tensor's channel axis (negative, from the end) as (space, repeat) segments in order."""
+    """A tensor's channel axis (negative, from the end) as (space, repeat) segments in order.
+
+    `tile` > 1: the segments repeat that many times along the axis, as when a channels-last
+    tensor is flattened (channel c at c, c + C, c + 2C, ...); only a Linear layer may read it.
+    """
 
     axis: int
     segments: tuple[tuple[int, int], ...]
+    tile: int = 1
 
 
 @dataclass
