@@ -117,7 +117,7 @@ class StructuredPruneParams(_FinetuneLabels):
             return self.importance
         # Weight norms are skewed once batch norms are folded in; the data says what each channel does.
         # Not under sensitivity allocation: its loss curves, ranked by Taylor, starve the widest layers
-        # (bench/RECOVERY.md: 14 points lost at 50% where l1 ranking loses 1).
+        # (bench/RECOVERY.md: 14.5 points lost at 50% where l1 ranking loses 1.4).
         uniform = self.allocation == "uniform"
         return "taylor" if self.finetune is not None and uniform else "l1"
 

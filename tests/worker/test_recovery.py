@@ -264,3 +264,41 @@ def test_sensitivity_allocation_stays_within_the_uniform_weights(
         )
     assert found["sensitivity"]["parameters_after"] <= found["uniform"]["parameters_after"]
     assert found["sensitivity"]["recovery"]["after_recovery"]["top1"] > 0.8
+
+
+def test_the_report_page_shows_accuracy_after_pruning_and_per_epoch(
+    cnn_onnx: Path, train_npz: Path, tmp_path: Path
+) -> None:
+    """The HTML report tables the held-out top-1: original, after pruning, each epoch, after recovery."""
+    from service.report.html import render_html
+    from service.report.tables import number
+
+    tuning = {"dataset_id": "train", "epochs": 2, "learning_rate": 3e-3}
+    metrics = run(cnn_onnx, tmp_path / "out.onnx", train_npz, sparsity=0.5, finetune=tuning)
+    step = {
+        "index": 0,
+        "technique": "prune.structured",
+        "status": "succeeded",
+        "params": {},
+        "metrics": metrics,
+    }
+
+    page = render_html({"id": "job", "status": "succeeded", "steps": [step]})
+
+    table = page.split('<table class="recovery">', 1)[1].split("</table>", 1)[0]
+    recovery, epochs = metrics["recovery"], metrics["finetune"]["epochs"]
+    best = metrics["finetune"]["best_epoch"]
+    expected = [
+        ("original model", recovery["original"]),
+        ("after pruning", recovery["after_pruning"]),
+        *[
+            (f"fine-tune epoch {e['epoch']}{' (best)' * (e['epoch'] == best)}", e["validation"])
+            for e in epochs
+        ],
+        ("after recovery (exported)", recovery["after_recovery"]),
+    ]
+    rows = table.split("<tr>")[2:]
+    assert len(rows) == len(expected)
+    for row, (moment, figures) in zip(rows, expected, strict=True):
+        assert f"<td>{moment}</td>" in row and number(figures["top1"], 4) in row
+    assert '"after_recovery"' not in page  # tabled, not repeated as raw JSON
