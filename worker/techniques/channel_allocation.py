@@ -49,9 +49,12 @@ def parameter_cost(module: OnnxModule, graph: ChannelGraph) -> dict[int, float]:
         per_col = layer.weight.numel() / max(1, layer.weight.shape[1])
         for tensor, share in ((step.outputs[0], per_row), (step.inputs[-1], per_col)):
             layout = graph.layouts.get(tensor)
-            for space, repeat in layout.segments if layout else ():
+            if layout is None:
+                continue
+            for space, repeat in layout.segments:
                 root = graph.spaces.find(space)
-                cost[root] = cost.get(root, 0.0) + share * repeat
+                # A channels-last flatten tiles the segments: each channel is read `tile` times more.
+                cost[root] = cost.get(root, 0.0) + share * repeat * layout.tile
     return cost
 
 
