@@ -2,13 +2,15 @@
 
 ModelPress's prune.structured (default fine-tuning) against hand-written Torch-Pruning on the same
 folded graph and on the unfolded model, at 50% channels with 3 epochs and 30% with 1 epoch; same
-training split, same epochs, learning rate and batch size on both sides. Writes RECOVERY.md.
+training split, same epochs, learning rate and batch size, and the same per-layer channel counts
+(bench/recovery_hand.py) on both sides; every recipe over several fine-tuning seeds. Writes RECOVERY.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,7 +171,7 @@ def measure(
     sparsity, epochs = setting
     accuracies, seconds, notes, outputs = [], [], [], []
     for seed in range(seeds):
-        out = workdir / f"{name.split(',')[0].split(' ')[0]}-{sparsity:.0%}-{abs(hash(name))}-{seed}.onnx"
+        out = workdir / f"{re.sub('[^a-z0-9]+', '-', name.lower()).strip('-')}-{sparsity:.0%}-{seed}.onnx"
         began = time.perf_counter()
         told = recipes(reference, sparsity, Budget(epochs, 1e-3, 32, seed))[name](out)
         seconds.append(time.perf_counter() - began)
