@@ -251,6 +251,36 @@ def test_a_batch_norm_of_unknown_rank_is_sliced_like_a_layer(tmp_path: Path) -> 
     assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0].shape == (3, 4, 8, 8)
 
 
+def test_squeeze_and_unsqueeze_of_other_axes_carry_the_channels(tmp_path: Path) -> None:
+    """A 1-D conv written as Conv2d over (length, 1), squeezed to (N, C, L) and back, prunes through."""
+    rng = np.random.default_rng(0)
+    params = {"w1": rng.standard_normal((16, 3, 3, 1)), "w2": rng.standard_normal((4, 16, 1, 1))}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c"], name="first", pads=[1, 0, 1, 0]),
+        helper.make_node("Squeeze", ["c", "last"], ["s"], name="squeeze"),
+        helper.make_node("Relu", ["s"], ["r"]),
+        helper.make_node("Unsqueeze", ["r", "last"], ["u"], name="unsqueeze"),
+        helper.make_node("Conv", ["u", "w2"], ["y"], name="second"),
+    ]
+    body = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, 20, 1])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 20, 1])],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in params.items()]
+        + [numpy_helper.from_array(np.array([3], np.int64), "last")],
+    )
+    onnx.save(
+        helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
+        str(tmp_path / "m.onnx"),
+    )
+    outcome = prune(tmp_path / "m.onnx", tmp_path / "out.onnx", sparsity=0.5)
+    assert channels(outcome)["first"] == (16, 8)
+    assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["y"]
+    x = np.random.default_rng(1).standard_normal((2, 3, 20, 1)).astype(np.float32)
+    assert ort.InferenceSession(str(tmp_path / "out.onnx")).run(None, {"x": x})[0].shape == (2, 4, 20, 1)
+
+
 def _onnx_name(model: torch.nn.Module, name: str) -> str:
     """The exporter's node name for a conv: its scopes (module lists are not called, so not scopes)."""
     module, scopes, label = model, [], ""

@@ -94,6 +94,28 @@ class AxisRules(WalkerState):
         perm = step.attrs.get("perm") or list(reversed(range(rank)))
         return Layout(list(perm).index(rank + layout.axis) - rank, layout.segments)
 
+    def squeeze(self, step: Step, layout: Layout) -> Layout | None:
+        """Squeeze / Unsqueeze of other axes: the channel axis keeps its width and may move."""
+        before, after = self.shapes[step.inputs[0]], self.shapes[step.outputs[0]]
+        constant = step.consts[1] if len(step.consts) > 1 else None
+        if len(step.inputs) > 1 and step.inputs[1] and constant is None:
+            return None  # axes computed at run time
+        axes = constant.reshape(-1).tolist() if constant is not None else step.attrs.get("axes")
+        channel = len(before) + layout.axis
+        if step.op == "Unsqueeze":
+            inserted = {int(a) % len(after) for a in axes or ()}
+            position = [d for d in range(len(after)) if d not in inserted][channel]
+            return Layout(position - len(after), layout.segments)
+        # Squeeze without axes drops every dim of size 1 (the channel axis too, if it is one wide).
+        removed = (
+            {int(a) % len(before) for a in axes} if axes else {d for d, n in enumerate(before) if n == 1}
+        )
+        if channel in removed:
+            return None
+        return Layout(
+            -1 - sum(1 for d in range(channel + 1, len(before)) if d not in removed), layout.segments
+        )
+
     def matmul(self, step: Step, operands: list[str]) -> Layout | None:
         """Two activations multiplied: channels on a batch axis (attention heads) must line up."""
         ranks = {len(self.shapes[name]) for name in operands} | {len(self.shapes[step.outputs[0]])}

@@ -180,6 +180,8 @@ class _Walker(RangeRules):
             result = self.flatten(step, source)
         elif step.op == "Reshape" and source is not None:
             result = self.reshape(step, source) or self.tiled_flatten(step, source)
+        elif step.op in ("Squeeze", "Unsqueeze") and source is not None:
+            result = self.squeeze(step, source)
         elif step.op == "Transpose" and source is not None:
             result = self.transpose(step, source)
         elif step.op == "MatMul" and len(operands) == 2:
