@@ -23,7 +23,7 @@ class AxisRules(WalkerState):
                         segments += [(part, repeat * factor) for part, factor in parts]
                     else:
                         segments.append((space, repeat))
-                self.layouts[tensor] = Layout(layout.axis, tuple(segments))
+                self.layouts[tensor] = Layout(layout.axis, tuple(segments), layout.tile)
         self.spaces.retired.add(root)
 
     def split_heads(self, layout: Layout, heads: int) -> Layout | None:
