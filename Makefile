@@ -23,21 +23,23 @@ serve: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/celery -A worker.app worker -Q cpu,webhooks -B --concurrency 2 --loglevel INFO
 
-## The whole suite, against the real Postgres and Redis on 127.0.0.1 (needs Chromium and newman: installed
+## The whole suite, against the real Postgres and Redis on 127.0.0.1 (needs Chromium, newman and a compose tool: installed
 ## by scripts/test-prereqs.sh when run as root, else it says how).
 test: $(STAMP)
 	bash scripts/test-prereqs.sh
 	$(BIN)/pytest
 
 ## Fault and security tests alone (part of `make test` too); they check, but do not rewrite, the figures.
-## They restart the local Postgres and Redis: never run them beside another test session.
+## The outage tests stop and start their own Postgres cluster and redis-server on free loopback ports
+## (initdb, pg_ctl, redis-server must be installed); the shared servers are never restarted.
 chaos: $(STAMP)
 	$(BIN)/pytest tests/chaos tests/security
 
-## The fault and security tests, recording what they measure into docs/RELIABILITY.md and
-## docs/reliability.json (the only target that rewrites them). Restarts Postgres and Redis as `chaos` does.
+## The fault and security tests plus the HTML report test, recording what they measure into
+## docs/RELIABILITY.md, docs/reliability.json and docs/report-screenshot.png (the only target that
+## rewrites them; a plain test run that changes them fails).
 chaos-report: $(STAMP)
-	MODELPRESS_RECORD_FIGURES=1 $(BIN)/pytest tests/chaos tests/security
+	MODELPRESS_RECORD_FIGURES=1 $(BIN)/pytest tests/chaos tests/security tests/client/test_report_html.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

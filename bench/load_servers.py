@@ -31,18 +31,26 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    """Poll /readyz until it answers 200."""
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    *,
+    path: str = "/readyz",
+    timeout_s: float = 120,
+    log: Path | None = None,
+) -> None:
+    """Poll `url + path` until it answers 200; RuntimeError (with the log's tail) if the server dies."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server at {url} did not become ready")
-        time.sleep(0.5)
+            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"server at {url} did not become ready ({path})\n{tail}".rstrip())
+        time.sleep(0.2)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -66,10 +74,11 @@ def embedded(home: Path, **settings: str) -> Iterator[tuple[str, str]]:
     """`modelpress serve` (API + its worker) in a fresh home, defaults but these; yields (url, key)."""
     port = free_port()
     env = clean_env(MODELPRESS_HOME=str(home), PORT=str(port), **settings)
-    process = _start([sys.executable, "-m", "service.cli.main", "serve"], env, home.parent / "embedded.log")
+    log = home.parent / "embedded.log"
+    process = _start([sys.executable, "-m", "service.cli.main", "serve"], env, log)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url, process)
+        wait_ready(url, process, log=log)
         # The first key is printed once and never stored: make one for this run from the same home.
         created = subprocess.run(
             [sys.executable, "-m", "service.cli.main", "keys", "create", "--tenant", "load-bench"],
@@ -122,7 +131,7 @@ def production(
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url, api)
+        wait_ready(url, api, log=home / "api.log")
         yield url, created.stdout.decode().strip(), settings
     finally:
         stop(api)

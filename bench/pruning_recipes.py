@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.pruning_setup import PruningReference
 from bench.torch_pruning_recipe import Budget, torch_pruning
-from worker.techniques.base import StepContext
+from worker.sandbox.contract import StepContext
 
 TRAIN_ID = "train"
 SPARSITY = 0.5

@@ -92,8 +92,8 @@ def modelpress(
 ) -> list[str]:
     """prune.structured as a job step runs it, with the same fine-tuning budget."""
     from service.catalog.prune import StructuredPruneParams
+    from worker.sandbox.contract import StepContext
     from worker.techniques import prune_structured
-    from worker.techniques.base import StepContext
 
     tuning = {"dataset_id": "train", "epochs": budget.epochs, "learning_rate": budget.learning_rate}
     tuning.update(batch_size=budget.batch_size, seed=budget.seed, **options.pop("finetune", {}))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from service.catalog.base import TechniqueParams, TechniqueSpec
-from worker.techniques.base import StepContext
+from worker.sandbox.contract import StepContext
 
 CALIBRATION_ID = "calibration"
 VALIDATION_ID = "validation"

@@ -14,7 +14,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PROBLEM_MEDIA_TYPE, problem_document
+from service.errors import PROBLEM_MEDIA_TYPE, Overloaded
 
 # Probes and scrapes must answer while the API is saturated: that is when they matter.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -65,9 +65,7 @@ class AdmissionLimit:
 
 async def _shed(scope: Scope, send: Send, wait_s: float) -> None:
     detail = f"the API is answering as many requests as it can; none was free within {wait_s:g} s"
-    document = problem_document(
-        "overloaded", "The service is overloaded", 503, detail, instance=scope.get("path")
-    )
+    document = Overloaded(detail).to_document(instance=scope.get("path"))
     body = json.dumps(document).encode()
     headers = [
         (b"content-type", PROBLEM_MEDIA_TYPE.encode()),

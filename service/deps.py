@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.db import new_session
 from service.errors import Unauthorized
-from service.settings import Settings, get_settings
+from service.settings import Settings
 from service.tenants import service as tenants_service
 
 # Methods that never write: their sessions read without taking SQLite's write lock.
@@ -26,8 +26,14 @@ def request_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def app_settings(request: Request) -> Settings:
+    """The settings the app was built with (`create_app(settings)`), not a process-wide global."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 SessionDep = Annotated[Session, Depends(request_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 # Declares the scheme in the OpenAPI document; the check itself (401 problem) is ours.
 BearerDep = Annotated[
     HTTPAuthorizationCredentials | None,

@@ -1,10 +1,15 @@
-"""RFC 9457 problem documents: one exception base, one handler for every subclass."""
+"""RFC 9457 problem documents: one exception base, one handler for every subclass.
+
+Each problem type (`slug`) is one class with one title and status, on both sides: the API raises
+these, and a worker stores the same documents in a failed job's or model's `error` (the classes
+only a worker raises are in `service.failures`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 PROBLEM_BASE = "https://modelpress.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -26,26 +31,37 @@ class Problem(Exception):
         self.extensions = extensions
 
     def to_document(self, instance: str | None = None) -> dict[str, Any]:
-        """The problem as a JSON-ready dict."""
-        return problem_document(
-            self.slug, self.title, self.status, self.detail, instance=instance, **self.extensions
-        )
+        """The problem as a JSON-ready dict (also what a failed job or model stores in `error`)."""
+        document: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            document["instance"] = instance
+        document.update(self.extensions)
+        return document
+
+    @classmethod
+    def from_validation(
+        cls, errors: Sequence[Mapping[str, Any]], *, prefix: str = "", root: str = "params", **extensions: Any
+    ) -> Self:
+        """The problem for pydantic errors: the first few in `detail`, at most MAX_ERRORS in `errors`.
+
+        `root` names a location that is the whole value (a model validator's complaint).
+        """
+        entries = error_entries(errors)
+        summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or root}: {e['msg']}" for e in entries[:5])
+        return cls(prefix + summary, errors=entries, error_count=len(errors), **extensions)
 
 
-def problem_document(
-    slug: str, title: str, status: int, detail: str, *, instance: str | None = None, **extensions: Any
-) -> dict[str, Any]:
-    """Build a problem document; also used for job errors stored in the database."""
-    document: dict[str, Any] = {
-        "type": PROBLEM_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    if instance:
-        document["instance"] = instance
-    document.update(extensions)
-    return document
+def problem_types() -> list[type[Problem]]:
+    """Problem and every subclass imported so far, walked, so that a new class needs no registration."""
+    found: list[type[Problem]] = [Problem]
+    for cls in found:
+        found.extend(cls.__subclasses__())
+    return found
 
 
 def error_entries(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -72,6 +88,18 @@ class InvalidRequest(Problem):
     status, slug, title = 422, "validation-error", "The request is not valid"
 
 
+class HttpError(Problem):
+    status, slug, title = 400, "http-error", "HTTP error"
+
+
+class MethodNotAllowed(Problem):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class TooManyHeaders(Problem):
+    status, slug, title = 431, "too-many-headers", "Too many header fields"
+
+
 class UnknownTechnique(Problem):
     status, slug, title = 422, "unknown-technique", "Unknown technique"
 
@@ -93,7 +121,7 @@ class UnsupportedFormat(Problem):
 
 
 class PayloadTooLarge(Problem):
-    status, slug, title = 413, "payload-too-large", "The upload is larger than allowed"
+    status, slug, title = 413, "payload-too-large", "The request body is larger than allowed"
 
 
 class Conflict(Problem):
@@ -112,8 +140,12 @@ class ServiceUnavailable(Problem):
     status, slug, title = 503, "service-unavailable", "A dependency of the service is unavailable"
 
 
-class NoGpuWorker(Problem):
-    status, slug, title = 422, "no-gpu-worker", "No GPU worker is available"
+class Overloaded(Problem):
+    status, slug, title = 503, "overloaded", "The service is overloaded"
+
+
+class NoCapableWorker(Problem):
+    status, slug, title = 422, "no-capable-worker", "No live worker can run this step"
 
 
 class StorageQuotaExceeded(Problem):

@@ -14,15 +14,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import (
     PROBLEM_MEDIA_TYPE,
+    HttpError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
     Problem,
     ServiceUnavailable,
-    error_entries,
-    problem_document,
 )
 from service.openapi import allowed_methods
 from service.transactions import WriteLockTimeout
 
 log = logging.getLogger("modelpress.api")
+
+_HTTP_PROBLEMS: dict[int, type[Problem]] = {404: NotFound, 405: MethodNotAllowed}
 
 
 def problem_response(document: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -39,25 +43,16 @@ async def _problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = error_entries(exc.errors())
-    summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
-    document = problem_document(
-        "validation-error",
-        "The request is not valid",
-        422,
-        summary,
-        instance=request.url.path,
-        errors=errors,
-        error_count=len(exc.errors()),
-    )
-    return problem_response(document)
+    problem = InvalidRequest.from_validation(exc.errors(), root="request")
+    return problem_response(problem.to_document(instance=request.url.path))
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-    document = problem_document(slug, title, exc.status_code, str(exc.detail), instance=request.url.path)
+    # The framework raises these for routing (404, 405) and for bodies it cannot parse (400); any
+    # other status would come from a mount such as static files, and reads as a bad request.
+    kind = _HTTP_PROBLEMS.get(exc.status_code, HttpError)
+    document = kind(str(exc.detail)).to_document(instance=request.url.path)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # The router names only the first route that matched the path; RFC 9110 wants them all.
@@ -91,14 +86,8 @@ async def _dbapi(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    document = problem_document(
-        "internal-error",
-        "Internal error",
-        500,
-        "an unexpected error occurred; it has been logged",
-        instance=request.url.path,
-    )
-    return problem_response(document)
+    problem = Problem("an unexpected error occurred; it has been logged")
+    return problem_response(problem.to_document(instance=request.url.path))
 
 
 def install(app: FastAPI) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -11,8 +11,9 @@ from sqlalchemy import text
 
 from service.catalog import CATALOG
 from service.db import get_engine, new_session
+from service.deps import SettingsDep
 from service.queue import get_celery
-from service.settings import get_settings
+from service.settings import Settings
 from service.storage import get_store
 from service.storage.local import LocalStore
 from service.workers import registry
@@ -45,10 +46,10 @@ def _check_store() -> str:
     return "ok"
 
 
-def _check_workers() -> str:
+def _check_workers(settings: Settings) -> str:
     # Jobs only run when some worker beats; its row in `workers` says so without asking the broker.
     with new_session() as session:
-        live = registry.live_count(session, timeout_s=get_settings().worker_timeout_s)
+        live = registry.live_count(session, timeout_s=settings.worker_timeout_s)
     return "ok" if live else "no live worker"
 
 
@@ -62,14 +63,14 @@ _READINESS = {"content": {"application/json": {"schema": {"type": "object"}}}}
         503: {"description": "The checks name the dependencies that do not answer", **_READINESS},
     },
 )
-def readyz() -> JSONResponse:
+def readyz(settings: SettingsDep) -> JSONResponse:
     """Whether the database, broker and store answer and a worker beats; 503 naming what is not."""
     checks: dict[str, str] = {}
     for name, check in (
         ("database", _check_database),
         ("broker", _check_broker),
         ("store", _check_store),
-        ("workers", _check_workers),
+        ("workers", partial(_check_workers, settings)),
     ):
         try:
             checks[name] = check()

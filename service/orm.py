@@ -4,7 +4,7 @@ from service.artifacts.orm import Artifact
 from service.datasets.orm import Dataset
 from service.db import Base
 from service.idempotency.orm import IdempotencyKey
-from service.jobs.orm import Job, JobStep, Metric
+from service.jobs.orm import Job, JobLogLine, JobStep, Metric
 from service.models.orm import Model
 from service.tenants.orm import ApiKey, Tenant
 from service.workers.orm import Worker
@@ -16,6 +16,7 @@ __all__ = [
     "Dataset",
     "IdempotencyKey",
     "Job",
+    "JobLogLine",
     "JobStep",
     "Metric",
     "Model",

@@ -169,6 +169,17 @@ FLOW: tuple[tuple[str, tuple[Step, ...]], ...] = (
                 accept="text/event-stream",
             ),
             Step(
+                "Job logs (paged)",
+                "GET",
+                "/v1/jobs/{job_id}/logs",
+                200,
+                (
+                    ("lines in order", "body.items.length > 0 && body.items.every((l, i) => l.seq === i)"),
+                    ("the finished job's log ends on this page", "body.next_cursor === null"),
+                    ("the job succeeded", "body.items[body.items.length - 1].message === 'job succeeded'"),
+                ),
+            ),
+            Step(
                 "List jobs",
                 "GET",
                 "/v1/jobs",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import problem_document
+from service.errors import PayloadTooLarge, Problem, TooManyHeaders
 from service.handlers import problem_response
 
 # Routes that stream their multipart bodies to the store with their own caps (service/uploads.py).
@@ -32,7 +32,7 @@ class RequestLimits:
         headers = scope.get("headers", [])
         if len(headers) > self.max_headers:
             detail = f"the request has {len(headers)} header fields; at most {self.max_headers} are allowed"
-            await _refuse(scope, receive, send, 431, "too-many-headers", "Too many header fields", detail)
+            await _refuse(scope, receive, send, TooManyHeaders(detail))
             return
         if (scope["method"], scope["path"].rstrip("/")) in STREAMING_UPLOADS:
             await self.app(scope, receive, send)
@@ -62,9 +62,7 @@ class RequestLimits:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"the request body is larger than the limit of {self.max_body_bytes} bytes"
-        await _refuse(
-            scope, receive, send, 413, "payload-too-large", "The request body is larger than allowed", detail
-        )
+        await _refuse(scope, receive, send, PayloadTooLarge(detail, limit=self.max_body_bytes))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -81,9 +79,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-async def _refuse(
-    scope: Scope, receive: Receive, send: Send, status: int, slug: str, title: str, detail: str
-) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, problem: Problem) -> None:
     # `Connection: close`: the server must not read (and throw away) the rest of a refused body.
-    document = problem_document(slug, title, status, detail, instance=scope.get("path"))
+    document = problem.to_document(instance=scope.get("path"))
     await problem_response(document, headers={"Connection": "close"})(scope, receive, send)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path("var")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -23,41 +25,47 @@ class Settings(BaseSettings):
     database_url: str = ""
     broker_url: str = ""
     storage_dir: Path | None = None
-    max_upload_bytes: int = 2 * 1024**3
+    max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     max_json_body_bytes: int = Field(1024**2, ge=1024, description="Largest body of a non-upload request")
     max_header_bytes: int = Field(
         32 * 1024, ge=4096, description="Largest request line plus headers (the server's h11 limit)"
     )
     max_header_count: int = Field(100, ge=16, description="Most header fields in one request")
-    bench_threads: int = 1
-    bench_time_budget_s: float = 8.0
-    bench_warmup_runs: int = 5
-    bench_min_runs: int = 20
-    step_time_limit_s: int = 1800
-    sandbox_memory_bytes: int = 8 * 1024**3
+    bench_threads: int = Field(1, ge=1)
+    bench_time_budget_s: float = Field(8.0, gt=0)
+    bench_warmup_runs: int = Field(5, ge=0)
+    bench_min_runs: int = Field(20, ge=1)
+    step_time_limit_s: int = Field(1800, ge=1, description="Wall-clock limit of one step in the sandbox")
+    sandbox_memory_bytes: int = Field(8 * 1024**3, ge=64 * 1024**2)
     sandbox_landlock: bool = Field(
         True, description="Confine sandboxed children with Landlock where the kernel has it"
     )
     sandbox_drop_user: bool = Field(
         True, description="Run sandboxed children as sandbox_uid when the worker is root"
     )
-    sandbox_uid: int = 65534
-    sandbox_gid: int = 65534
+    sandbox_uid: int = Field(65534, ge=1)
+    sandbox_gid: int = Field(65534, ge=1)
     sandbox_allow_unisolated: bool = Field(
         False, description="Run untrusted models even where no isolation layer is available (not advised)"
     )
-    lease_seconds: int = 60
-    sweep_interval_s: float = 15.0
-    max_attempts: int = 3
-    worker_heartbeat_s: float = 5.0
-    worker_timeout_s: float = 30.0
-    stale_temp_after_s: float = 3600.0
-    requeue_after_s: float = 300.0
-    ingest_timeout_s: float = 900.0
-    quota_storage_bytes: int = 100 * 1024**3
-    quota_concurrent_jobs: int = 20
-    webhook_max_attempts: int = 6
-    webhook_backoff_s: float = 10.0
+    worker_niceness: int = Field(
+        0, ge=0, le=19, description="Scheduling niceness of worker processes (serve sets 10: the API first)"
+    )
+    # A lease is renewed every third of it: below 5 s one slow database round trip would lose it.
+    lease_seconds: int = Field(60, ge=5, description="How long a job's worker may go without renewing")
+    sweep_interval_s: float = Field(15.0, gt=0)
+    max_attempts: int = Field(3, ge=1, description="Attempts of a job (or an ingest) before it fails")
+    worker_heartbeat_s: float = Field(5.0, gt=0)
+    worker_timeout_s: float = Field(30.0, gt=0, description="A worker silent this long is dead")
+    stale_temp_after_s: float = Field(3600.0, gt=0)
+    requeue_after_s: float = Field(
+        300.0, gt=0, description="A queued job published this long ago is published again"
+    )
+    ingest_timeout_s: float = Field(900.0, gt=0)
+    quota_storage_bytes: int = Field(100 * 1024**3, gt=0)
+    quota_concurrent_jobs: int = Field(20, ge=1)
+    webhook_max_attempts: int = Field(6, ge=1)
+    webhook_backoff_s: float = Field(10.0, ge=0)
     webhook_timeout_s: float = Field(10.0, gt=0, description="One total deadline per delivery attempt")
     webhook_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
         (), description="CIDR networks webhooks may reach besides public addresses (internal receivers)"
@@ -72,7 +80,7 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="Files written more recently are never collected"
     )
     log_format: str = Field("json", pattern="^(json|console)$")
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="A level of Python's logging: DEBUG, INFO, WARNING, ...")
     max_concurrent_requests: int = Field(
         32, ge=1, description="Requests one API process works on at once; the database pool is sized from it"
     )
@@ -80,11 +88,11 @@ class Settings(BaseSettings):
     auth_cache_s: float = Field(
         5.0, ge=0, description="How long a checked API key is trusted without a query"
     )
-    sqlite_busy_timeout_ms: int = 100
+    sqlite_busy_timeout_ms: int = Field(100, ge=0)
     request_lock_wait_s: float = Field(
-        0.4, description="A request's wait for SQLite's write lock before a 503"
+        0.4, ge=0, description="A request's wait for SQLite's write lock before a 503"
     )
-    background_lock_wait_s: float = Field(30.0, description="The same wait for workers and the CLI")
+    background_lock_wait_s: float = Field(30.0, ge=0, description="The same wait for workers and the CLI")
 
     @field_validator("database_url", mode="after")
     @classmethod
@@ -93,6 +101,24 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping() or level == "NOTSET":
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        # A worker beating slower than it is declared dead would vanish from /readyz between beats.
+        if self.worker_timeout_s <= self.worker_heartbeat_s:
+            raise ValueError(
+                f"worker_timeout_s ({self.worker_timeout_s}) must exceed worker_heartbeat_s"
+                f" ({self.worker_heartbeat_s})"
+            )
+        return self
 
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod
@@ -129,5 +155,18 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings, built once."""
-    return Settings()
+    """The process-wide settings, built once; invalid ones stop the process with a readable message."""
+    try:
+        return Settings()
+    except ValidationError as invalid:
+        raise SystemExit(settings_error(invalid)) from None
+
+
+def settings_error(invalid: ValidationError) -> str:
+    """One line per invalid setting, named as it is set: `MODELPRESS_LEASE_SECONDS=2: ...`."""
+    lines = ["modelpress: invalid settings"]
+    for error in invalid.errors():
+        name = "MODELPRESS_" + str(error["loc"][0]).upper() if error["loc"] else "settings"
+        given = f"={error['input']}" if error["loc"] else ""
+        lines.append(f"  {name}{given}: {error['msg']}")
+    return "\n".join(lines)

@@ -30,4 +30,9 @@ os.environ.update(
     MODELPRESS_WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
 )
 
-pytest_plugins = ["tests.fixtures.infrastructure", "tests.fixtures.api", "tests.fixtures.files"]
+pytest_plugins = [
+    "tests.fixtures.infrastructure",
+    "tests.fixtures.api",
+    "tests.fixtures.files",
+    "tests.fixtures.clean_tree",
+]

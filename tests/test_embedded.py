@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,21 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from bench.load_servers import clean_env, free_port, wait_ready
 
 
 @pytest.fixture
 def embedded_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPRESS_")}
-    env.update(
+    env = clean_env(
         MODELPRESS_HOME=str(tmp_path / "var"),
         MODELPRESS_BENCH_TIME_BUDGET_S="0.3",
         MODELPRESS_BENCH_MIN_RUNS="5",
-        PORT=str(_free_port()),
+        PORT=str(free_port()),
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli.main", "serve"],
@@ -48,15 +42,7 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         target=lambda: output.extend(line.decode() for line in process.stdout or []), daemon=True
     ).start()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "embedded server did not start"
-            time.sleep(0.5)
+        wait_ready(url, process, timeout_s=90)
         printed = re.search(r"API key for tenant 'default'[^:]*: (\S+)", "".join(output))
         assert printed, "serve did not print the first key"
         assert not list((tmp_path / "var").rglob("*key*")), (
@@ -88,3 +74,26 @@ def test_serve_runs_a_job_without_any_server(embedded_server: tuple[str, str], m
 
     assert body["status"] == "succeeded", body
     assert body["comparison"]["candidate"]["size_bytes"] < body["comparison"]["baseline"]["size_bytes"]
+
+
+def _processes_of(home: Path) -> dict[int, str]:
+    """pid -> command line of every process started with this MODELPRESS_HOME."""
+    marker = f"MODELPRESS_HOME={home}".encode()
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # the process ended while we looked
+            continue
+    return found
+
+
+def test_serve_runs_its_worker_below_the_api(embedded_server: tuple[str, str], tmp_path: Path) -> None:
+    """Compressions yield the CPU to requests: the worker is niced, the API is not."""
+    processes = _processes_of(tmp_path / "var")
+    workers = [pid for pid, command in processes.items() if "celery" in command and " worker " in command]
+    servers = [pid for pid, command in processes.items() if "service.cli.main serve" in command]
+    assert workers and servers, processes
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in workers} == {10}
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in servers} == {0}

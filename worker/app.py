@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from celery.signals import worker_init
@@ -26,6 +27,14 @@ def _refuse_without_isolation(**_: object) -> None:
     except SandboxUnavailable as unavailable:
         sys.stderr.write(f"modelpress worker refused to start: {unavailable}\n")
         raise SystemExit(78) from None  # EX_CONFIG
+
+
+@worker_init.connect
+def _yield_the_cpu(**_: object) -> None:
+    """Lower this worker's priority (its sandboxed children inherit it) where the API shares its cores."""
+    niceness = get_settings().worker_niceness
+    if niceness:
+        os.nice(niceness)
 
 
 import worker.registration  # noqa: E402, F401  (registers the worker and its heartbeat)

@@ -48,3 +48,9 @@ def _is_registered(name: str) -> bool:
         return bool(torch._C._jit_get_schemas_for_operator(name))
     except RuntimeError:
         return False
+
+
+def log_text(text: str, limit: int = 500) -> str:
+    """A log line's text for clients: one line, printable ASCII, absolute paths replaced, bounded."""
+    flat = " ".join(_ABSOLUTE_PATH.sub("<path>", text).split())
+    return "".join(char for char in flat if char.isprintable() and char.isascii())[:limit]

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
+from service.datasets import service as datasets_service
 from service.datasets.inspect import check_against_signature
-from service.datasets.orm import Dataset
-from service.db import new_session
 from service.errors import DatasetMismatch
-from service.jobs.orm import Job, JobStep
+from service.jobs import steps as job_steps
 from service.settings import Settings
-from worker import files
+from worker import files, records
 from worker.lease import Lease
-from worker.problems import JobFailed, problem
 from worker.sandbox import SandboxLimits, open_box, run_sandboxed
+from worker.sandbox.contract import TechniqueError
+
+if TYPE_CHECKING:
+    from service.jobs.orm import Job
 
 
 def evaluate_job(
@@ -30,18 +30,17 @@ def evaluate_job(
     workdir: Path,
 ) -> dict[str, Any]:
     """The comparison document, with every step's warnings added to the verdict's."""
-    lease.write(stage="evaluating", progress=len(job.steps) / (len(job.steps) + 1))
+    lease.advance("evaluating", len(job.steps) / (len(job.steps) + 1))
     evaluation = job.evaluation or {}
     dataset_path: str | None = None
     if evaluation.get("dataset_id"):
-        with new_session() as session:
-            dataset = session.get(Dataset, uuid.UUID(evaluation["dataset_id"]))
-            assert dataset is not None
-            arrays = dataset.arrays
+        arrays = records.call(
+            datasets_service.stored_dataset, dataset_id=uuid.UUID(evaluation["dataset_id"])
+        ).arrays
         try:
             check_against_signature(arrays, signature)
         except DatasetMismatch as exc:
-            raise JobFailed(problem("dataset-mismatch", f"evaluation dataset: {exc.detail}")) from None
+            raise TechniqueError(DatasetMismatch, f"evaluation dataset: {exc.detail}") from None
         dataset_path = files.fetch_datasets([evaluation["dataset_id"]], workdir / "datasets")[
             evaluation["dataset_id"]
         ]
@@ -69,11 +68,9 @@ def evaluate_job(
             should_cancel=lambda: lease.cancel_requested,
         )
     warnings = comparison.setdefault("verdict", {}).setdefault("warnings", [])
-    with new_session() as session:
-        steps = session.scalars(select(JobStep).where(JobStep.job_id == job.id).order_by(JobStep.index))
-        for step in steps:
-            warnings.extend(f"step {step.index} ({step.technique}): {text}" for text in step.warnings or [])
-            _fold_step_budget(comparison["verdict"], (step.metrics or {}).get("within_accuracy_budget"))
+    for step in records.call(job_steps.of_job, job_id=job.id):
+        warnings.extend(f"step {step.index} ({step.technique}): {text}" for text in step.warnings or [])
+        _fold_step_budget(comparison["verdict"], (step.metrics or {}).get("within_accuracy_budget"))
     return comparison
 
 

@@ -8,13 +8,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from service.artifacts.orm import Artifact
+from service.artifacts import service as artifacts_service
+from service.datasets import service as datasets_service
 from service.datasets.inspect import read_npz_headers
-from service.datasets.orm import Dataset
-from service.db import new_session
 from service.errors import InvalidDataset
 from service.storage import get_store
-from worker.problems import JobFailed, problem
+from worker import records
+from worker.sandbox.contract import TechniqueError
 
 SCRATCH = Path(tempfile.gettempdir()) / "modelpress-scratch"
 
@@ -53,11 +53,7 @@ def _running(pid: int) -> bool:
 
 def fetch_artifact(artifact_id: uuid.UUID, destination: Path) -> Path:
     """Copy a stored artifact to a local file."""
-    with new_session() as session:
-        artifact = session.get(Artifact, artifact_id)
-        if artifact is None:
-            raise LookupError(f"artifact {artifact_id} is missing")
-        sha256 = artifact.sha256
+    sha256 = records.call(artifacts_service.content_sha256, artifact_id=artifact_id)
     return get_store().fetch_to(sha256, destination)
 
 
@@ -66,12 +62,8 @@ def fetch_datasets(dataset_ids: list[str], folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
     for dataset_id in dict.fromkeys(dataset_ids):
-        with new_session() as session:
-            dataset = session.get(Dataset, uuid.UUID(dataset_id))
-            if dataset is None:
-                raise LookupError(f"dataset {dataset_id} is missing")
-            artifact_id = dataset.artifact_id
-        path = fetch_artifact(artifact_id, folder / f"{dataset_id}.npz")
+        dataset = records.call(datasets_service.stored_dataset, dataset_id=uuid.UUID(dataset_id))
+        path = fetch_artifact(dataset.artifact_id, folder / f"{dataset_id}.npz")
         _check_values(dataset_id, path)
         paths[dataset_id] = str(path)
     return paths
@@ -82,7 +74,7 @@ def _check_values(dataset_id: str, path: Path) -> None:
     try:
         read_npz_headers(path, scan=True)
     except InvalidDataset as refused:
-        raise JobFailed(problem("invalid-dataset", f"dataset {dataset_id}: {refused.detail}")) from None
+        raise TechniqueError(InvalidDataset, f"dataset {dataset_id}: {refused.detail}") from None
 
 
 def collect_model(produced: Path, destination: Path) -> Path:

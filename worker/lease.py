@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from service.jobs import lifecycle
+from service.jobs.lifecycle import LeaseLost
+from service.jobs.orm import JobStatus
+from worker import records
 
-from service.db import new_session, utcnow
-from service.jobs.orm import Job, JobStatus
-
-
-class LeaseLost(Exception):
-    """Another attempt owns the job now (or it was finished elsewhere); stop without writing."""
+__all__ = ["Lease", "LeaseLost"]
 
 
 class Lease:
@@ -30,55 +27,56 @@ class Lease:
 
     def claim(self, max_attempts: int) -> bool:
         """Take a queued job; False when it is not queued (a duplicate delivery) or out of attempts."""
-        now = utcnow()
-        with new_session() as session:
-            result = session.execute(
-                update(Job)
-                .where(
-                    Job.id == self.job_id,
-                    Job.status == JobStatus.QUEUED,
-                    Job.attempts < max_attempts,
-                    Job.cancel_requested.is_(False),
-                )
-                .values(
-                    status=JobStatus.RUNNING,
-                    attempts=Job.attempts + 1,
-                    lease_token=self.token,
-                    lease_expires_at=now + timedelta(seconds=self.seconds),
-                    stage="starting",
-                )
-            )
-            session.commit()
-            return bool(result.rowcount)  # type: ignore[attr-defined]
-
-    def write(self, **values: Any) -> None:
-        """Update the job only while this lease holds it."""
-        with new_session() as session:
-            self.write_in(session, **values)
-            session.commit()
-
-    def write_in(self, session: Any, **values: Any) -> None:
-        """The fenced update inside a caller's transaction (the caller commits)."""
-        result = session.execute(
-            update(Job).where(Job.id == self.job_id, Job.lease_token == self.token).values(**values)
+        return records.call(
+            lifecycle.claim,
+            job_id=self.job_id,
+            token=self.token,
+            lease_seconds=self.seconds,
+            max_attempts=max_attempts,
         )
-        if not result.rowcount:
+
+    def advance(self, stage: str, progress: float | None = None, *, started: bool = False) -> None:
+        """Record the stage and progress, only while this lease holds the job."""
+        records.call(
+            lifecycle.advance,
+            job_id=self.job_id,
+            token=self.token,
+            stage=stage,
+            progress=progress,
+            started=started,
+        )
+
+    def requeue(self, stage: str) -> None:
+        """Hand the job back to the queue without counting this attempt (its model is not ingested yet)."""
+        if not records.call(
+            lifecycle.requeue, job_id=self.job_id, token=self.token, stage=stage, refund_attempt=True
+        ):
             raise LeaseLost(str(self.job_id))
+
+    def finish(
+        self,
+        status: JobStatus,
+        *,
+        error: dict[str, Any] | None = None,
+        comparison: dict[str, Any] | None = None,
+        metrics: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """End the job (then its webhook is queued), only while this lease holds it."""
+        records.call(
+            lifecycle.finish,
+            job_id=self.job_id,
+            status=status,
+            token=self.token,
+            error=error,
+            comparison=comparison,
+            metrics=metrics or [],
+        )
 
     def renew(self) -> None:
         """Extend the lease and pick up a cancel request."""
-        with new_session() as session:
-            result = session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.lease_token == self.token, Job.status == JobStatus.RUNNING)
-                .values(lease_expires_at=utcnow() + timedelta(seconds=self.seconds))
-                .returning(Job.cancel_requested)
-            )
-            row = result.first()
-            session.commit()
-        if row is None:
-            raise LeaseLost(str(self.job_id))
-        self.cancel_requested = bool(row[0])
+        self.cancel_requested = records.call(
+            lifecycle.renew, job_id=self.job_id, token=self.token, lease_seconds=self.seconds
+        )
 
     def start_heartbeat(self) -> None:
         """Renew every third of the lease in a background thread until stopped."""

@@ -6,22 +6,28 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from service.catalog import referenced_dataset_ids
-from service.db import new_session, utcnow
-from service.jobs.orm import Job, JobStatus, JobStep
-from service.models.orm import Model, ModelStatus
+from service.db import utcnow
+from service.errors import Problem
+from service.failures import Cancelled, ModelRejected
+from service.jobs import service as jobs_service
+from service.jobs.orm import JobStatus
+from service.models.orm import ModelStatus
 from service.settings import Settings
-from service.webhooks import job_finished as notify_finished
-from worker import files
+from worker import files, records
 from worker.evaluation import evaluate_job
+from worker.joblog import JobLog
 from worker.lease import Lease, LeaseLost
-from worker.problems import JobFailed, problem
 from worker.results import record_step, record_success
 from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
+from worker.sandbox.contract import TechniqueError
+
+if TYPE_CHECKING:
+    from service.jobs.orm import Job, JobStep
 
 log = logging.getLogger("modelpress.pipeline")
 
@@ -34,19 +40,16 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
         return
     lease.start_heartbeat()
     workdir = files.job_workdir(job_id)
+    journal = JobLog(lease)
     try:
-        _run_claimed(job_id, lease, settings, workdir)
+        _run_claimed(job_id, lease, settings, workdir, journal)
     except LeaseLost:
         log.warning("job.lease_lost %s: another attempt owns it; nothing written", job_id)
-    except SandboxFailure as failure:
-        if failure.slug == "cancelled":
-            _finish(lease, JobStatus.CANCELLED, stage="cancelled")
+    except TechniqueError as failure:
+        if isinstance(failure.problem, Cancelled):
+            _finish(lease, journal, JobStatus.CANCELLED)
         else:
-            _finish(
-                lease, JobStatus.FAILED, error=problem(failure.slug, failure.detail, **failure.extensions)
-            )
-    except JobFailed as failed:
-        _finish(lease, JobStatus.FAILED, error=failed.document)
+            _finish(lease, journal, JobStatus.FAILED, error=failure.document)
     except (OperationalError, InterfaceError) as exc:
         # The database went away, not the job: write nothing, the lease lapses and the sweeper retries.
         log.warning("job.database_lost %s: %s", job_id, exc)
@@ -54,48 +57,49 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
         log.exception("job.crashed %s", job_id)
         # The exception's text (paths, library messages) stays in the log above.
         detail = f"the job stopped on an unexpected worker error ({type(exc).__name__})"
-        _finish(lease, JobStatus.FAILED, error=problem("internal-error", detail))
+        _finish(lease, journal, JobStatus.FAILED, error=Problem(detail).to_document())
     finally:
         lease.stop_heartbeat()
         files.remove_workdir(workdir)
 
 
-def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: Path) -> None:
+def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: Path, journal: JobLog) -> None:
     # Rows are read in a short session and used detached: no transaction stays open during long work.
-    with new_session() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        model = session.get(Model, job.model_id)
-        assert model is not None
+    job, model = records.call(jobs_service.job_and_model, job_id=job_id)
+    journal.info(f"attempt {job.attempts} started", attempt=job.attempts)
     if model.status == ModelStatus.PENDING and not job.cancel_requested:
         # Ingest publishes the job again when it finishes; this attempt does not count.
-        lease.write(
-            status=JobStatus.QUEUED,
-            attempts=Job.attempts - 1,
-            lease_token=None,
-            lease_expires_at=None,
-            stage="waiting for model ingest",
-            enqueued_at=utcnow(),
-        )
+        journal.info("waiting for the model's ingest; the job runs when it ends")
+        journal.flush()
+        lease.requeue("waiting for model ingest")
         return
     if job.cancel_requested:
-        raise SandboxFailure("cancelled", "the job was cancelled before it started")
+        raise TechniqueError(Cancelled, "the job was cancelled before it started")
     if model.status == ModelStatus.REJECTED:
-        raise JobFailed(
-            problem("model-rejected", "the model was rejected at ingest", model_error=model.error)
-        )
+        raise TechniqueError(ModelRejected, "the model was rejected at ingest", model_error=model.error)
     assert model.onnx_artifact_id is not None
-    lease.write(started_at=job.started_at or utcnow(), stage="preparing")
+    lease.advance("preparing", started=True)
     original = files.fetch_artifact(model.onnx_artifact_id, workdir / "original.onnx")
     steps = list(job.steps)
     signature = model.signature or {}
     current = original
     for step in steps:
-        previous, current = current, _run_step(lease, settings, job, step, current, signature, workdir)
+        previous = current
+        current = _run_step(lease, settings, job, step, current, signature, workdir, journal)
         if previous != original:
             previous.unlink(missing_ok=True)  # stored as the earlier step's artifact; no need for a copy
+    evaluation = job.evaluation or {}
+    journal.info(
+        "evaluating the original against the compressed model",
+        metric=evaluation.get("metric"),
+        dataset_id=evaluation.get("dataset_id"),
+        batch_sizes=evaluation.get("batch_sizes"),
+    )
+    journal.flush()
     comparison = evaluate_job(lease, settings, job, original, current, signature, workdir)
-    record_success(lease, job, steps[-1], comparison)
+    _log_result(journal, comparison)
+    journal.info("job succeeded", artifact_id=steps[-1].artifact_id)
+    record_success(lease, comparison, journal=journal)
 
 
 def _run_step(
@@ -106,14 +110,19 @@ def _run_step(
     current: Path,
     signature: dict[str, Any],
     workdir: Path,
+    journal: JobLog,
 ) -> Path:
     """Run one step (or reuse its artifact from an earlier attempt) and return its output model."""
     output = workdir / f"step{step.index}.onnx"
     if step.status == JobStatus.SUCCEEDED and step.artifact_id is not None:
+        reused = step.artifact_id
+        journal.info("reused the artifact of an earlier attempt", step=step.index, artifact_id=reused)
         return files.fetch_artifact(step.artifact_id, output)
     total = len(job.steps) + 1
     stage = f"step {step.index + 1}/{len(job.steps)}: {step.technique}"
-    lease.write(stage=stage, progress=step.index / total)
+    lease.advance(stage, step.index / total)
+    journal.info(f"{step.technique} started", step=step.index, technique=step.technique)
+    journal.flush()
     datasets = files.fetch_datasets(referenced_dataset_ids(step.params), workdir / "datasets")
     started = utcnow()
     with open_box() as box:
@@ -133,18 +142,19 @@ def _run_step(
                 limits=SandboxLimits(
                     settings.sandbox_memory_bytes, settings.step_time_limit_s, settings.bench_threads
                 ),
-                on_progress=_progress_writer(lease, step.index, total, stage),
+                on_progress=_progress_writer(lease, journal, step.index, total, stage),
                 should_cancel=lambda: lease.cancel_requested,
             )
         except SandboxFailure as failure:
-            if failure.slug == "cancelled":
+            if isinstance(failure.problem, Cancelled):
                 raise
             detail = f"step {step.index} ({step.technique}) failed: {failure.detail}"
-            document = problem(
-                failure.slug, detail, step=step.index, technique=step.technique, **failure.extensions
+            failed = TechniqueError(
+                type(failure.problem), detail, step=step.index, technique=step.technique, **failure.extensions
             )
-            record_step(lease, job, step, started=started, error=document)
-            raise JobFailed(document) from None
+            record_step(lease, job, step, started=started, error=failed.document)
+            journal.error(detail, step=step.index, problem=failed.slug)
+            raise failed from None
         files.collect_model(Path(box.output(output.name)), output)
     record_step(
         lease,
@@ -155,35 +165,51 @@ def _run_step(
         outcome=outcome,
         quota_bytes=settings.quota_storage_bytes,
     )
+    seconds = round((utcnow() - started).total_seconds(), 3)
+    size = output.stat().st_size
+    journal.info(f"{step.technique} finished", step=step.index, seconds=seconds, size_bytes=size)
+    for warning in (outcome or {}).get("warnings") or []:
+        journal.warning(str(warning), step=step.index)
+    journal.flush()
     return output
 
 
-def _progress_writer(lease: Lease, index: int, total: int, stage: str) -> Any:
+def _progress_writer(lease: Lease, journal: JobLog, index: int, total: int, stage: str) -> Any:
     last = [0.0]
 
     def write(fraction: float, message: str) -> None:
+        journal.info(message, step=index, fraction=round(fraction, 4))
         # Throttled: a chatty technique must not turn into a database write per batch.
         if time.monotonic() - last[0] < 1.0 and fraction < 1.0:
             return
         last[0] = time.monotonic()
-        lease.write(progress=(index + fraction) / total, stage=f"{stage}: {message}"[:200])
+        lease.advance(f"{stage}: {message}", (index + fraction) / total)
+        journal.flush()
 
     return write
 
 
-def _finish(
-    lease: Lease, status: JobStatus, *, stage: str | None = None, error: dict[str, Any] | None = None
-) -> None:
+def _log_result(journal: JobLog, comparison: dict[str, Any]) -> None:
+    """The evaluation's headline figures and verdict, as the last line before the job succeeds."""
+    delta, verdict = comparison.get("delta") or {}, comparison.get("verdict") or {}
+    journal.info(
+        "evaluation finished",
+        size_ratio=delta.get("size_ratio"),
+        accuracy_drop=delta.get("accuracy_drop"),
+        smaller=verdict.get("smaller"),
+        faster=verdict.get("faster"),
+        within_accuracy_budget=verdict.get("within_accuracy_budget"),
+    )
+
+
+def _finish(lease: Lease, journal: JobLog, status: JobStatus, *, error: dict[str, Any] | None = None) -> None:
+    if error is not None:
+        slug = str(error.get("type", "")).rsplit("/", 1)[-1]
+        journal.error(f"job failed: {error.get('detail', '')}", problem=slug)
+    else:
+        journal.warning(f"job {status.value}")
     try:
-        lease.write(
-            status=status,
-            stage=stage or status.value,
-            error=error,
-            finished_at=utcnow(),
-            lease_token=None,
-            lease_expires_at=None,
-        )
+        journal.flush()
+        lease.finish(status, error=error)
     except LeaseLost:
         log.warning("job.lease_lost %s while recording %s", lease.job_id, status)
-        return
-    notify_finished(lease.job_id)

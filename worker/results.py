@@ -1,22 +1,22 @@
-"""Fenced writes of a step's outcome and of the job's final result."""
+"""A step's outcome and the job's final result, recorded through the jobs domain under the lease."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session
-
-from service import quotas
-from service.artifacts.orm import Artifact, ArtifactKind
-from service.db import new_session, utcnow
+from service.failures import QuotaExceeded
 from service.finite import finite_json, non_finite_warning
-from service.jobs.orm import Job, JobStatus, JobStep, Metric
+from service.jobs import steps as job_steps
+from service.jobs.orm import JobStatus
 from service.storage import get_store
-from service.webhooks import job_finished as notify_finished
+from worker import records
+from worker.joblog import JobLog
 from worker.lease import Lease
-from worker.problems import JobFailed, problem
+from worker.sandbox.contract import TechniqueError
+
+if TYPE_CHECKING:
+    from service.jobs.orm import Job, JobStep
 
 
 def record_step(
@@ -33,91 +33,69 @@ def record_step(
     """Store a step's artifact (if any) and its row in one transaction, only under the lease.
 
     With `quota_bytes`, an artifact that would take the tenant past its storage quota is not
-    stored: the step fails with `quota-exceeded` (JobFailed) and earlier steps' artifacts stay.
+    stored: the step fails with `quota-exceeded` (a TechniqueError) and earlier steps' artifacts stay.
     """
     if output is not None and quota_bytes is not None:
-        with new_session() as session:
-            _refuse_over_quota(lease, job, step, session, output, quota_bytes, started)
+        size = output.stat().st_size
+        try:  # before the bytes go to the store; checked again, under the tenant's lock, when recorded
+            records.call(
+                job_steps.check_room, tenant_id=job.tenant_id, size_bytes=size, quota_bytes=quota_bytes
+            )
+        except job_steps.OverQuota as over:
+            _refuse_over_quota(lease, job, step, over, quota_bytes, started)
     stored = get_store().put_file(output) if output is not None else None
-    with new_session() as session:
-        lease.write_in(session, progress=Job.progress)  # fence first: a stale attempt writes nothing
-        values: dict[str, Any] = {"started_at": started, "finished_at": utcnow()}
-        if stored is not None and output is not None:
-            if quota_bytes is not None:
-                # Again under the tenant's lock: a concurrent step may have used the room meanwhile.
-                quotas.lock_tenant(session=session, tenant_id=job.tenant_id)
-                _refuse_over_quota(lease, job, step, session, output, quota_bytes, started)
-            artifact = Artifact(
-                tenant_id=job.tenant_id,
-                kind=ArtifactKind.MODEL,
-                sha256=stored.sha256,
-                size_bytes=stored.size_bytes,
-                media_type="application/octet-stream",
-                job_id=job.id,
-                filename=f"{job.id}-step{step.index}-{step.technique.replace('.', '-')}.onnx",
-            )
-            session.add(artifact)
-            session.flush()
-            values.update(status=JobStatus.SUCCEEDED, artifact_id=artifact.id)
-        if outcome is not None:
-            metrics, replaced = finite_json(outcome.get("metrics"))
-            warnings = list(outcome.get("warnings") or []) + (
-                [non_finite_warning(replaced)] if replaced else []
-            )
-            values.update(metrics=metrics, warnings=warnings or outcome.get("warnings"))
-        if error is not None:
-            values.update(status=JobStatus.FAILED, error=error)
-        session.execute(update(JobStep).where(JobStep.id == step.id).values(**values))
-        session.commit()
-        if "artifact_id" in values:
-            step.artifact_id = values["artifact_id"]
+    metrics = warnings = None
+    if outcome is not None:
+        metrics, replaced = finite_json(outcome.get("metrics"))
+        warnings = list(outcome.get("warnings") or []) + ([non_finite_warning(replaced)] if replaced else [])
+        warnings = warnings or outcome.get("warnings")
+    try:
+        artifact_id = records.call(
+            job_steps.record_step,
+            tenant_id=job.tenant_id,
+            job_id=job.id,
+            token=lease.token,
+            step_id=step.id,
+            started=started,
+            stored=stored,
+            filename=f"{job.id}-step{step.index}-{step.technique.replace('.', '-')}.onnx",
+            quota_bytes=quota_bytes,
+            metrics=metrics,
+            warnings=warnings,
+            error=error,
+        )
+    except job_steps.OverQuota as over:
+        _refuse_over_quota(lease, job, step, over, quota_bytes or 0, started)
+    if artifact_id is not None:
+        step.artifact_id = artifact_id
 
 
 def _refuse_over_quota(
-    lease: Lease, job: Job, step: JobStep, session: Session, output: Path, quota_bytes: int, started: Any
-) -> None:
-    size = output.stat().st_size
-    used = quotas.stored_bytes(session=session, tenant_id=job.tenant_id)
-    if used + size <= quota_bytes:
-        return
-    session.rollback()
-    document = problem(
-        "quota-exceeded",
-        f"step {step.index} ({step.technique}) made a {size}-byte model, but the tenant stores {used} of"
-        f" its {quota_bytes} bytes; delete models or jobs' artifacts to make room",
+    lease: Lease, job: Job, step: JobStep, over: job_steps.OverQuota, quota_bytes: int, started: Any
+) -> NoReturn:
+    failed = TechniqueError(
+        QuotaExceeded,
+        f"step {step.index} ({step.technique}) made a {over.size_bytes}-byte model, but the tenant stores"
+        f" {over.used_bytes} of its {quota_bytes} bytes; delete models or jobs' artifacts to make room",
         step=step.index,
         technique=step.technique,
         quota_bytes=quota_bytes,
-        used_bytes=used,
-        artifact_bytes=size,
+        used_bytes=over.used_bytes,
+        artifact_bytes=over.size_bytes,
     )
-    record_step(lease, job, step, started=started, error=document)
-    raise JobFailed(document)
+    record_step(lease, job, step, started=started, error=failed.document)
+    raise failed
 
 
-def record_success(lease: Lease, job: Job, last_step: JobStep, comparison: dict[str, Any]) -> None:
+def record_success(lease: Lease, comparison: dict[str, Any], *, journal: JobLog | None = None) -> None:
     """Mark the job succeeded with its comparison and flattened metric rows, under the lease."""
     comparison, replaced = finite_json(comparison)  # JSON (and Postgres) has no NaN
     if replaced:
         verdict = comparison.setdefault("verdict", {})
         verdict["warnings"] = [*(verdict.get("warnings") or []), non_finite_warning(replaced)]
-    with new_session() as session:
-        last = session.get(JobStep, last_step.id)
-        assert last is not None
-        lease.write_in(
-            session,
-            status=JobStatus.SUCCEEDED,
-            stage="done",
-            progress=1.0,
-            comparison=comparison,
-            artifact_id=last.artifact_id,
-            finished_at=utcnow(),
-            lease_token=None,
-            lease_expires_at=None,
-        )
-        session.add_all(Metric(job_id=job.id, **row) for row in flatten_metrics(comparison))
-        session.commit()
-    notify_finished(job.id)
+    if journal is not None:  # first: the lines are fenced by the lease that finishing gives up
+        journal.flush()
+    lease.finish(JobStatus.SUCCEEDED, comparison=comparison, metrics=flatten_metrics(comparison))
 
 
 def flatten_metrics(comparison: dict[str, Any]) -> list[dict[str, Any]]:

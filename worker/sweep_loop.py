@@ -2,22 +2,23 @@
 
 Each pass re-queues jobs whose lease ran out, publishes what the broker lost, prunes the rows of
 workers that stopped beating and deletes uploads a killed API abandoned. `modelpress serve`
-supervises it; compose runs it as `sweeper`.
+supervises it; compose runs it as `sweeper`, with `--heartbeat FILE` touched after every pass for
+its healthcheck.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
+from pathlib import Path
 
-import service.orm  # noqa: F401  (every table must be known before the first flush)
-from service.db import new_session
 from service.observability.logging import configure_logging
 from service.settings import Settings, get_settings
 from service.storage import LocalStore, get_store
 from service.workers import registry
-from worker import sweeper
+from worker import records, sweeper
 
 log = logging.getLogger("modelpress.sweeper")
 
@@ -26,9 +27,8 @@ def sweep_once(settings: Settings) -> None:
     """One pass; a failure (database down) is logged and the next pass tries again."""
     try:
         sweeper.sweep(settings)
-        with new_session() as session:
-            if pruned := registry.prune(session, timeout_s=settings.worker_timeout_s):
-                log.info("pruned %d dead worker rows", pruned)
+        if pruned := records.call(registry.prune, timeout_s=settings.worker_timeout_s):
+            log.info("pruned %d dead worker rows", pruned)
         store = get_store()
         if isinstance(store, LocalStore) and (
             removed := store.remove_stale_uploads(settings.stale_temp_after_s)
@@ -38,8 +38,11 @@ def sweep_once(settings: Settings) -> None:
         log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Sweep every `sweep_interval_s` until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m worker.sweep_loop", description=__doc__)
+    parser.add_argument("--heartbeat", type=Path, help="a file touched after every pass (liveness)")
+    heartbeat: Path | None = parser.parse_args(argv).heartbeat
     settings = get_settings()
     configure_logging(settings)
     stop = threading.Event()
@@ -48,6 +51,8 @@ def main() -> None:
     log.info("sweeper running every %s s", settings.sweep_interval_s)
     while True:
         sweep_once(settings)
+        if heartbeat is not None:
+            heartbeat.touch()  # a pass that failed still counts: the loop is alive, the log says why
         if stop.wait(settings.sweep_interval_s):
             return
 

@@ -8,17 +8,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
-from service.db import new_session, utcnow
-from service.jobs.orm import Job
-from service.jobs.schemas import JobRead
+from service.db import utcnow
 from service.settings import Settings
-from service.tenants.orm import Tenant
-from service.webhooks import sign
+from service.webhooks import deliveries, sign
 from service.webhooks.outcomes import DELIVERED, REFUSED_ADDRESS
 from service.webhooks.signing import ATTEMPT_HEADER, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER
-from worker import webhook_post
+from worker import records, webhook_post
 
 log = logging.getLogger("modelpress.webhooks")
 
@@ -46,15 +41,11 @@ def deliver(
     The body is frozen at the first attempt so every retry carries the same bytes and signature.
     A refused address is not retried: the policy, not the receiver, said no.
     """
-    with new_session() as session:
-        job = session.get(Job, job_id)
-        if job is None or not job.callback_url:
-            return None
-        tenant = session.get(Tenant, job.tenant_id)
-        assert tenant is not None
-        url, secret, event = job.callback_url, tenant.webhook_secret, f"job.{job.status}"
-        if body is None:
-            body = JobRead.model_validate(job).model_dump_json()
+    target = records.call(deliveries.target, job_id=job_id)
+    if target is None:
+        return None
+    url, secret, event = target.url, target.secret, target.event
+    body = target.body if body is None else body
     delivery_id = delivery_id or uuid.uuid4().hex
     headers = {
         "Content-Type": "application/json",
@@ -84,7 +75,7 @@ def deliver(
     retry = may_retry and result.outcome not in (DELIVERED, REFUSED_ADDRESS)
     if retry:
         record["retry_in_s"] = settings.webhook_backoff_s * 2 ** (attempt - 1)
-    _record(job_id, record)
+    records.call(deliveries.record, job_id=job_id, attempt=record)
     # Only the worker's log holds the timing; the tenant sees the coarse outcome.
     log.info(
         "webhook.attempt job %s attempt %d -> %s in %.0f ms",
@@ -94,12 +85,3 @@ def deliver(
         (time.monotonic() - started) * 1000,
     )
     return NextAttempt(record["retry_in_s"], delivery_id, body) if retry else None
-
-
-def _record(job_id: uuid.UUID, record: dict[str, Any]) -> None:
-    with new_session() as session:
-        # Row lock: attempts of one delivery are sequential, but a re-triggered delivery may overlap.
-        job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
-        if job is not None:
-            job.webhook_deliveries = [*(job.webhook_deliveries or []), record]
-            session.commit()

@@ -16,6 +16,7 @@ from service.jobs.orm import Job, JobStep
 from service.jobs.usage import detach_finished, refuse_while_used
 from service.models.orm import Model
 from service.storage import ArtifactStore
+from service.storage.base import StoredObject
 from service.uploads import ReceivedUpload
 
 
@@ -23,17 +24,47 @@ def add_upload(
     *, session: Session, tenant_id: uuid.UUID, upload: ReceivedUpload, kind: ArtifactKind, media_type: str
 ) -> Artifact:
     """Record the bytes of a streamed upload as an artifact of the tenant (flushed, not committed)."""
+    return add_output(
+        session=session,
+        tenant_id=tenant_id,
+        stored=upload.stored,
+        filename=upload.filename,
+        kind=kind,
+        media_type=media_type,
+    )
+
+
+def add_output(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    stored: StoredObject,
+    filename: str,
+    job_id: uuid.UUID | None = None,
+    kind: ArtifactKind = ArtifactKind.MODEL,
+    media_type: str = "application/octet-stream",
+) -> Artifact:
+    """The one place an artifact row is created (flushed, not committed: it joins the caller's transition)."""
     artifact = Artifact(
         tenant_id=tenant_id,
         kind=kind,
-        sha256=upload.stored.sha256,
-        size_bytes=upload.stored.size_bytes,
+        sha256=stored.sha256,
+        size_bytes=stored.size_bytes,
         media_type=media_type,
-        filename=upload.filename,
+        job_id=job_id,
+        filename=filename,
     )
     session.add(artifact)
     session.flush()
     return artifact
+
+
+def content_sha256(*, session: Session, artifact_id: uuid.UUID) -> str:
+    """The store key of an artifact's bytes (for a worker fetching its inputs)."""
+    sha256 = session.scalar(select(Artifact.sha256).where(Artifact.id == artifact_id))
+    if sha256 is None:
+        raise LookupError(f"artifact {artifact_id} is missing")
+    return sha256
 
 
 def references(*, session: Session, artifact_id: uuid.UUID) -> list[str]:

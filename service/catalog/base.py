@@ -18,10 +18,12 @@ OpTypeNames = Annotated[list[OpTypeName], Field(max_length=MAX_OP_TYPES)]
 
 
 class Queue(StrEnum):
-    """Celery queues; a technique names the pool that can run it."""
+    """Celery queues: a technique names the pool that can run it; deliveries have their own."""
 
     CPU = "cpu"
     GPU = "gpu"
+    # Deliveries wait on other people's servers: their own queue keeps them off the compression workers.
+    WEBHOOKS = "webhooks"
 
 
 class TechniqueParams(BaseModel):

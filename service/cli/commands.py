@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from modelpress import Artifact
 from service.cli import render
 from service.cli.context import (
     DEFAULT_URL,
@@ -41,9 +43,10 @@ def upload(
 ) -> None:
     """Upload a model (.onnx, .zip of ONNX + external data, .pt2, TorchScript .pt)."""
     with connect(url, key) as client:
-        document = client.upload_model(model, name=name, input_shapes=input_shapes)
+        uploaded = client.upload_model(model, name=name, input_shapes=input_shapes)
         if wait:
-            document = client.wait_model(document["id"])
+            uploaded = client.wait_model(uploaded.id)
+    document = uploaded.raw
     if as_json:
         emit_json(document)
     elif quiet:
@@ -68,7 +71,7 @@ def dataset(
 ) -> None:
     """Upload an .npz dataset: arrays named after the model's inputs, plus optional `labels`."""
     with connect(url, key) as client:
-        document = client.upload_dataset(file, name=name)
+        document = client.upload_dataset(file, name=name).raw
     if as_json:
         emit_json(document)
         return
@@ -93,12 +96,12 @@ def jobs(
     with connect(url, key) as client:
         page = client.list_jobs(status=status, limit=limit)
     if as_json:
-        emit_json(page)
+        emit_json({"items": [job.raw for job in page.items], "next_cursor": page.next_cursor})
     elif quiet:
-        for item in page["items"]:
-            typer.echo(item["id"])
+        for job in page.items:
+            typer.echo(job.id)
     else:
-        out.print(render.jobs_table(page["items"]))
+        out.print(render.jobs_table([job.raw for job in page.items]))
 
 
 def status(
@@ -106,7 +109,7 @@ def status(
 ) -> None:
     """A job's state, steps and, once it succeeded, its comparison."""
     with connect(url, key) as client:
-        document = client.get_job(job)
+        document = client.get_job(job).raw
     if as_json:
         emit_json(document)
         return
@@ -133,7 +136,7 @@ def report(
         if html is not None:
             page = client.report_html(job)
             html.write_text(page, encoding="utf-8")
-        document = client.report(job)
+        document = client.report(job).raw
     if html is not None:
         err.print(f"wrote {html} ({len(page.encode()):,} bytes); open it in a browser")
     if as_json:
@@ -164,30 +167,30 @@ def download(
         raise usage_error(f"{output} exists; pass --force to overwrite it, or choose another -o")
     with connect(url, key) as client:
         document = client.get_job(job)
-        artifact_id = document["artifact_id"]
+        artifact_id = document.artifact_id
         if step is not None:
-            if not 1 <= step <= len(document["steps"]):
-                raise typer.BadParameter(f"the job has {len(document['steps'])} steps", param_hint="--step")
-            artifact_id = document["steps"][step - 1]["artifact_id"]
+            if not 1 <= step <= len(document.steps):
+                raise typer.BadParameter(f"the job has {len(document.steps)} steps", param_hint="--step")
+            artifact_id = document.steps[step - 1].artifact_id
         if not artifact_id:
-            err.print(f"job {job} has no artifact yet (status {document['status']})")
+            err.print(f"job {job} has no artifact yet (status {document.status})")
             raise typer.Exit(JOB_FAILED)
         if output is None:
             output = default_output(client.get_artifact(artifact_id), job, step)
             if output.exists() and not force:
                 raise usage_error(f"{output} exists; pass --force to overwrite it, or choose another -o")
-        saved = client.download_artifact(artifact_id, output)
+        saved = client.download(artifact_id, output, overwrite=force)
     if as_json:
-        emit_json({**saved, "artifact_id": artifact_id})
+        emit_json({**asdict(saved), "artifact_id": artifact_id})
     elif quiet:
-        typer.echo(saved["path"])
+        typer.echo(saved.path)
     else:
-        out.print(f"saved {saved['path']} ({saved['size_bytes']:,} bytes, sha256 {saved['sha256'][:16]}…)")
+        out.print(f"saved {saved.path} ({saved.size_bytes:,} bytes, sha256 {saved.sha256[:16]}…)")
 
 
-def default_output(artifact: dict[str, object], job: str, step: int | None) -> Path:
+def default_output(artifact: Artifact, job: str, step: int | None) -> Path:
     """`<job id>[.step-N]<suffix of the artifact's file name>`, in the current folder."""
-    suffix = "".join(Path(str(artifact.get("filename") or "model.onnx")).suffixes) or ".onnx"
+    suffix = "".join(Path(artifact.filename or "model.onnx").suffixes) or ".onnx"
     return Path(f"{job}{'' if step is None else f'.step-{step}'}{suffix}")
 
 
@@ -196,7 +199,7 @@ def cancel(
 ) -> None:
     """Cancel a job: a queued one at once, a running one as soon as its worker notices."""
     with connect(url, key) as client:
-        document = client.cancel_job(job)
+        document = client.cancel_job(job).raw
     if as_json:
         emit_json(document)
     else:
@@ -206,12 +209,12 @@ def cancel(
 def webhook_secret(url: UrlOption = DEFAULT_URL, key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Show the secret that signs your webhook deliveries (X-ModelPress-Signature)."""
     with connect(url, key) as client:
-        document = client.webhook_secret()
+        secret = client.webhook_secret()
     if as_json:
-        emit_json(document)
+        emit_json(asdict(secret))
     else:
-        out.print(document["secret"])
-        err.print(f"{document['header']}: {document['algorithm']}")
+        out.print(secret.secret)
+        err.print(f"{secret.header}: {secret.algorithm}")
 
 
 def techniques(url: UrlOption = DEFAULT_URL, key: KeyOption = None, as_json: JsonOption = False) -> None:
@@ -219,8 +222,8 @@ def techniques(url: UrlOption = DEFAULT_URL, key: KeyOption = None, as_json: Jso
     with connect(url, key) as client:
         items = client.techniques()
     if as_json:
-        emit_json(items)
+        emit_json([item.raw for item in items])
         return
     for item in items:
-        params = ", ".join(item["params_schema"].get("properties", {}))
-        out.print(f"[bold]{item['name']}[/] ({item['queue']}): {item['summary']}\n  params: {params}")
+        params = ", ".join(item.params_schema.get("properties", {}))
+        out.print(f"[bold]{item.name}[/] ({item.queue}): {item.summary}\n  params: {params}")

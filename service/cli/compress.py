@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from modelpress import Client
 from service.cli import render
-from service.cli.client import ModelPressClient
 from service.cli.context import (
     DEFAULT_URL,
     JOB_FAILED,
@@ -66,14 +66,14 @@ def build_request(
     return body
 
 
-def _model_id(client: ModelPressClient, model: str) -> str:
+def _model_id(client: Client, model: str) -> str:
     """An id as given, or the id of the file just uploaded when MODEL names a file."""
     path = Path(model)
     if not path.is_file():
         return model
     uploaded = client.upload_model(path)
-    err.print(f"uploaded {path.name} as model {uploaded['id']}")
-    return str(uploaded["id"])
+    err.print(f"uploaded {path.name} as model {uploaded.id}")
+    return uploaded.id
 
 
 def compress(
@@ -116,17 +116,15 @@ def compress(
         job = client.create_job(body, idempotency_key=idempotency_key)
         if not wait:
             if as_json:
-                emit_json(job)
+                emit_json(job.raw)
             elif quiet:
-                typer.echo(job["id"])
+                typer.echo(job.id)
             else:
-                out.print(
-                    f"job [bold]{job['id']}[/] {job['status']}; follow it: modelpress status {job['id']}"
-                )
+                out.print(f"job [bold]{job.id}[/] {job.status}; follow it: modelpress status {job.id}")
             return
         progress = Console(quiet=True) if quiet else err
-        job = render.watch_job(client, job["id"], progress, interval=interval, timeout=timeout)
-    _finish(job, as_json=as_json, quiet=quiet, fail_on=fail_on)
+        job = render.watch_job(client, job.id, progress, interval=interval, timeout=timeout)
+    _finish(job.raw, as_json=as_json, quiet=quiet, fail_on=fail_on)
 
 
 def _finish(job: dict[str, Any], *, as_json: bool, quiet: bool, fail_on: FailOn) -> None:

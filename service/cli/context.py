@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from service.cli.client import ApiError, ModelPressClient
+from modelpress import Client, ProblemError
 
 OK, JOB_FAILED, USAGE_ERROR, SERVER_ERROR = 0, 1, 2, 3
 # A job that succeeded but whose result misses what --fail-on asks for (CI gates on these).
@@ -54,16 +54,18 @@ def usage_error(message: str) -> typer.Exit:
 
 
 @contextmanager
-def connect(url: str, key: str | None) -> Iterator[ModelPressClient]:
-    """A client for the command; server and HTTP errors become exit code 3 with the problem printed."""
+def connect(url: str, key: str | None) -> Iterator[Client]:
+    """An SDK client for the command; server and HTTP errors become exit code 3 with the problem printed."""
     if not key:
         raise usage_error("no API key: pass --key or set MODELPRESS_API_KEY")
-    client = ModelPressClient(url, key)
+    client = Client(url, key)
     try:
         yield client
-    except ApiError as exc:
+    except ProblemError as exc:
         print_problem(exc.document, exc.status)
         raise typer.Exit(SERVER_ERROR) from None
+    except FileExistsError as exc:  # the SDK refuses to overwrite a file that appeared meanwhile
+        raise usage_error(str(exc)) from None
     finally:
         client.close()
 

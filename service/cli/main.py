@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import commands, compress, keys, serve
+from service.cli import commands, compress, keys, logs, serve
 
 app = typer.Typer(no_args_is_help=True, help="ModelPress: compress neural networks behind an HTTP API.")
 app.add_typer(keys.app, name="keys")
@@ -19,6 +19,7 @@ for command in (
     commands.report,
     commands.download,
     commands.cancel,
+    logs.logs,
     commands.techniques,
     commands.webhook_secret,
 ):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,7 +15,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from service.cli.client import FINAL_JOB_STATUSES, ApiError, ModelPressClient
+from modelpress import Client, Job
 from service.report import tables
 
 STATUS_STYLE = {
@@ -104,14 +101,13 @@ def current_step(job: dict[str, Any]) -> str:
 
 
 def watch_job(
-    client: ModelPressClient, job_id: str, console: Console, *, interval: float, timeout: float | None
-) -> dict[str, Any]:
+    client: Client, job_id: str, console: Console, *, interval: float, timeout: float | None
+) -> Job:
     """Follow the job with a live progress bar (stage, step, percent, elapsed) until it ends.
 
-    The job's Server-Sent Events drive the bar; where the stream breaks off (a proxy, an older
-    server), polling every `interval` seconds takes over.
+    The SDK's wait drives the bar: the job's Server-Sent Events, or polling every `interval`
+    seconds where the stream breaks off (a proxy, an older server).
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
     columns = (
         SpinnerColumn(),
         TextColumn("[bold]{task.fields[step]}"),
@@ -123,38 +119,9 @@ def watch_job(
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("queued", total=100, step="queued")
 
-        def show(job: dict[str, Any]) -> None:
+        def show(job: Job) -> None:
             progress.update(
-                task, completed=job["progress"] * 100, description=job["stage"][:80], step=current_step(job)
+                task, completed=job.progress * 100, description=job.stage[:80], step=current_step(job.raw)
             )
 
-        job = _follow_events(client, job_id, show, deadline)
-        while job["status"] not in FINAL_JOB_STATUSES:
-            if deadline is not None and time.monotonic() > deadline:
-                return job
-            time.sleep(interval)
-            job = client.get_job(job_id)
-            show(job)
-        return job
-
-
-def _follow_events(
-    client: ModelPressClient, job_id: str, show: Callable[[dict[str, Any]], None], deadline: float | None
-) -> dict[str, Any]:
-    """Apply the job's events to a copy of its document until it ends, the deadline or a broken stream."""
-    job = client.get_job(job_id)
-    show(job)
-    try:
-        for name, data in client.job_events(job_id):
-            if name in ("job", "end"):
-                job = data
-            elif name == "progress":
-                job = {**job, **data}
-            elif name == "step":
-                job = {**job, "steps": [data if s["index"] == data["index"] else s for s in job["steps"]]}
-            show(job)
-            if name == "end" or (deadline is not None and time.monotonic() > deadline):
-                break
-    except (ApiError, httpx.HTTPError):
-        pass  # polling takes over
-    return job
+        return client.wait(job_id, on_progress=show, interval=interval, timeout=timeout)

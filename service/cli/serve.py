@@ -103,6 +103,9 @@ def serve(
     settings = get_settings()
     configure_logging(settings)
     _remove_leftovers(settings)
+    # The worker shares the API's cores here: compressions yield the CPU to requests, so polling
+    # clients stay answered within a few hundred milliseconds while a job runs (bench/LOAD.md).
+    os.environ.setdefault("MODELPRESS_WORKER_NICENESS", "10")
     supervisor = Supervisor(supervised_children()) if worker else None
     if supervisor is not None:
         supervisor.start()

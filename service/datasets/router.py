@@ -11,11 +11,10 @@ from fastapi import APIRouter, Query, Request, Response, status
 from service import intake
 from service.datasets import service as datasets_service
 from service.datasets.inspect import count_samples, read_npz_headers
-from service.datasets.orm import Dataset
 from service.datasets.schemas import DatasetRead
 from service.deps import SessionDep, SettingsDep, TenantDep
 from service.models.router import UPLOAD_BODY
-from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, page_of, paginate
+from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -67,9 +66,7 @@ def list_datasets(
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
 ) -> Any:
     """List the tenant's datasets, newest first."""
-    statement = datasets_service.list_datasets_query(tenant_id=tenant)
-    rows = list(session.scalars(paginate(statement, Dataset, cursor, limit)))
-    return page_of(rows, limit, DatasetRead.model_validate)
+    return datasets_service.list_datasets(session=session, tenant_id=tenant, cursor=cursor, limit=limit)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead)

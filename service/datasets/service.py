@@ -5,15 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.artifacts import service as artifacts_service
 from service.artifacts.orm import ArtifactKind
 from service.datasets.inspect import count_samples, read_npz_headers
 from service.datasets.orm import Dataset
+from service.datasets.schemas import DatasetRead
 from service.errors import NotFound
 from service.jobs.usage import refuse_while_used
+from service.pagination import page_of, paginate
 from service.storage import get_store
 from service.storage.local import LocalStore
 from service.uploads import ReceivedUpload
@@ -62,9 +64,21 @@ def get_dataset(*, session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID
     return dataset
 
 
-def list_datasets_query(*, tenant_id: uuid.UUID) -> Select[Dataset]:
-    """The select statement for a tenant's datasets."""
-    return select(Dataset).where(Dataset.tenant_id == tenant_id)
+def stored_dataset(*, session: Session, dataset_id: uuid.UUID) -> Dataset:
+    """A dataset row for a worker (any tenant: the job that names it was checked at submission)."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise LookupError(f"dataset {dataset_id} is missing")
+    return dataset
+
+
+def list_datasets(
+    *, session: Session, tenant_id: uuid.UUID, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """One page of a tenant's datasets, newest first."""
+    statement = select(Dataset).where(Dataset.tenant_id == tenant_id)
+    rows = list(session.scalars(paginate(statement, Dataset, cursor, limit)))
+    return page_of(rows, limit, DatasetRead.model_validate)
 
 
 def delete_dataset(*, session: Session, tenant_id: uuid.UUID, dataset_id: uuid.UUID) -> None:

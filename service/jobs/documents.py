@@ -39,7 +39,7 @@ def job_document(*, session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -
 
 
 def job_rows(session: Session, statement: Select[Any]) -> list[Any]:
-    """The job columns of a filtered, ordered, limited select of jobs (see list_jobs_query)."""
+    """The job columns of a filtered, ordered, limited select of jobs (see service.list_jobs)."""
     return list(session.execute(statement.with_only_columns(*JOB_COLUMNS)).mappings())
 
 

@@ -90,3 +90,17 @@ class Metric(IdMixin, Base):
     name: Mapped[str] = mapped_column(String(100))
     batch_size: Mapped[int | None] = mapped_column(default=None)
     value: Mapped[float]
+
+
+class JobLogLine(IdMixin, Base):
+    """One structured line a worker recorded while running a job; `seq` orders a job's lines."""
+
+    __tablename__ = "job_log_lines"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    level: Mapped[str] = mapped_column(String(10))
+    step: Mapped[int | None] = mapped_column(default=None)
+    message: Mapped[str] = mapped_column(String(500))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

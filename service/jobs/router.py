@@ -14,10 +14,11 @@ from service.deps import SessionDep, SettingsDep, TenantDep
 from service.jobs import deletion as jobs_deletion
 from service.jobs import documents, polling
 from service.jobs import events as job_events
+from service.jobs import logs as job_logs
 from service.jobs import service as jobs_service
-from service.jobs.orm import Job, JobStatus
-from service.jobs.schemas import JobCreate, JobRead
-from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, page_of, paginate
+from service.jobs.orm import JobStatus
+from service.jobs.schemas import JobCreate, JobLogLineRead, JobRead
+from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -56,9 +57,9 @@ def list_jobs(
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
 ) -> Response:
     """List the tenant's jobs, newest first."""
-    statement = jobs_service.list_jobs_query(tenant_id=tenant, status=status_filter, model_id=model_id)
-    jobs = documents.documents(session, documents.job_rows(session, paginate(statement, Job, cursor, limit)))
-    page = Page[JobRead].model_validate(page_of(jobs, limit, lambda job: job))
+    page = jobs_service.list_jobs(
+        session=session, tenant_id=tenant, status=status_filter, model_id=model_id, cursor=cursor, limit=limit
+    )
     return Response(page.model_dump_json(), media_type="application/json")
 
 
@@ -111,4 +112,19 @@ def job_event_stream(job_id: uuid.UUID, request: Request, session: SessionDep, t
         job_events.stream(request, job_id, tenant),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/{job_id}/logs", response_model=Page[JobLogLineRead])
+def job_log_lines(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    tenant: TenantDep,
+    step: int | None = Query(None, ge=0, le=10_000, description="Only this step's lines (0-based)"),
+    cursor: str | None = None,
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+) -> Any:
+    """The job's structured log lines, oldest first; next_cursor stays set while the job runs."""
+    return job_logs.log_page(
+        session=session, tenant_id=tenant, job_id=job_id, cursor=cursor, limit=limit, step=step
     )

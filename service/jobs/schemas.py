@@ -12,6 +12,8 @@ from service.settings import get_settings
 from service.webhooks.addresses import submit_refusal
 from service.webhooks.outcomes import WebhookDelivery
 
+MAX_STEPS = 10  # steps in one job; the worker's time limit for a job is sized from it
+
 
 def _public_host(url: AnyUrl) -> AnyUrl:
     """Refuse a callback host that is plainly internal now; delivery checks the resolved address again."""
@@ -56,7 +58,7 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_id: uuid.UUID
-    steps: list[StepCreate] = Field(..., min_length=1, max_length=10)
+    steps: list[StepCreate] = Field(..., min_length=1, max_length=MAX_STEPS)
     evaluation: EvaluationCreate = Field(default_factory=EvaluationCreate)
     callback_url: CallbackUrl | None = Field(
         None, description="http(s) URL that receives the job document, signed, when the job ends"
@@ -101,3 +103,14 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobLogLineRead(BaseModel):
+    """One structured log line of a job, as clients see it."""
+
+    seq: int = Field(description="Position in the job's log, from 0; lines of a retried attempt follow")
+    time: datetime
+    level: Literal["debug", "info", "warning", "error"]
+    step: int | None = Field(description="The step's index (0-based), or null for the job itself")
+    message: str
+    fields: dict[str, Any] = Field(description="Structured values of the line (durations, sizes, ...)")

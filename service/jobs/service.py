@@ -1,4 +1,4 @@
-"""Job operations: create (idempotently), read, list, cancel."""
+"""Job operations: create (idempotently), read, list, cancel; state changes go through lifecycle."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import hashlib
 import json
 import uuid
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import queue, quotas, webhooks
-from service.db import utcnow
+from service import quotas
 from service.errors import Conflict, IdempotencyMismatch, NotFound
-from service.jobs.orm import FINAL_STATUSES, Job, JobStatus, JobStep
-from service.jobs.schemas import JobCreate
+from service.jobs import documents, lifecycle
+from service.jobs.orm import FINAL_STATUSES, Job, JobStep
+from service.jobs.schemas import JobCreate, JobRead
 from service.jobs.validation import check_references, normalized_steps
-from service.models.orm import ModelStatus
+from service.models.orm import Model, ModelStatus
+from service.pagination import Page, page_of, paginate
 
 
 def request_fingerprint(request: JobCreate) -> str:
@@ -66,15 +67,9 @@ def create_job(
             raise
         return _replay(existing, fingerprint), False
     if model.status == ModelStatus.READY:
-        publish(session=session, job=job)  # otherwise ingest publishes it when the model is ready
+        # Otherwise ingest publishes it when the model is ready; if the broker is down, the sweeper.
+        lifecycle.publish(session=session, job_id=job.id, queue_name=job.queue)
     return job, True
-
-
-def publish(*, session: Session, job: Job) -> None:
-    """Send the job to its queue and remember when; if the broker is down the sweeper retries."""
-    if queue.send(queue.RUN_JOB_TASK, str(job.id), queue=job.queue):
-        session.execute(update(Job).where(Job.id == job.id).values(enqueued_at=utcnow()))
-        session.commit()
 
 
 def get_job(*, session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
@@ -85,14 +80,32 @@ def get_job(*, session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job
     return job
 
 
-def list_jobs_query(*, tenant_id: uuid.UUID, status: str | None, model_id: uuid.UUID | None) -> Select[Job]:
-    """The select statement for a tenant's jobs with optional filters."""
+def job_and_model(*, session: Session, job_id: uuid.UUID) -> tuple[Job, Model]:
+    """A job with its steps and its model, for the worker that claimed it (used detached)."""
+    job = session.get(Job, job_id)
+    assert job is not None
+    model = session.get(Model, job.model_id)
+    assert model is not None
+    return job, model
+
+
+def list_jobs(
+    *,
+    session: Session,
+    tenant_id: uuid.UUID,
+    status: str | None,
+    model_id: uuid.UUID | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[JobRead]:
+    """One page of a tenant's jobs, newest first, with optional filters."""
     statement = select(Job).where(Job.tenant_id == tenant_id)
     if status:
         statement = statement.where(Job.status == status)
     if model_id:
         statement = statement.where(Job.model_id == model_id)
-    return statement
+    jobs = documents.documents(session, documents.job_rows(session, paginate(statement, Job, cursor, limit)))
+    return Page[JobRead].model_validate(page_of(jobs, limit, lambda job: job))
 
 
 def cancel_job(*, session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
@@ -100,17 +113,7 @@ def cancel_job(*, session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> 
     job = get_job(session=session, tenant_id=tenant_id, job_id=job_id)
     if job.status in FINAL_STATUSES:
         raise Conflict(f"job {job_id} is already {job.status}", job_status=job.status)
-    now = utcnow()
-    cancelled = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.CANCELLED, stage="cancelled", finished_at=now, cancel_requested=True)
-    )
-    if cancelled.rowcount == 0:  # type: ignore[attr-defined]
-        session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True, stage="cancelling"))
-    session.commit()
-    if cancelled.rowcount:  # type: ignore[attr-defined]
-        webhooks.job_finished(job_id)
+    lifecycle.cancel(session=session, job_id=job_id)
     session.refresh(job)
     return job
 

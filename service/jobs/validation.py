@@ -12,7 +12,7 @@ from service.catalog import CATALOG, Queue, referenced_dataset_ids
 from service.datasets import service as datasets_service
 from service.datasets.inspect import check_against_signature
 from service.datasets.labels import check_label_range
-from service.errors import Conflict, InvalidParams, UnknownTechnique, error_entries
+from service.errors import Conflict, InvalidParams, UnknownTechnique
 from service.jobs.schemas import JobCreate
 from service.models import service as models_service
 from service.models.orm import Model, ModelStatus
@@ -31,14 +31,8 @@ def normalized_steps(request: JobCreate) -> tuple[list[dict[str, Any]], Queue]:
         try:
             params = spec.params.model_validate(step.params)
         except ValidationError as exc:
-            errors = error_entries(exc.errors())
-            summary = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in errors[:5])
-            raise InvalidParams(
-                f"step {index} ({step.technique}): {summary}",
-                step=index,
-                errors=errors,
-                error_count=exc.error_count(),
-            ) from None
+            prefix = f"step {index} ({step.technique}): "
+            raise InvalidParams.from_validation(exc.errors(), prefix=prefix, step=index) from None
         if spec.queue is Queue.GPU:
             queue = Queue.GPU
         steps.append({"technique": spec.name, "params": params.model_dump(mode="json")})

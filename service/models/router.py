@@ -7,13 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from service import intake, queue
+from service import intake
 from service.deps import SessionDep, SettingsDep, TenantDep
+from service.models import lifecycle
 from service.models import service as models_service
-from service.models.orm import Model
 from service.models.schemas import ModelRead
 from service.models.sniff import check_model_head
-from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, page_of, paginate
+from service.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 UPLOAD_CHECKS = intake.Checks(
@@ -73,7 +73,7 @@ async def upload_model(
             input_shapes=models_service.parse_input_shapes(upload.fields.get("input_shapes")),
             model_id=received.resource_id,
         )
-    queue.send(queue.INGEST_TASK, str(model.id))
+    lifecycle.publish_ingest(model.id)
     return model
 
 
@@ -86,9 +86,9 @@ def list_models(
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
 ) -> Any:
     """List the tenant's models, newest first."""
-    statement = models_service.list_models_query(tenant_id=tenant, status=status_filter)
-    rows = list(session.scalars(paginate(statement, Model, cursor, limit)))
-    return page_of(rows, limit, ModelRead.model_validate)
+    return models_service.list_models(
+        session=session, tenant_id=tenant, status=status_filter, cursor=cursor, limit=limit
+    )
 
 
 @router.get("/{model_id}", response_model=ModelRead)

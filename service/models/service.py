@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.artifacts import service as artifacts_service
@@ -14,6 +15,8 @@ from service.db import utcnow
 from service.errors import InvalidRequest, NotFound
 from service.jobs.usage import refuse_while_used
 from service.models.orm import Model, ModelStatus
+from service.models.schemas import ModelRead
+from service.pagination import page_of, paginate
 from service.uploads import ReceivedUpload
 
 
@@ -78,12 +81,15 @@ def get_model(*, session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) ->
     return model
 
 
-def list_models_query(*, tenant_id: uuid.UUID, status: str | None = None) -> Select[Model]:
-    """The select statement for a tenant's models."""
+def list_models(
+    *, session: Session, tenant_id: uuid.UUID, status: str | None, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """One page of a tenant's models, newest first."""
     statement = select(Model).where(Model.tenant_id == tenant_id, Model.deleted_at.is_(None))
     if status:
         statement = statement.where(Model.status == status)
-    return statement
+    rows = list(session.scalars(paginate(statement, Model, cursor, limit)))
+    return page_of(rows, limit, ModelRead.model_validate)
 
 
 def delete_model(*, session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> None:

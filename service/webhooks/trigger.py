@@ -10,7 +10,7 @@ from sqlalchemy import select
 from service import queue
 from service.db import new_session
 from service.jobs.orm import Job
-from service.queue import DELIVER_WEBHOOK_TASK, WEBHOOK_QUEUE
+from service.queue import DELIVER_WEBHOOK_TASK
 
 log = logging.getLogger("modelpress.webhooks")
 
@@ -27,7 +27,7 @@ def job_finished(job_id: uuid.UUID) -> bool:
         callback_url = session.scalar(select(Job.callback_url).where(Job.id == job_id))
     if not callback_url:
         return False
-    sent = queue.send(DELIVER_WEBHOOK_TASK, str(job_id), queue=WEBHOOK_QUEUE)
+    sent = queue.send(DELIVER_WEBHOOK_TASK, str(job_id))
     if not sent:
         log.warning("webhook.not_queued job %s: the broker is unreachable", job_id)
     return sent

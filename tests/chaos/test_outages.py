@@ -1,8 +1,10 @@
 """Restart Redis, then Postgres, while jobs run: no job lost, no duplicate artifact, no 500.
 
-These stop the shared servers, so they run last in the session (see conftest.py) and must never
-run beside another test session. Redis keeps nothing on disk here: its restart loses every queued
-message, and the sweeper must publish those jobs again from Postgres.
+The servers restarted here are this module's own (tests/chaos/private_stack.py: a private Postgres
+cluster and redis-server on free loopback ports, with their own worker and API); each test checks
+that its private server did restart and that the shared servers the rest of the session uses did
+not. Redis keeps nothing on disk: its restart loses every queued message, and the sweeper must
+publish those jobs again from Postgres.
 """
 
 from __future__ import annotations
@@ -18,12 +20,10 @@ import pytest
 from sqlalchemy import func, select
 
 from service.artifacts.orm import Artifact
-from service.db import new_session
-from tests.chaos import servers
-from tests.chaos.live import LiveApi, drop_tenant, start_api, stop_api
+from tests.chaos import shared_servers
 from tests.chaos.load import Hammer
+from tests.chaos.private_stack import PrivateStack, private_stack
 from tests.figures import record
-from tests.fixtures.api import new_key
 
 FINAL = {"succeeded", "failed", "cancelled"}
 JOBS = 6
@@ -31,26 +31,21 @@ OUTAGE_S = 4.0
 
 
 @pytest.fixture(scope="module")
-def live(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    """A real API process beside the session's worker; the servers are up again afterwards."""
-    api = start_api(tmp_path_factory.mktemp("outages") / "api.log")
-    try:
-        yield api
-    finally:
-        servers.ensure_up()
-        stop_api(api)
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
+    """Private Postgres and Redis with their own worker and API process."""
+    with private_stack(tmp_path_factory.mktemp("outages")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
-def tenant(live: LiveApi, mlp_onnx: Path, digits_npz: Path) -> Iterator[dict[str, Any]]:
-    key = new_key()
-    with live.client(key) as client:
+def tenant(stack: PrivateStack, mlp_onnx: Path, digits_npz: Path) -> dict[str, Any]:
+    key = stack.create_key("outages")
+    with stack.api.client(key) as client:
         model = client.post("/v1/models", files={"file": ("mlp.onnx", mlp_onnx.read_bytes())}).json()
         dataset = client.post("/v1/datasets", files={"file": ("digits.npz", digits_npz.read_bytes())}).json()
         model = _wait(client, f"/v1/models/{model['id']}", {"ready", "rejected"}, 120)
         assert model["status"] == "ready", model
-    yield {"key": key, "model": model["id"], "dataset": dataset["id"]}
-    drop_tenant(key)
+    return {"key": key, "model": model["id"], "dataset": dataset["id"]}
 
 
 def _wait(client: httpx.Client, path: str, final: set[str], timeout: float) -> dict[str, Any]:
@@ -84,12 +79,14 @@ def _wait_running(client: httpx.Client) -> None:
         time.sleep(0.2)
 
 
-def _check_outcome(client: httpx.Client, job_ids: list[str]) -> tuple[list[dict[str, Any]], list[int]]:
+def _check_outcome(
+    stack: PrivateStack, client: httpx.Client, job_ids: list[str]
+) -> tuple[list[dict[str, Any]], list[int]]:
     """Every job finished and succeeded, with exactly one artifact for its one step."""
     jobs = [_wait(client, f"/v1/jobs/{job_id}", FINAL, 240) for job_id in job_ids]
     assert [job["status"] for job in jobs] == ["succeeded"] * len(jobs), [job["error"] for job in jobs]
     counts = []
-    with new_session() as session:
+    with stack.session() as session:
         for job in jobs:
             count = session.scalar(
                 select(func.count()).select_from(Artifact).where(Artifact.job_id == uuid.UUID(job["id"]))
@@ -100,12 +97,13 @@ def _check_outcome(client: httpx.Client, job_ids: list[str]) -> tuple[list[dict[
     return jobs, counts
 
 
-def test_redis_restart_loses_no_job(live: LiveApi, tenant: dict[str, Any]) -> None:
-    with live.client(tenant["key"]) as client:
+def test_redis_restart_loses_no_job(stack: PrivateStack, tenant: dict[str, Any]) -> None:
+    shared, private = shared_servers.shared_identity(), stack.identity()
+    with stack.api.client(tenant["key"]) as client:
         job_ids = [_submit(client, tenant, epochs=10) for _ in range(JOBS)]
         _wait_running(client)
 
-        servers.stop_redis()
+        stack.redis.stop()
         stopped = time.monotonic()
         started_call = time.monotonic()
         during = client.post(
@@ -116,15 +114,19 @@ def test_redis_restart_loses_no_job(live: LiveApi, tenant: dict[str, Any]) -> No
         ready = client.get("/readyz")
         listing = client.get("/v1/jobs")
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
-        servers.start_redis()
+        stack.redis.start()
         restarted = time.monotonic()
 
         assert during.status_code == 202, during.text
         assert ready.status_code == 503 and ready.json()["checks"]["broker"].startswith("unavailable")
         assert ready.json()["checks"]["database"] == "ok"
         assert listing.status_code == 200
-        jobs, artifacts = _check_outcome(client, [*job_ids, during.json()["id"]])
+        jobs, artifacts = _check_outcome(stack, client, [*job_ids, during.json()["id"]])
         drained = time.monotonic() - restarted
+
+    # The same probe that saw the private Redis restart sees the shared servers unchanged.
+    assert stack.identity()["redis run_id"] != private["redis run_id"]
+    assert shared_servers.shared_identity() == shared
 
     record(
         "redis_restart",
@@ -142,23 +144,27 @@ def test_redis_restart_loses_no_job(live: LiveApi, tenant: dict[str, Any]) -> No
     )
 
 
-def test_postgres_restart_answers_503_and_recovers(live: LiveApi, tenant: dict[str, Any]) -> None:
-    with live.client(tenant["key"], timeout=30) as client:
+def test_postgres_restart_answers_503_and_recovers(stack: PrivateStack, tenant: dict[str, Any]) -> None:
+    shared, private = shared_servers.shared_identity(), stack.identity()
+    with stack.api.client(tenant["key"], timeout=30) as client:
         job_ids = [_submit(client, tenant, epochs=10) for _ in range(JOBS)]
         _wait_running(client)
-        with live.client(tenant["key"], timeout=30) as hammer_client, Hammer(hammer_client, tenant) as hammer:
+        with (
+            stack.api.client(tenant["key"], timeout=30) as hammer_client,
+            Hammer(hammer_client, tenant) as hammer,
+        ):
             time.sleep(1)
-            servers.stop_postgres()
+            stack.postgres.stop()
             stopped = time.monotonic()
             time.sleep(OUTAGE_S)
-            servers.start_postgres()
+            stack.postgres.start()
             restarted = time.monotonic()
             deadline = restarted + 30
             while not [r for r in hammer.results if r[0] > restarted and r[1] == 200]:
                 assert time.monotonic() < deadline, "the API did not recover by itself"
                 time.sleep(0.1)
             recovered = min(r[0] for r in hammer.results if r[0] > restarted and r[1] == 200)
-        jobs, artifacts = _check_outcome(client, job_ids)
+        jobs, artifacts = _check_outcome(stack, client, job_ids)
 
     codes = sorted({code for _, code, _, _ in hammer.results})
     unavailable = [r for r in hammer.results if r[1] == 503]
@@ -168,6 +174,8 @@ def test_postgres_restart_answers_503_and_recovers(live: LiveApi, tenant: dict[s
     assert unavailable, "no request landed in the outage"
     assert all(r[2] == "application/problem+json" for r in unavailable)
     assert max(r[3] for r in hammer.results) < 15, "a request hung during the outage"
+    assert stack.identity()["postgres started"] != private["postgres started"]
+    assert shared_servers.shared_identity() == shared
     record(
         "postgres_restart",
         {

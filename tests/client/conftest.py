@@ -6,19 +6,17 @@ The CLI, the HTML report, webhooks and /metrics are tested against it the way a 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from service.cli.client import ModelPressClient
+from bench.load_servers import free_port, wait_ready
+from modelpress import Client
 from tests.fixtures.api import new_key
 from tests.fixtures.infrastructure import ROOT
 
@@ -34,13 +32,6 @@ class LiveServer:
     log_path: Path
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def live_server(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """uvicorn serving the app on 127.0.0.1 with the test database, broker and store."""
@@ -51,17 +42,11 @@ def live_server(worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"the API server did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
+    try:
+        wait_ready(url, process, path="/healthz", timeout_s=30, log=log_path)
+    except RuntimeError:
+        process.kill()
+        raise
     yield LiveServer(url, log_path)
     process.terminate()
     try:
@@ -77,26 +62,26 @@ def tenant_key(live_server: LiveServer) -> str:
 
 
 @pytest.fixture
-def client(live_server: LiveServer, tenant_key: str) -> Iterator[ModelPressClient]:
-    """The typed client, talking to the live server."""
-    with ModelPressClient(live_server.url, tenant_key) as api:
+def client(live_server: LiveServer, tenant_key: str) -> Iterator[Client]:
+    """The SDK's client, talking to the live server."""
+    with Client(live_server.url, tenant_key) as api:
         yield api
 
 
 @pytest.fixture(scope="session")
 def ready_model(live_server: LiveServer, tenant_key: str, mlp_onnx: Path) -> dict[str, Any]:
     """The digits MLP, ingested."""
-    with ModelPressClient(live_server.url, tenant_key) as api:
-        model = api.wait_model(api.upload_model(mlp_onnx, name="digits-mlp")["id"], timeout=120)
-    assert model["status"] == "ready", model
-    return model
+    with Client(live_server.url, tenant_key) as api:
+        model = api.wait_model(api.upload_model(mlp_onnx, name="digits-mlp").id, timeout=120)
+    assert model.status == "ready", model
+    return model.raw
 
 
 @pytest.fixture(scope="session")
 def digits_dataset(live_server: LiveServer, tenant_key: str, digits_npz: Path) -> dict[str, Any]:
     """The labelled digits test split."""
-    with ModelPressClient(live_server.url, tenant_key) as api:
-        return api.upload_dataset(digits_npz)
+    with Client(live_server.url, tenant_key) as api:
+        return api.upload_dataset(digits_npz).raw
 
 
 @pytest.fixture(scope="session")
@@ -112,11 +97,7 @@ def finished_job(
         ],
         "evaluation": {"dataset_id": digits_dataset["id"], "metric": "top1", "batch_sizes": [1, 8, 32]},
     }
-    with ModelPressClient(live_server.url, tenant_key) as api:
-        job = api.create_job(body)
-        deadline = time.monotonic() + 180
-        while job["status"] not in ("succeeded", "failed", "cancelled") and time.monotonic() < deadline:
-            time.sleep(0.5)
-            job = api.get_job(job["id"])
-    assert job["status"] == "succeeded", job
-    return job
+    with Client(live_server.url, tenant_key) as api:
+        job = api.wait(api.create_job(body).id, interval=0.5, timeout=180)
+    assert job.status == "succeeded", job
+    return job.raw

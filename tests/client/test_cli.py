@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from service.cli.client import ModelPressClient
+from modelpress import Client
 from service.cli.main import app
 from service.report.tables import number
 from tests.client.conftest import LiveServer, free_port
@@ -52,8 +52,8 @@ def test_upload_compress_wait_report_download(
 
     assert waited.exit_code == 0, waited.output
     job_id = waited.stdout.split("modelpress download ")[1].split()[0]
-    with ModelPressClient(live_server.url, tenant_key) as client:
-        job = client.get_job(job_id)
+    with Client(live_server.url, tenant_key) as client:
+        job = client.get_job(job_id).raw
     assert job["status"] == "succeeded"
     assert job["steps"][0]["params"]["per_channel"] is True
     assert "100%" in waited.stderr and "done" in waited.stderr  # the progress bar's last frame
@@ -73,7 +73,7 @@ def test_upload_compress_wait_report_download(
     assert report["comparison"] == job["comparison"]
     assert html.exit_code == 0 and "<canvas" in (tmp_path / "report.html").read_text()
     assert saved.exit_code == 0, saved.output
-    with ModelPressClient(live_server.url, tenant_key) as client:
+    with Client(live_server.url, tenant_key) as client:
         artifact = client.request("GET", f"/v1/artifacts/{job['artifact_id']}").json()
     assert hashlib.sha256((tmp_path / "model.onnx").read_bytes()).hexdigest() == artifact["sha256"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from service.cli.client import ModelPressClient
+from modelpress import Client
 from service.jobs.events import changes
 from tests.client.conftest import LiveServer
 
@@ -23,10 +23,10 @@ def test_events_follow_a_job_from_queued_to_its_end(
         ],
         "evaluation": {"dataset_id": digits_dataset["id"], "metric": "top1", "batch_sizes": [1]},
     }
-    with ModelPressClient(live_server.url, tenant_key) as client:
+    with Client(live_server.url, tenant_key) as client:
         job = client.create_job(body)
-        events = list(client.job_events(job["id"]))
-        final = client.get_job(job["id"])
+        events = [(event.name, event.data) for event in client.events(job.id)]
+        final = client.get_job(job.id).raw
 
     names = [name for name, _ in events]
     assert names[0] == "job" and names[-1] == "end"

@@ -15,9 +15,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from service.cli.client import ModelPressClient
+from modelpress import Client
 from service.report.html import render_html
 from service.report.tables import number
+from tests.figures import recording
 from tests.fixtures.infrastructure import ROOT
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -31,6 +32,7 @@ FLAGS = (
     "--no-first-run",
     "--window-size=1280,1000",
 )
+# The README's picture: rewritten only by a recording run (`make chaos-report`), else taken in tmp_path.
 SCREENSHOT = ROOT / "docs" / "report-screenshot.png"
 
 # Non-blank pixels of each chart canvas, read back from the page.
@@ -68,7 +70,7 @@ def open_page(browser: webdriver.Chrome, html: str, path: Path) -> dict[str, tup
 def test_report_page_shows_the_figures_and_charts(
     browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
 ) -> None:
-    with ModelPressClient(live_server.url, tenant_key) as client:
+    with Client(live_server.url, tenant_key) as client:
         html = client.report_html(finished_job["id"])
     comparison = finished_job["comparison"]
 
@@ -98,15 +100,16 @@ def test_report_page_shows_the_figures_and_charts(
     assert "<script src" not in html and "<link" not in html  # self-contained: nothing to fetch
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1280, height)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert browser.save_screenshot(str(SCREENSHOT))
+    screenshot = SCREENSHOT if recording() else tmp_path / SCREENSHOT.name
+    assert browser.save_screenshot(str(screenshot))
+    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_auto_quantization_trials_and_node_errors_are_charted(
     browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
 ) -> None:
-    with ModelPressClient(live_server.url, tenant_key) as client:
-        report = copy.deepcopy(client.report(finished_job["id"]))
+    with Client(live_server.url, tenant_key) as client:
+        report = copy.deepcopy(client.report(finished_job["id"]).raw)
     p50 = report["comparison"]["candidate"]["latency_ms"]["1"]["p50"]
     top1 = report["comparison"]["candidate"]["accuracy"]["top1"]
     # The shape quantize.auto records: one entry per accuracy/latency trial, plus per-node errors.

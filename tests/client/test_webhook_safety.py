@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from modelpress import Client
 from service import queue
-from service.cli.client import ModelPressClient
 from service.cli.serve import worker_command
 from service.queue import DELIVER_WEBHOOK_TASK, WEBHOOK_QUEUE, make_celery
 from service.settings import Settings, get_settings
@@ -33,9 +33,7 @@ def hook() -> Iterator[Receiver]:
     receiver.server.shutdown()
 
 
-def test_a_closed_port_is_recorded_as_one_coarse_class(
-    client: ModelPressClient, ready_model: dict[str, Any]
-) -> None:
+def test_a_closed_port_is_recorded_as_one_coarse_class(client: Client, ready_model: dict[str, Any]) -> None:
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
@@ -46,12 +44,12 @@ def test_a_closed_port_is_recorded_as_one_coarse_class(
     assert record["outcome"] == "connection-failed" and record["ok"] is False
     assert record["status_code"] is None and record["retry_in_s"] == 0.5
     assert set(record) == RECORD_KEYS
-    text = json.dumps(client.get_job(job["id"])["webhook_deliveries"]).lower()
+    text = json.dumps(client.get_job(job["id"]).raw["webhook_deliveries"]).lower()
     assert not any(word in text for word in ("errno", "refused", "connecterror", "111"))
 
 
 def test_a_name_resolving_to_loopback_is_refused_at_delivery_when_not_allowed(
-    client: ModelPressClient, ready_model: dict[str, Any], hook: Receiver
+    client: Client, ready_model: dict[str, Any], hook: Receiver
 ) -> None:
     port = hook.url.split(":")[2].split("/")[0]
     job = run(client, ready_model["id"], f"http://localhost:{port}/hook")
@@ -69,7 +67,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery_when_not_allowed(
 
 
 def test_deliveries_are_published_on_the_webhooks_queue(
-    client: ModelPressClient,
+    client: Client,
     ready_model: dict[str, Any],
     hook: Receiver,
     tmp_path: Path,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from service.cli.client import ApiError, ModelPressClient
+from modelpress import Client, ProblemError
 from service.webhooks import verify
 from tests.client.conftest import LiveServer
 from tests.fixtures.api import new_key
@@ -64,7 +64,7 @@ def flaky_receiver() -> Iterator[Receiver]:
     hook.server.shutdown()
 
 
-def run(client: ModelPressClient, model_id: str, callback_url: str) -> dict[str, Any]:
+def run(client: Client, model_id: str, callback_url: str) -> dict[str, Any]:
     job = client.create_job(
         {
             "model_id": model_id,
@@ -73,28 +73,25 @@ def run(client: ModelPressClient, model_id: str, callback_url: str) -> dict[str,
             "evaluation": {"batch_sizes": [1]},
         }
     )
-    deadline = time.monotonic() + 120
-    while job["status"] not in ("succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
-        job = client.get_job(job["id"])
-    return job
+    finished = client.wait(job.id, interval=0.3, timeout=120)
+    assert finished.finished, finished
+    return finished.raw
 
 
-def deliveries(client: ModelPressClient, job_id: str, count: int) -> list[dict[str, Any]]:
+def deliveries(client: Client, job_id: str, count: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 30
-    while len(records := client.get_job(job_id)["webhook_deliveries"]) < count:
+    while len(records := client.get_job(job_id).raw["webhook_deliveries"]) < count:
         assert time.monotonic() < deadline, records
         time.sleep(0.1)
     return records
 
 
 def test_finished_job_is_posted_signed(
-    client: ModelPressClient, ready_model: dict[str, Any], receiver: Receiver
+    client: Client, ready_model: dict[str, Any], receiver: Receiver
 ) -> None:
     job = run(client, ready_model["id"], receiver.url)
     [delivery] = receiver.wait_for(1)
-    secret = client.webhook_secret()["secret"]
+    secret = client.webhook_secret().secret
     [record] = deliveries(client, job["id"], 1)
 
     headers = {key.lower(): value for key, value in delivery["headers"].items()}
@@ -111,12 +108,12 @@ def test_finished_job_is_posted_signed(
 
 
 def test_failed_deliveries_are_retried_with_backoff_and_recorded(
-    client: ModelPressClient, ready_model: dict[str, Any], flaky_receiver: Receiver
+    client: Client, ready_model: dict[str, Any], flaky_receiver: Receiver
 ) -> None:
     job = run(client, ready_model["id"], flaky_receiver.url)
     received = flaky_receiver.wait_for(3)
     records = deliveries(client, job["id"], 3)
-    secret = client.webhook_secret()["secret"]
+    secret = client.webhook_secret().secret
 
     assert [r["status_code"] for r in records] == [500, 500, 204]
     assert [r["attempt"] for r in records] == [1, 2, 3]
@@ -130,30 +127,26 @@ def test_failed_deliveries_are_retried_with_backoff_and_recorded(
     assert [r["retry_in_s"] for r in records[:2]] == [0.5, 1.0]
 
 
-def test_cancelling_a_queued_job_notifies(
-    client: ModelPressClient, mlp_onnx: Path, receiver: Receiver
-) -> None:
+def test_cancelling_a_queued_job_notifies(client: Client, mlp_onnx: Path, receiver: Receiver) -> None:
     model = client.upload_model(mlp_onnx)
     job = client.create_job(
-        {"model_id": model["id"], "steps": [{"technique": "quantize.dynamic"}], "callback_url": receiver.url}
+        {"model_id": model.id, "steps": [{"technique": "quantize.dynamic"}], "callback_url": receiver.url}
     )
 
-    assert client.cancel_job(job["id"])["status"] == "cancelled"
+    assert client.cancel_job(job.id).status == "cancelled"
     [delivery] = receiver.wait_for(1)
     assert delivery["headers"]["X-ModelPress-Event"] == "job.cancelled"
     assert json.loads(delivery["body"])["status"] == "cancelled"
 
 
-def test_jobs_without_callback_get_no_deliveries(
-    client: ModelPressClient, finished_job: dict[str, Any]
-) -> None:
-    assert client.get_job(finished_job["id"])["webhook_deliveries"] == []
+def test_jobs_without_callback_get_no_deliveries(client: Client, finished_job: dict[str, Any]) -> None:
+    assert client.get_job(finished_job["id"]).raw["webhook_deliveries"] == []
     assert finished_job["callback_url"] is None
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/hook", "not a url", "file:///etc/passwd", "http://"])
-def test_callback_url_must_be_http(client: ModelPressClient, ready_model: dict[str, Any], url: str) -> None:
-    with pytest.raises(ApiError) as error:
+def test_callback_url_must_be_http(client: Client, ready_model: dict[str, Any], url: str) -> None:
+    with pytest.raises(ProblemError) as error:
         client.create_job(
             {"model_id": ready_model["id"], "steps": [{"technique": "quantize.dynamic"}], "callback_url": url}
         )
@@ -163,7 +156,7 @@ def test_callback_url_must_be_http(client: ModelPressClient, ready_model: dict[s
 
 
 def test_secret_rotation_changes_the_signing_key(live_server: LiveServer) -> None:
-    with ModelPressClient(live_server.url, new_key()) as own:
-        before = own.webhook_secret()["secret"]
+    with Client(live_server.url, new_key()) as own:
+        before = own.webhook_secret().secret
         rotated = own.request("POST", "/v1/webhook-secret/rotate").json()["secret"]
-        assert rotated != before and own.webhook_secret()["secret"] == rotated
+        assert rotated != before and own.webhook_secret().secret == rotated

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 
 from worker.ingest import ingest_model
 from worker.ingest.safety import ALLOWED_DOMAINS, iter_nodes
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 X = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
 Y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])

@@ -26,7 +26,7 @@ from service.storage import get_store
 from service.tenants import service as tenants_service
 from tests.fixtures.api import Api
 from worker.evaluate.accuracy import score
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 NAN, INF = float("nan"), float("inf")
 

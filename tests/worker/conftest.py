@@ -9,8 +9,8 @@ import pytest
 
 from service.catalog.quantize import DynamicQuantParams
 from worker.ingest.summary import signature
+from worker.sandbox.contract import StepContext
 from worker.techniques import quantize_dynamic
-from worker.techniques.base import StepContext
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from torch import nn
 from tests import model_zoo
 from tests.worker import bridge_models
 from worker.bridge import from_onnx, to_onnx
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 TOLERANCE = 1e-5
 

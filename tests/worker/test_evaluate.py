@@ -18,7 +18,7 @@ from worker.evaluate.inputs import generate_inputs, load_dataset
 from worker.evaluate.memory import peak_memory_bytes
 from worker.evaluate.sessions import CHUNK
 from worker.example_shapes import EXAMPLE_SIZES
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 FAST = {"threads": 1, "time_budget_s": 0.3, "warmup_runs": 3, "min_runs": 5}
 SIDE_KEYS = {

@@ -14,8 +14,8 @@ from service.catalog.prune import MagnitudePruneParams
 from service.catalog.quantize_static import StaticQuantParams
 from worker.evaluate import compare_models, describe_model
 from worker.evaluate.sparsity import per_layer_sparsity
+from worker.sandbox.contract import StepContext
 from worker.techniques import prune_magnitude, quantize_static
-from worker.techniques.base import StepContext
 
 MLP_LAYERS = {"/net/net.1/Gemm", "/net/net.3/Gemm", "/net/net.5/Gemm"}
 

@@ -18,7 +18,7 @@ from worker.evaluate.inputs import fixed_batch, load_eval_data
 from worker.evaluate.sessions import run_checked
 from worker.example_shapes import EXAMPLE_SIZES, concrete_shapes
 from worker.ingest.summary import signature
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 FAST = {"threads": 1, "time_budget_s": 0.2, "warmup_runs": 1, "min_runs": 3}
 

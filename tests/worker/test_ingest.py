@@ -19,7 +19,7 @@ from torch import nn
 
 from tests import model_zoo
 from worker.ingest import ingest_model
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 
 def _ingest(upload: Path, tmp_path: Path, **kwargs: Any) -> tuple[dict[str, Any], Path]:

@@ -16,8 +16,8 @@ from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_static import StaticQuantParams
 from tests import model_zoo
 from tests.worker.int8_models import LAYERNORM_READERS, TinyEncoder, layernorm_graph, with_outliers
+from worker.sandbox.contract import StepContext, StepOutcome
 from worker.techniques import quantize_dynamic, quantize_static
-from worker.techniques.base import StepContext, StepOutcome
 from worker.techniques.smoothing import SUFFIX, smooth_layernorm_outliers
 
 

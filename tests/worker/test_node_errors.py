@@ -17,8 +17,8 @@ from worker.evaluate.describe import op_histogram
 from worker.evaluate.node_errors import TOP_NODES, measure_nodes, node_errors
 from worker.evaluate.precision import DYNAMIC_INT8, STATIC_INT8, precision_kind
 from worker.ingest.summary import signature
+from worker.sandbox.contract import StepContext
 from worker.techniques import quantize_static
-from worker.techniques.base import StepContext
 
 IMAGES = {"x": model_zoo.digits()[0][:32]}
 

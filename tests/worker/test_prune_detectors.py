@@ -13,8 +13,8 @@ from onnx import helper, numpy_helper
 
 from service.catalog.prune import StructuredPruneParams
 from tests.worker import bridge_models, detector_models
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import prune_structured
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from onnx import numpy_helper
 from service.catalog.prune import MagnitudePruneParams
 from tests import model_zoo
 from tests.worker import bridge_models
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import prune_magnitude
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:

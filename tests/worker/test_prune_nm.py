@@ -14,8 +14,8 @@ from torch import nn
 
 from service.catalog.prune import NMPruneParams
 from tests import model_zoo
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import prune_nm
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 @pytest.fixture(scope="module")

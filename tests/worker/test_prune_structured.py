@@ -12,8 +12,8 @@ from onnx import numpy_helper
 
 from service.catalog.prune import StructuredPruneParams
 from tests import model_zoo
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import prune_structured
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 @pytest.fixture(scope="module")

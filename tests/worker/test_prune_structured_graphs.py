@@ -17,8 +17,8 @@ from tests import model_zoo
 from tests.worker import bridge_models
 from worker.bridge import example_inputs, from_onnx, shrink
 from worker.bridge.channels import analyze
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import prune_structured
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 @pytest.fixture(scope="module")

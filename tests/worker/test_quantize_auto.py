@@ -16,8 +16,8 @@ from service.catalog.base import referenced_dataset_ids
 from service.catalog.quantize_auto import AutoQuantParams
 from tests import model_zoo
 from worker.evaluate.sessions import CHUNK
+from worker.sandbox.contract import StepContext, StepOutcome
 from worker.techniques import quantize_auto
-from worker.techniques.base import StepContext, StepOutcome
 
 EVAL_SAMPLES = 120
 FAST = {"timing_budget_s": 0.05, "max_eval_samples": EVAL_SAMPLES}

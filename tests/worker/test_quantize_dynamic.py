@@ -13,8 +13,8 @@ from onnx import numpy_helper
 
 from service.catalog.quantize import DynamicQuantParams
 from tests import model_zoo
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import quantize_dynamic
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 def _quantize(model: Path, tmp_path: Path, **params: Any) -> tuple[StepOutcome, Path]:

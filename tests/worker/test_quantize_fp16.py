@@ -15,8 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from service.catalog.quantize_fp16 import FP16_TECHNIQUES, Fp16Params
 from tests import model_zoo
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import quantize_fp16
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 
 
 def _convert(model: Path, tmp_path: Path, **params: Any) -> tuple[StepOutcome, Path]:

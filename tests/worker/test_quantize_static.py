@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from service.catalog.base import referenced_dataset_ids
 from service.catalog.quantize_static import STATIC_TECHNIQUES, StaticQuantParams
 from tests import model_zoo
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import quantize_static
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 from worker.techniques.calibration import ModelInput, NpzCalibrationReader, model_inputs
 
 
@@ -121,7 +121,7 @@ def test_pickled_arrays_are_refused_without_unpickling(mlp_onnx: Path, tmp_path:
     np.savez(dataset, x=np.array([object()] * 4, dtype=object))
     with pytest.raises(TechniqueError) as raised:
         _quantize(mlp_onnx, dataset, tmp_path)
-    assert raised.value.slug == "dataset-invalid"
+    assert raised.value.slug == "invalid-dataset"
 
 
 def test_reader_streams_evenly_spaced_batches_from_a_compressed_npz(mlp_onnx: Path, tmp_path: Path) -> None:

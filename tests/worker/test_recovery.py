@@ -18,8 +18,8 @@ from service.catalog.prune import StructuredPruneParams
 from service.catalog.training import TrainingParams
 from tests import model_zoo
 from worker.bridge import OnnxModule, from_onnx, to_onnx
+from worker.sandbox.contract import StepContext
 from worker.techniques import prune_structured, renormalize
-from worker.techniques.base import StepContext
 from worker.techniques.finetune import finetune
 from worker.techniques.finetune_data import load_dataset
 from worker.techniques.finetune_schedule import Clock, rate_factor

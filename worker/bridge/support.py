@@ -7,8 +7,9 @@ from typing import Any
 import onnx
 from onnx import helper, numpy_helper
 
+from service.failures import UnsupportedOps
 from worker.bridge.registry import HANDLERS, VALIDATORS
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -62,4 +63,4 @@ def check_supported(model: onnx.ModelProto) -> None:
     ops = sorted({op_type for op_type, _ in found})
     reasons = sorted({reason for _, reason in found if reason})
     detail = f"the model uses ops the ONNX-to-torch bridge does not support: {', '.join(ops)}"
-    raise TechniqueError("unsupported-ops", detail + (f" ({'; '.join(reasons)})" if reasons else ""), ops=ops)
+    raise TechniqueError(UnsupportedOps, detail + (f" ({'; '.join(reasons)})" if reasons else ""), ops=ops)

@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from service.failures import NothingToPrune
 from worker.bridge.support import attributes, node_name
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 PROTOBUF_LIMIT = 2**31 - 1
 
@@ -87,7 +88,7 @@ def select_weights(
     weights = prunable_weights(model, op_types, include, exclude)
     if not weights:
         detail = f"no {'/'.join(op_types)} node with a constant weight matches the selection"
-        raise TechniqueError("nothing-to-prune", detail)
+        raise TechniqueError(NothingToPrune, detail)
     known = {node_name(node, i) for i, node in enumerate(model.graph.node)}
     unknown = sorted((set(include or ()) - known) | (set(exclude) - known))
     return weights, [f"node names not in the model: {', '.join(unknown)}"] if unknown else []

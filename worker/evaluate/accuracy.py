@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.techniques.base import TechniqueError
+from service.errors import DatasetMismatch, InvalidParams
+from worker.sandbox.contract import TechniqueError
 
 HIGHER_IS_BETTER = {"top1": True, "top5": True, "mse": False, "mae": False}
 BUDGET_TOLERANCE = 1e-9
@@ -19,7 +20,7 @@ def check_metric(metric: str) -> str:
     """The metric name when it is known, else a user-facing error."""
     if metric not in HIGHER_IS_BETTER:
         raise TechniqueError(
-            "invalid-metric", f"unknown metric {metric!r}; choose one of {sorted(HIGHER_IS_BETTER)}"
+            InvalidParams, f"unknown metric {metric!r}; choose one of {sorted(HIGHER_IS_BETTER)}"
         )
     return metric
 
@@ -30,7 +31,7 @@ def score(metric: str, outputs: np.ndarray, labels: np.ndarray) -> float:
         return _top_k(outputs, labels, 1 if metric == "top1" else 5)
     if labels.size != outputs.size:
         raise TechniqueError(
-            "dataset-mismatch", f"labels have shape {labels.shape}; the model's output has {outputs.shape}"
+            DatasetMismatch, f"labels have shape {labels.shape}; the model's output has {outputs.shape}"
         )
     error = outputs - labels.astype(np.float64).reshape(outputs.shape)
     return float(np.mean(error**2) if metric == "mse" else np.mean(np.abs(error)))
@@ -49,17 +50,17 @@ def within_budget(drop: float, max_drop: float) -> bool:
 
 def _top_k(outputs: np.ndarray, labels: np.ndarray, k: int) -> float:
     if labels.dtype.kind not in "iub":
-        raise TechniqueError("dataset-mismatch", f"top-k needs integer class labels, not {labels.dtype}")
+        raise TechniqueError(DatasetMismatch, f"top-k needs integer class labels, not {labels.dtype}")
     if outputs.ndim < 2 or outputs.shape[:-1] != labels.shape:
         raise TechniqueError(
-            "dataset-mismatch",
+            DatasetMismatch,
             f"labels of shape {labels.shape} do not match class scores of shape {outputs.shape}",
         )
     classes = outputs.shape[-1]
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
         # Out-of-range labels would simply never match: a silent score of 0, not an answer.
         raise TechniqueError(
-            "dataset-mismatch",
+            DatasetMismatch,
             f"labels range from {int(labels.min())} to {int(labels.max())}, but the model scores"
             f" {classes} classes (labels 0 to {classes - 1})",
         )

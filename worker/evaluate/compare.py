@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from service.errors import InvalidParams
 from worker.evaluate import accuracy as acc
 from worker.evaluate.benchmark import PairTiming, percentiles, throughput, time_pair
 from worker.evaluate.describe import describe_loaded, op_histogram
@@ -21,7 +22,7 @@ from worker.evaluate.node_errors import node_errors
 from worker.evaluate.precision import precision_kind
 from worker.evaluate.sessions import CHUNK, feeds_for, first_output, make_session, run_checked
 from worker.evaluate.verdict import judge
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 
 def compare_models(
@@ -54,13 +55,13 @@ def compare_models(
     if metric is not None:
         acc.check_metric(metric)
     if not batch_sizes or min(batch_sizes) < 1:
-        raise TechniqueError("invalid-params", f"batch sizes must be positive integers, not {batch_sizes}")
+        raise TechniqueError(InvalidParams, f"batch sizes must be positive integers, not {batch_sizes}")
     paths = (Path(baseline_path), Path(candidate_path))
     models = [onnx.load(str(path)) for path in paths]
     sides = [describe_loaded(model, path) for model, path in zip(models, paths, strict=True)]
     sessions = [make_session(path, threads) for path in paths]
     # Generated inputs take a size the original runs at; the candidate must run there too.
-    data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0]))
+    data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0], quiet=True))
     fixed = fixed_batch(signature)
     outputs = [first_output(session, data.arrays, fixed or CHUNK) for session in sessions]
     notes: list[str] = []

@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import DatasetMismatch, InvalidDataset
+from service.failures import DatasetRequired
 from worker.errortext import brief
 from worker.example_shapes import EXAMPLE_SIZES, Dim, Shape, concrete_shapes, first_runnable, is_fixed
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 GENERATED_SAMPLES = 64
 MAX_SAMPLES = 10_000
@@ -69,7 +71,7 @@ def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
             stored = {name: loaded[name] for name in loaded.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise TechniqueError(
-            "invalid-dataset", f"the dataset is not a readable .npz file: {brief(error)}"
+            InvalidDataset, f"the dataset is not a readable .npz file: {brief(error)}"
         ) from None
     arrays = {spec["name"]: _checked(spec, stored) for spec in signature["inputs"]}
     labels = stored.get("labels")
@@ -77,9 +79,9 @@ def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
     if labels is not None:
         counts["labels"] = len(labels)
     if len(set(counts.values())) != 1:
-        raise TechniqueError("dataset-mismatch", f"arrays hold different numbers of samples: {counts}")
+        raise TechniqueError(DatasetMismatch, f"arrays hold different numbers of samples: {counts}")
     if min(counts.values()) == 0:
-        raise TechniqueError("dataset-mismatch", "the dataset holds no samples")
+        raise TechniqueError(DatasetMismatch, "the dataset holds no samples")
     keep = slice(0, MAX_SAMPLES)
     return EvalData(
         {name: array[keep] for name, array in arrays.items()}, None if labels is None else labels[keep]
@@ -100,7 +102,7 @@ def _specs(signature: Mapping[str, Any]) -> list[tuple[str, list[Dim]]]:
     for spec in signature["inputs"]:
         if spec["shape"] is None:
             raise TechniqueError(
-                "dataset-required", f"input {spec['name']} has no known rank; provide an evaluation dataset"
+                DatasetRequired, f"input {spec['name']} has no known rank; provide an evaluation dataset"
             )
     return [(spec["name"], spec["shape"]) for spec in signature["inputs"]]
 
@@ -141,25 +143,25 @@ def _checked(spec: Mapping[str, Any], stored: Mapping[str, np.ndarray]) -> np.nd
     name = spec["name"]
     if name not in stored:
         raise TechniqueError(
-            "dataset-mismatch", f"the dataset has no array named {name!r} (it has {sorted(stored)})"
+            DatasetMismatch, f"the dataset has no array named {name!r} (it has {sorted(stored)})"
         )
     array = stored[name]
     shape = spec["shape"]
     if shape is not None:
         if array.ndim != len(shape) or array.ndim == 0:
             raise TechniqueError(
-                "dataset-mismatch", f"array {name!r} has shape {array.shape}; the model expects {shape}"
+                DatasetMismatch, f"array {name!r} has shape {array.shape}; the model expects {shape}"
             )
         for axis, dim in enumerate(shape[1:], start=1):
             if isinstance(dim, int) and array.shape[axis] != dim:
                 raise TechniqueError(
-                    "dataset-mismatch", f"array {name!r} has shape {array.shape}; the model expects {shape}"
+                    DatasetMismatch, f"array {name!r} has shape {array.shape}; the model expects {shape}"
                 )
     dtype = np.dtype(spec["dtype"])
     if array.dtype != dtype:
         if not np.can_cast(array.dtype, dtype, casting="same_kind"):
             raise TechniqueError(
-                "dataset-mismatch", f"array {name!r} is {array.dtype}; the model expects {dtype}"
+                DatasetMismatch, f"array {name!r} is {array.dtype}; the model expects {dtype}"
             )
         array = array.astype(dtype)
     return array

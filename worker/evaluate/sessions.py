@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from service.failures import ModelNotRunnable, SignatureMismatch
 from worker.errortext import brief
 from worker.evaluate.inputs import take
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 PROVIDER = "CPUExecutionProvider"
 CHUNK = 64
@@ -42,7 +43,7 @@ def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
         return ort.InferenceSession(str(path), sess_options=options, providers=[PROVIDER])
     except Exception as error:  # onnxruntime raises several unrelated exception types here
         raise TechniqueError(
-            "model-not-runnable", f"onnxruntime cannot load {Path(path).name}: {brief(error)}"
+            ModelNotRunnable, f"onnxruntime cannot load {Path(path).name}: {brief(error)}"
         ) from None
 
 
@@ -52,7 +53,7 @@ def feeds_for(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]) -
     for meta in session.get_inputs():
         if meta.name not in arrays:
             raise TechniqueError(
-                "signature-mismatch", f"the model wants an input named {meta.name!r}; have {sorted(arrays)}"
+                SignatureMismatch, f"the model wants an input named {meta.name!r}; have {sorted(arrays)}"
             )
         wanted = _ORT_TYPES.get(meta.type)
         array = arrays[meta.name]
@@ -60,15 +61,21 @@ def feeds_for(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]) -
     return feeds
 
 
-def run_checked(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray]) -> list[Any]:
-    """One run on `arrays`; a model onnxruntime cannot run on them is 'model-not-runnable'."""
+def run_checked(
+    session: ort.InferenceSession, arrays: Mapping[str, np.ndarray], *, quiet: bool = False
+) -> list[Any]:
+    """One run on `arrays`; a model onnxruntime cannot run on them is 'model-not-runnable'.
+
+    `quiet` keeps onnxruntime from logging the failure: probing sizes expects some to fail.
+    """
     feeds = feeds_for(session, arrays)
+    options = ort.RunOptions()
+    if quiet:
+        options.log_severity_level = 4  # fatal only
     try:
-        outputs: list[Any] = session.run(None, feeds)
+        outputs: list[Any] = session.run(None, feeds, options)
     except Exception as error:  # onnxruntime raises several unrelated exception types here
-        raise TechniqueError(
-            "model-not-runnable", f"onnxruntime cannot run the model: {brief(error)}"
-        ) from None
+        raise TechniqueError(ModelNotRunnable, f"onnxruntime cannot run the model: {brief(error)}") from None
     return outputs
 
 

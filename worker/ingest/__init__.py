@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from service.failures import InvalidModel
 from worker.ingest.canonical import finalize, load_single, load_zipped
 from worker.ingest.detect import detect_format
 from worker.ingest.runtime import check_runtime_loads
 from worker.ingest.safety import vetted
 from worker.ingest.summary import signature, summarize
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 
 def ingest_model(
@@ -47,7 +48,7 @@ def ingest_model(
     model = vetted(model)
     if not signature(model)["inputs"]:
         raise TechniqueError(
-            "invalid-model",
+            InvalidModel,
             "the model has no inputs: it computes constants, so there is nothing to compress or measure",
         )
     canonical = finalize(model, output, warnings)

@@ -13,8 +13,10 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from service.errors import UnsupportedFormat
+from service.failures import UnsafeModel
 from worker.errortext import brief
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 MAX_ENTRIES = 1000
 MAX_TOTAL_BYTES = 8 * 1024**3
@@ -32,7 +34,7 @@ def check_archive(path: Path, *, max_entries: int = MAX_ENTRIES) -> list[zipfile
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise TechniqueError(
-            "unsupported-format", f"the zip archive is truncated or corrupt ({brief(error)})"
+            UnsupportedFormat, f"the zip archive is truncated or corrupt ({brief(error)})"
         ) from None
     if len(members) > max_entries:
         raise _unsafe(f"the archive has {len(members)} entries; at most {max_entries} are allowed")
@@ -77,7 +79,7 @@ def extract_archive(path: Path, destination: Path) -> list[Path]:
                 _copy_bounded(archive, member, target)
             except (zipfile.BadZipFile, zlib.error, EOFError) as error:
                 raise TechniqueError(
-                    "unsupported-format", f"archive member {member.filename!r} is corrupt ({brief(error)})"
+                    UnsupportedFormat, f"archive member {member.filename!r} is corrupt ({brief(error)})"
                 ) from None
             except OSError as error:
                 raise _unsafe(
@@ -119,4 +121,4 @@ def _copy_bounded(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Pat
 
 
 def _unsafe(detail: str) -> TechniqueError:
-    return TechniqueError("unsafe-model", detail)
+    return TechniqueError(UnsafeModel, detail)

@@ -8,11 +8,13 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx.external_data_helper import load_external_data_for_model
 
+from service.errors import UnsupportedFormat
+from service.failures import InvalidModel, UnsafeModel
 from worker.errortext import brief
 from worker.ingest.archive import extract_archive
 from worker.ingest.external import check_external_data, external_tensors
 from worker.ingest.safety import vetted
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 # Stay clear of protobuf's hard 2 GiB message limit.
 SINGLE_FILE_LIMIT = 2 * 1024**3 - 64 * 1024**2
@@ -23,7 +25,7 @@ def load_single(path: Path) -> onnx.ModelProto:
     model = vetted(parse(path))
     for tensor in external_tensors(model):
         raise TechniqueError(
-            "unsafe-model",
+            UnsafeModel,
             f"tensor {tensor.name!r} refers to an external data file; upload the .onnx file and its data"
             " files together in one .zip",
         )
@@ -39,7 +41,7 @@ def load_zipped(path: Path, destination: Path) -> onnx.ModelProto:
     try:
         load_external_data_for_model(model, str(model_file.parent))
     except (OSError, ValueError) as error:
-        raise TechniqueError("invalid-model", f"external data cannot be read: {brief(error)}") from None
+        raise TechniqueError(InvalidModel, f"external data cannot be read: {brief(error)}") from None
     return model
 
 
@@ -49,7 +51,7 @@ def parse(path: Path) -> onnx.ModelProto:
         return onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeWarning, ValueError, OSError) as error:
         raise TechniqueError(
-            "unsupported-format",
+            UnsupportedFormat,
             f"the file looks like ONNX but cannot be parsed (truncated or corrupt): {brief(error)}",
         ) from None
 
@@ -77,16 +79,12 @@ def _check(model: onnx.ModelProto | str, warnings: list[str]) -> None:
         onnx.checker.check_model(model, full_check=True)
         return
     except onnx.checker.ValidationError as error:
-        raise TechniqueError(
-            "invalid-model", f"the ONNX checker rejected the model: {brief(error)}"
-        ) from None
+        raise TechniqueError(InvalidModel, f"the ONNX checker rejected the model: {brief(error)}") from None
     except onnx.shape_inference.InferenceError as error:
         strict_failure = brief(error)
     # Strict shape inference rejects some models that run; accept them when the basic check passes.
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:
-        raise TechniqueError(
-            "invalid-model", f"the ONNX checker rejected the model: {brief(error)}"
-        ) from None
+        raise TechniqueError(InvalidModel, f"the ONNX checker rejected the model: {brief(error)}") from None
     warnings.append(f"strict shape inference failed: {strict_failure}")

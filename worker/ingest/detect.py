@@ -7,8 +7,9 @@ import zipfile
 from pathlib import Path
 from typing import Literal
 
+from service.errors import UnsupportedFormat
 from worker.errortext import brief
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 Format = Literal["onnx", "onnx-zip", "pt2", "torchscript"]
 
@@ -44,25 +45,25 @@ def detect_format(path: Path) -> Format:
     with path.open("rb") as upload:
         head = upload.read(512)
     if not head:
-        raise TechniqueError("unsupported-format", "the file is empty")
+        raise TechniqueError(UnsupportedFormat, "the file is empty")
     if head.startswith(b"PK"):
         return _zip_format(path)
     for magic, what in _REJECTED_MAGIC:
         if head.startswith(magic):
-            raise TechniqueError("unsupported-format", f"the file is {what}; {EXPECTED}")
+            raise TechniqueError(UnsupportedFormat, f"the file is {what}; {EXPECTED}")
     if head[257:262] == b"ustar":
-        raise TechniqueError("unsupported-format", f"the file is a tar archive; {EXPECTED}")
+        raise TechniqueError(UnsupportedFormat, f"the file is a tar archive; {EXPECTED}")
     if len(head) >= 2 and head[0] == 0x80 and 1 <= head[1] <= 5:
         raise TechniqueError(
-            "unsupported-format", f"the file is a Python pickle, which can run code when loaded; {EXPECTED}"
+            UnsupportedFormat, f"the file is a Python pickle, which can run code when loaded; {EXPECTED}"
         )
     if _looks_like_safetensors(head):
         raise TechniqueError(
-            "unsupported-format", f"the file is safetensors, which holds weights but no graph; {EXPECTED}"
+            UnsupportedFormat, f"the file is safetensors, which holds weights but no graph; {EXPECTED}"
         )
     if _looks_like_onnx(head):
         return "onnx"
-    raise TechniqueError("unsupported-format", f"the file is not a recognised model format; {EXPECTED}")
+    raise TechniqueError(UnsupportedFormat, f"the file is not a recognised model format; {EXPECTED}")
 
 
 def _zip_format(path: Path) -> Format:
@@ -71,7 +72,7 @@ def _zip_format(path: Path) -> Format:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise TechniqueError(
-            "unsupported-format",
+            UnsupportedFormat,
             f"the file starts like a zip archive but is truncated or corrupt ({brief(error)})",
         ) from None
     if all(any(pattern.search(name) for name in names) for pattern in _TORCHSCRIPT):
@@ -80,7 +81,7 @@ def _zip_format(path: Path) -> Format:
         return "pt2"
     if any(_PICKLE_CHECKPOINT.search(name) for name in names):
         raise TechniqueError(
-            "unsupported-format",
+            UnsupportedFormat,
             "the file is a torch.save checkpoint (a pickle of weights, no graph); export the model with"
             " torch.export.save or torch.onnx.export and upload that",
         )
@@ -89,9 +90,9 @@ def _zip_format(path: Path) -> Format:
         return "onnx-zip"
     if len(models) > 1:
         raise TechniqueError(
-            "unsupported-format", f"the archive holds {len(models)} .onnx files; upload one model per archive"
+            UnsupportedFormat, f"the archive holds {len(models)} .onnx files; upload one model per archive"
         )
-    raise TechniqueError("unsupported-format", f"the zip archive holds no recognised model; {EXPECTED}")
+    raise TechniqueError(UnsupportedFormat, f"the zip archive holds no recognised model; {EXPECTED}")
 
 
 def _looks_like_onnx(head: bytes) -> bool:

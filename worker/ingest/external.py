@@ -16,9 +16,10 @@ from pathlib import Path, PurePosixPath
 
 import onnx
 
+from service.failures import UnsafeModel
 from worker.evaluate.parameters import iter_graphs
 from worker.ingest.safety import iter_nodes
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 _KEYS = frozenset({"location", "offset", "length", "checksum"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -94,4 +95,4 @@ def _all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
 
 
 def _unsafe(tensor: onnx.TensorProto, problem: str) -> TechniqueError:
-    return TechniqueError("unsafe-model", f"tensor {tensor.name!r} {problem}")
+    return TechniqueError(UnsafeModel, f"tensor {tensor.name!r} {problem}")

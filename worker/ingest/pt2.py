@@ -16,12 +16,13 @@ from pathlib import Path
 
 import onnx
 
+from service.failures import ConversionFailed, InvalidModel, UnsafeModel
 from worker.errortext import summary
 from worker.evaluate.inputs import generate_inputs
 from worker.ingest.archive import check_archive
 from worker.ingest.summary import signature
 from worker.ingest.verify import VERIFY_BATCH, verify_conversion
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 MAX_ENTRIES = 10_000
 _ALLOWED = re.compile(
@@ -45,7 +46,7 @@ def convert_pt2(path: Path, workdir: Path, warnings: list[str]) -> onnx.ModelPro
         program = torch.export.load(str(sanitized))
     except Exception as error:  # torch raises many types for malformed programs
         raise TechniqueError(
-            "invalid-model", f"torch.export.load cannot read the program: {summary(error)}"
+            InvalidModel, f"torch.export.load cannot read the program: {summary(error)}"
         ) from None
     converted = workdir / "converted.onnx"
     try:
@@ -55,7 +56,7 @@ def convert_pt2(path: Path, workdir: Path, warnings: list[str]) -> onnx.ModelPro
         exported.save(str(converted))
     except Exception as error:  # exporter failures name the unsupported operator
         raise TechniqueError(
-            "conversion-failed", f"the program cannot be exported to ONNX: {summary(error)}"
+            ConversionFailed, f"the program cannot be exported to ONNX: {summary(error)}"
         ) from None
     model = onnx.load(str(converted))
     _name_batch_dim(model)
@@ -71,13 +72,13 @@ def _sanitized_copy(path: Path, target: Path) -> Path:
     members = check_archive(path, max_entries=MAX_ENTRIES)
     roots = {member.filename.split("/", 1)[0] for member in members}
     if len(roots) != 1:
-        raise TechniqueError("unsafe-model", "a .pt2 archive must keep every record under one folder")
+        raise TechniqueError(UnsafeModel, "a .pt2 archive must keep every record under one folder")
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(target, "w") as sink:
         for member in members:
             relative = member.filename.split("/", 1)[1] if "/" in member.filename else ""
             if not _ALLOWED.fullmatch(relative):
                 raise TechniqueError(
-                    "unsafe-model",
+                    UnsafeModel,
                     f"the .pt2 archive holds {relative!r}, which is not a plain weight or JSON record"
                     " (compiled AOTInductor code, custom objects and pickled payloads are refused)",
                 )
@@ -95,7 +96,7 @@ def _check_payload_config(name: str, data: bytes) -> None:
     except (ValueError, KeyError, TypeError, AttributeError):
         safe = False
     if not safe:
-        raise TechniqueError("unsafe-model", f"{name} declares pickled or unrecognised payloads")
+        raise TechniqueError(UnsafeModel, f"{name} declares pickled or unrecognised payloads")
 
 
 def _name_batch_dim(model: onnx.ModelProto) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from worker.techniques.base import TechniqueError
+from service.failures import InvalidModel
+from worker.sandbox.contract import TechniqueError
 
 log = logging.getLogger("modelpress.ingest")
 
@@ -25,7 +26,7 @@ def check_runtime_loads(model_path: Path) -> None:
     except Exception as error:  # onnxruntime raises several unrelated exception types
         log.warning("onnxruntime refused the canonical model: %s", error)
         raise TechniqueError(
-            "invalid-model",
+            InvalidModel,
             f"onnxruntime {ort.__version__} cannot load the model: an opset, IR version or operator it"
             " does not support, or an inconsistent graph; re-export the model with an older opset",
         ) from None

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator
 import onnx
 import onnx.inliner
 
-from worker.techniques.base import TechniqueError
+from service.failures import InvalidModel, UnsafeModel
+from worker.sandbox.contract import TechniqueError
 
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 STANDARD_OPSETS = {"": onnx.defs.onnx_opset_version(), "ai.onnx": onnx.defs.onnx_opset_version()}
@@ -35,7 +36,7 @@ def resolve_functions(model: onnx.ModelProto) -> onnx.ModelProto:
         resolved = onnx.inliner.inline_local_functions(model)
     except Exception:  # the inliner raises several unrelated types on a malformed function
         raise TechniqueError(
-            "invalid-model",
+            InvalidModel,
             "the model's local functions cannot be resolved (a malformed or recursive function)",
         ) from None
     del resolved.functions[:]  # nothing may call them any more; what runs is the inlined graph
@@ -48,7 +49,7 @@ def check_opsets(model: onnx.ModelProto) -> None:
         highest = STANDARD_OPSETS.get(entry.domain)
         if highest is not None and not 1 <= entry.version <= highest:
             raise TechniqueError(
-                "invalid-model",
+                InvalidModel,
                 f"the model imports opset {entry.version} of the standard ONNX domain; opsets 1 to"
                 f" {highest} are supported",
             )
@@ -59,13 +60,13 @@ def check_operators(model: onnx.ModelProto) -> None:
     for node in iter_nodes(model):
         if node.op_type == "EPContext":
             raise TechniqueError(
-                "unsafe-model",
+                UnsafeModel,
                 f"node {node.name[:200]!r} is an EPContext node, a precompiled engine; upload the original"
                 " model",
             )
         if node.domain not in ALLOWED_DOMAINS:
             raise TechniqueError(
-                "unsafe-model",
+                UnsafeModel,
                 f"node {node.name[:200]!r} uses operator {node.domain[:100]}::{node.op_type[:100]}; only the"
                 f" standard ONNX domains {sorted(d or 'ai.onnx' for d in ALLOWED_DOMAINS - {''})} are"
                 " accepted",

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from service.failures import ConversionFailed, InputShapeRequired, InvalidModel
 from worker.errortext import summary
 from worker.ingest.archive import check_archive
 from worker.ingest.verify import VERIFY_BATCH, verify_conversion
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 MAX_ENTRIES = 10_000
 TRACE_BATCH = 2
@@ -38,20 +39,18 @@ def convert_torchscript(
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as error:  # torch raises RuntimeError and friends for bad archives
         raise TechniqueError(
-            "invalid-model", f"torch.jit.load cannot read the archive: {summary(error)}"
+            InvalidModel, f"torch.jit.load cannot read the archive: {summary(error)}"
         ) from None
     names = [value.debugName().split(".")[0] for value in list(module.forward.graph.inputs())[1:]]
     if input_shapes is not None:
         shapes = [[TRACE_BATCH, *shape[1:]] for shape in input_shapes]
         if len(shapes) != len(names) or any(len(shape) == 0 for shape in shapes):
             raise TechniqueError(
-                "input-shape-required", f"input_shapes must give one non-empty shape for each of {names}"
+                InputShapeRequired, f"input_shapes must give one non-empty shape for each of {names}"
             )
         outputs = _run(module, shapes)
         if outputs is None:
-            raise TechniqueError(
-                "input-shape-required", f"the model does not accept inputs of shapes {shapes}"
-            )
+            raise TechniqueError(InputShapeRequired, f"the model does not accept inputs of shapes {shapes}")
     else:
         shapes, outputs = _guess(module, names)
         warnings.append(
@@ -68,7 +67,7 @@ def convert_torchscript(
         )  # fmt: skip
     except Exception as error:  # exporter failures name the unsupported operator
         raise TechniqueError(
-            "conversion-failed", f"the model cannot be exported to ONNX: {summary(error)}"
+            ConversionFailed, f"the model cannot be exported to ONNX: {summary(error)}"
         ) from None
     inputs = {name: _example([VERIFY_BATCH, *shape[1:]]) for name, shape in zip(names, shapes, strict=True)}
     if warning := verify_conversion(module, converted, inputs):
@@ -80,7 +79,7 @@ def _guess(module: Any, names: list[str]) -> tuple[list[list[int]], int]:
     """Example input shapes read from the first Linear or ConvNd layer, and the output count."""
     if len(names) != 1:
         raise TechniqueError(
-            "input-shape-required", f"the model takes {len(names)} inputs; give their shapes in input_shapes"
+            InputShapeRequired, f"the model takes {len(names)} inputs; give their shapes in input_shapes"
         )
     for _, layer in module.named_modules():
         kind = getattr(layer, "original_name", "")
@@ -97,7 +96,7 @@ def _guess(module: Any, names: list[str]) -> tuple[list[list[int]], int]:
                 return [shape], outputs
         break
     raise TechniqueError(
-        "input-shape-required",
+        InputShapeRequired,
         "the input shape of this TorchScript model cannot be inferred; upload it with input_shapes",
     )
 

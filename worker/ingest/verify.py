@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from service.failures import ConversionFailed
 from worker.errortext import brief, summary
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 RTOL = 1e-3
 ATOL = 1e-4
@@ -32,7 +33,7 @@ def verify_conversion(
         converted = session.run(None, {name: inputs[name] for name in names})
     except Exception as error:  # onnxruntime raises several unrelated exception types
         raise TechniqueError(
-            "conversion-failed", f"onnxruntime cannot run the converted model: {brief(error)}"
+            ConversionFailed, f"onnxruntime cannot run the converted model: {brief(error)}"
         ) from None
     try:
         with torch.no_grad():
@@ -41,7 +42,7 @@ def verify_conversion(
         return f"the conversion was not verified: the torch model rejects generated inputs ({summary(error)})"
     if len(expected) != len(converted):
         raise TechniqueError(
-            "conversion-failed",
+            ConversionFailed,
             f"the torch model has {len(expected)} outputs, the ONNX model {len(converted)}",
         )
     for index, (want, got) in enumerate(zip(expected, converted, strict=True)):
@@ -49,7 +50,7 @@ def verify_conversion(
         if want.shape != got.shape or not np.allclose(got, want, rtol=RTOL, atol=ATOL):
             difference = float(np.max(np.abs(got - want))) if want.shape == got.shape else float("nan")
             raise TechniqueError(
-                "conversion-failed",
+                ConversionFailed,
                 f"output {index} of the converted model differs from torch (shape {got.shape} vs"
                 f" {want.shape}, max abs difference {difference:.3g})",
             )

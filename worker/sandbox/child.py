@@ -13,7 +13,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.errors import Problem
 
 _progress_file: Path | None = None
 
@@ -29,16 +32,19 @@ def report_progress(fraction: float, message: str) -> None:
         handle.write(line + "\n")
 
 
-def _error(slug: str, detail: str, **extensions: Any) -> dict[str, Any]:
-    return {"ok": False, "error": {"slug": slug, "detail": detail, "extensions": extensions}}
+def _error(problem: Problem) -> dict[str, Any]:
+    # The parent rebuilds the problem from its slug (service.failures.problem_for).
+    error = {"slug": problem.slug, "detail": problem.detail, "extensions": problem.extensions}
+    return {"ok": False, "error": error}
 
 
 def main(spec_path: Path) -> int:
     """Run the spec; the exit code is 0 whenever a result file was written."""
     global _progress_file
+    from service.failures import ResourceLimit, SandboxUnavailable, StepError
     from worker.errortext import summary
     from worker.sandbox.confine import confine
-    from worker.techniques.base import TechniqueError
+    from worker.sandbox.contract import TechniqueError
 
     spec = json.loads(spec_path.read_text())
     work = Path.cwd()
@@ -52,19 +58,19 @@ def main(spec_path: Path) -> int:
         confine(Path(spec["box"]), work, module_name, use_landlock=spec["landlock"])
     except OSError:
         traceback.print_exc()
-        _write(work, _error("sandbox-unavailable", "the sandbox could not confine the step's process"))
+        _write(work, _error(SandboxUnavailable("the sandbox could not confine the step's process")))
         return 0
     try:
         function = getattr(importlib.import_module(module_name), function_name)
         outcome: dict[str, Any] = {"ok": True, "value": function(**spec["kwargs"])}
     except TechniqueError as exc:
-        outcome = _error(exc.slug, exc.detail, **exc.extensions)
+        outcome = _error(exc.problem)
     except MemoryError:
-        outcome = _error("resource-limit", "the step ran out of its memory limit")
+        outcome = _error(ResourceLimit("the step ran out of its memory limit"))
     except Exception as exc:  # the parent needs a document for any failure, not a traceback
         # The full text goes to the worker's log only: model code may have put what it read into it.
         traceback.print_exc()
-        outcome = _error("step-error", f"the step failed: {summary(exc)}")
+        outcome = _error(StepError(f"the step failed: {summary(exc)}"))
     _write(work, outcome)
     return 0
 

@@ -16,7 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from service.failures import Cancelled, ResourceLimit, StepTimeout, WorkerCrashed, problem_for
 from worker.sandbox.box import Box
+from worker.sandbox.contract import TechniqueError
 from worker.sandbox.isolation import preexec
 from worker.sandbox.layers import Layers, active_layers
 
@@ -37,12 +39,8 @@ class SandboxLimits:
     threads: int = 1
 
 
-class SandboxFailure(Exception):
-    """The child failed; `slug`, `detail` and `extensions` become the step's problem document."""
-
-    def __init__(self, slug: str, detail: str, **extensions: Any) -> None:
-        super().__init__(detail)
-        self.slug, self.detail, self.extensions = slug, detail, extensions
+class SandboxFailure(TechniqueError):
+    """The child failed, reported or not; its problem becomes the step's or the ingest's `error`."""
 
 
 def _child_env(threads: int, box: Box) -> dict[str, str]:
@@ -130,11 +128,11 @@ def _watch(
         seen = _relay_progress(workdir, seen, on_progress)
         if should_cancel is not None and should_cancel():
             _kill(child)
-            raise SandboxFailure("cancelled", "the job was cancelled while this step ran")
+            raise SandboxFailure(Cancelled, "the job was cancelled while this step ran")
         if time.monotonic() > deadline:
             _kill(child)
             raise SandboxFailure(
-                "timeout", f"the step ran longer than its limit of {limits.wall_seconds:.0f} s"
+                StepTimeout, f"the step ran longer than its limit of {limits.wall_seconds:.0f} s"
             )
     _relay_progress(workdir, seen, on_progress)
 
@@ -177,20 +175,20 @@ def _result(returncode: int, workdir: Path, *, cpu_exhausted: bool = False) -> A
         if outcome["ok"]:
             return outcome["value"]
         error = outcome["error"]
-        raise SandboxFailure(error["slug"], error["detail"], **error.get("extensions", {}))
+        raise SandboxFailure(problem_for(error["slug"]), error["detail"], **error.get("extensions", {}))
     if returncode == -signal.SIGXCPU or (returncode == -signal.SIGKILL and cpu_exhausted):
-        raise SandboxFailure("timeout", "the step used up its CPU-time limit and was stopped")
+        raise SandboxFailure(StepTimeout, "the step used up its CPU-time limit and was stopped")
     if returncode == -signal.SIGKILL:
         # Not our CPU limit and not our kill (that raises before): the system's out-of-memory killer.
         raise SandboxFailure(
-            "resource-limit", "the step's process was killed by the system, most likely for lack of memory"
+            ResourceLimit, "the step's process was killed by the system, most likely for lack of memory"
         )
     if returncode in (-signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS):
         # Native code aborts on failed allocations under the address-space limit, or crashes on bad input.
         raise SandboxFailure(
-            "worker-crashed", f"the step's process died with signal {-returncode} (out of memory or a crash)"
+            WorkerCrashed, f"the step's process died with signal {-returncode} (out of memory or a crash)"
         )
-    raise SandboxFailure("worker-crashed", f"the step's process exited with code {returncode} and no result")
+    raise SandboxFailure(WorkerCrashed, f"the step's process exited with code {returncode} and no result")
 
 
 def open_box() -> Box:

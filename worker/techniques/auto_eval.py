@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from service.catalog.quantize_auto import AutoQuantParams
+from service.errors import InvalidParams
 from worker.evaluate import accuracy as acc
 from worker.evaluate.benchmark import percentiles, time_pair
 from worker.evaluate.describe import model_size_bytes
 from worker.evaluate.inputs import fixed_batch, load_dataset, take
 from worker.evaluate.sessions import CHUNK, feeds_for, first_output, make_session
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 TIMING_BATCH = 8
 WARMUP_RUNS = 3
@@ -105,7 +106,7 @@ def _targets(metric: str | None, labels: np.ndarray | None, outputs: np.ndarray)
     if chosen in ("top1", "top5"):
         if not classifier:
             raise TechniqueError(
-                "invalid-params",
+                InvalidParams,
                 f"{chosen} without labels compares predicted classes, but the model's first output has shape"
                 f" {list(outputs.shape)}; use mse or mae, or an evaluation dataset with labels",
             )

@@ -11,7 +11,9 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
-from worker.techniques.base import TechniqueError
+from service.errors import DatasetMismatch, InvalidDataset
+from service.failures import UnsupportedInput
+from worker.sandbox.contract import TechniqueError
 from worker.techniques.npz import NpyHeader, open_member, read_headers, read_rows
 
 LABELS = "labels"
@@ -36,7 +38,7 @@ def model_inputs(model_path: Path) -> list[ModelInput]:
         if value.name in initializers:
             continue
         if not value.type.HasField("tensor_type"):
-            raise TechniqueError("unsupported-input", f"model input '{value.name}' is not a tensor")
+            raise TechniqueError(UnsupportedInput, f"model input '{value.name}' is not a tensor")
         tensor = value.type.tensor_type
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
         dims = None
@@ -57,7 +59,7 @@ def _check_array(expected: ModelInput, header: NpyHeader) -> None:
         header.dtype, expected.dtype, "same_kind"
     ):
         raise TechniqueError(
-            "dataset-mismatch",
+            DatasetMismatch,
             f"array '{name}' is {header.dtype} but model input '{name}' expects {expected.dtype}",
         )
     if expected.dims is None:
@@ -65,14 +67,14 @@ def _check_array(expected: ModelInput, header: NpyHeader) -> None:
     wanted = _shape_text(expected.dims)
     if len(expected.dims) == 0 or len(shape) != len(expected.dims):
         raise TechniqueError(
-            "dataset-mismatch",
+            DatasetMismatch,
             f"array '{name}' has shape {shape} but model input '{name}' has shape {wanted}; "
             "the array needs the same axes, with samples along the first",
         )
     for axis, (have, want) in enumerate(zip(shape[1:], expected.dims[1:], strict=True), start=1):
         if isinstance(want, int) and have != want:
             raise TechniqueError(
-                "dataset-mismatch",
+                DatasetMismatch,
                 f"array '{name}' has {have} along axis {axis} (shape {shape}) but model input '{name}' "
                 f"expects {want} (shape {wanted})",
             )
@@ -82,19 +84,19 @@ def check_dataset(headers: dict[str, NpyHeader], inputs: Sequence[ModelInput]) -
     """Check that the arrays can feed the model's inputs; returns the number of samples."""
     for name, header in headers.items():
         if header.dtype.hasobject:
-            raise TechniqueError("dataset-invalid", f"array '{name}' holds Python objects, which are refused")
+            raise TechniqueError(InvalidDataset, f"array '{name}' holds Python objects, which are refused")
     names = [expected.name for expected in inputs]
     unknown = sorted(set(headers) - set(names) - {LABELS})
     if unknown:
         raise TechniqueError(
-            "dataset-mismatch",
+            DatasetMismatch,
             f"array '{unknown[0]}' is not an input of the model (inputs: {', '.join(names)})",
         )
     counts = {}
     for expected in inputs:
         if expected.name not in headers:
             raise TechniqueError(
-                "dataset-mismatch",
+                DatasetMismatch,
                 f"the dataset has no array '{expected.name}' for the model input of that name "
                 f"(arrays: {', '.join(sorted(headers)) or 'none'})",
             )
@@ -102,16 +104,16 @@ def check_dataset(headers: dict[str, NpyHeader], inputs: Sequence[ModelInput]) -
         _check_array(expected, header)
         if header.fortran_order and len(header.shape) > 1:
             raise TechniqueError(
-                "dataset-invalid",
+                InvalidDataset,
                 f"array '{expected.name}' is stored in Fortran order; save np.ascontiguousarray(...)",
             )
         counts[expected.name] = header.shape[0]
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"'{name}' has {count}" for name, count in counts.items())
-        raise TechniqueError("dataset-mismatch", f"arrays disagree on the number of samples: {detail}")
+        raise TechniqueError(DatasetMismatch, f"arrays disagree on the number of samples: {detail}")
     samples = next(iter(counts.values()), 0)
     if samples == 0:
-        raise TechniqueError("dataset-mismatch", f"array '{names[0] if names else '?'}' has no samples")
+        raise TechniqueError(DatasetMismatch, f"array '{names[0] if names else '?'}' has no samples")
     return samples
 
 
@@ -127,7 +129,7 @@ class NpzCalibrationReader(CalibrationDataReader):
         fixed = {e.dims[0] for e in self._inputs if e.dims and isinstance(e.dims[0], int)}
         if len(fixed) > 1:
             raise TechniqueError(
-                "dataset-mismatch", f"model inputs have different fixed batch sizes {sorted(fixed)}"
+                DatasetMismatch, f"model inputs have different fixed batch sizes {sorted(fixed)}"
             )
         self.batch_size = int(next(iter(fixed))) if fixed else batch_size
         self.samples = min(self._total, max_samples)
@@ -136,7 +138,7 @@ class NpzCalibrationReader(CalibrationDataReader):
             self.samples -= self.samples % self.batch_size
         if self.samples == 0:
             raise TechniqueError(
-                "dataset-mismatch",
+                DatasetMismatch,
                 f"the dataset has {self._total} samples, fewer than the model's batch {self.batch_size}",
             )
         self.rewind()

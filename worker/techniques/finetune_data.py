@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from service.errors import DatasetMismatch, InvalidDataset
+from service.failures import DatasetTooSmall
 from worker.errortext import brief
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,13 +40,13 @@ def _check(name: str, array: np.ndarray, spec: TensorSpec, dtype: torch.dtype) -
     """Same kind of numbers and, where the model fixes a dim, the same size (samples along dim 0)."""
     if (array.dtype.kind == "f") != dtype.is_floating_point:
         detail = f"array '{name}' is {array.dtype} but the model expects {dtype}"
-        raise TechniqueError("dataset-mismatch", detail)
+        raise TechniqueError(DatasetMismatch, detail)
     if spec.shape is None:
         return
     fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int) and i > 0]
     if array.ndim != len(spec.shape) or any(array.shape[i] != d for i, d in fixed):
         detail = f"array '{name}' has shape {array.shape} but model input '{name}' has shape {spec.shape}"
-        raise TechniqueError("dataset-mismatch", detail)
+        raise TechniqueError(DatasetMismatch, detail)
 
 
 def load_dataset(path: Path, module: OnnxModule) -> Samples:
@@ -63,7 +65,7 @@ def load_dataset(path: Path, module: OnnxModule) -> Samples:
                 detail = (
                     f"the dataset has no array named {', '.join(missing)} (it has {', '.join(arrays.files)})"
                 )
-                raise TechniqueError("dataset-mismatch", detail)
+                raise TechniqueError(DatasetMismatch, detail)
             inputs = []
             for spec in module.inputs:
                 array, dtype = arrays[spec.name], torch_dtype(spec.elem_type)
@@ -72,11 +74,11 @@ def load_dataset(path: Path, module: OnnxModule) -> Samples:
             labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays.files else None
     except (zipfile.BadZipFile, ValueError, OSError) as error:
         raise TechniqueError(
-            "dataset-invalid", f"the dataset is not a readable .npz file: {brief(error)}"
+            InvalidDataset, f"the dataset is not a readable .npz file: {brief(error)}"
         ) from error
     counts = {len(x) for x in inputs} | ({len(labels)} if labels is not None else set())
     if len(counts) != 1 or not inputs[0].shape[0]:
-        raise TechniqueError("dataset-mismatch", "dataset arrays must be non-empty and share their first dim")
+        raise TechniqueError(DatasetMismatch, "dataset arrays must be non-empty and share their first dim")
     return Samples(inputs, labels)
 
 
@@ -92,6 +94,6 @@ def split(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Sample
             f"the dataset's {len(samples)} samples are too few to hold out {fraction:g} of them for "
             f"validation (at least {MIN_HELD_OUT} on each side): upload more, or set validation_fraction to 0"
         )
-        raise TechniqueError("dataset-too-small", detail, samples=len(samples))
+        raise TechniqueError(DatasetTooSmall, detail, samples=len(samples))
     order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))
     return samples.take(order[held_out:]), samples.take(order[:held_out])

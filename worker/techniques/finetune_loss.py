@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from worker.techniques.base import TechniqueError
+from service.errors import DatasetMismatch
+from worker.sandbox.contract import TechniqueError
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +46,7 @@ def as_classes(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
             f"(shape {shape}) as class indices: give one label per sample, or per position with the "
             "classes on the output's last dim or on dim 1 (as segmentation models do)"
         )
-        raise TechniqueError("dataset-mismatch", detail)
+        raise TechniqueError(DatasetMismatch, detail)
     return flat, labels, classes_on_dim_1
 
 
@@ -87,7 +88,7 @@ def distillation_mse(student_out: Any, teacher_out: Any) -> Any:
         if s.dtype.is_floating_point
     ]
     if not pairs:
-        raise TechniqueError("dataset-mismatch", "without labels, fine-tuning needs a float output to distil")
+        raise TechniqueError(DatasetMismatch, "without labels, fine-tuning needs a float output to distil")
     return sum(F.mse_loss(s, t) for s, t in pairs)
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import FinetuneParams
-from worker.techniques.base import StepContext, TechniqueError
+from service.failures import PrunedWeightsRevived
+from worker.sandbox.contract import StepContext, TechniqueError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,7 +77,7 @@ def _check_zeros(masks: Masks) -> None:
     revived = sorted(name for name, (weight, mask) in masks.items() if bool(weight.detach()[mask].any()))
     if revived:
         detail = f"fine-tuning revived pruned weights of {', '.join(revived)}"
-        raise TechniqueError("pruned-weights-revived", detail, nodes=revived)
+        raise TechniqueError(PrunedWeightsRevived, detail, nodes=revived)
 
 
 def finetune_pruned(

@@ -9,8 +9,9 @@ from typing import IO
 
 import numpy as np
 
+from service.errors import InvalidDataset
 from worker.errortext import brief
-from worker.techniques.base import TechniqueError
+from worker.sandbox.contract import TechniqueError
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def open_member(archive: zipfile.ZipFile, name: str) -> tuple[IO[bytes], NpyHead
     elif version == (2, 0):
         shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
     else:
-        raise TechniqueError("dataset-invalid", f"array '{name}' uses unsupported .npy version {version}")
+        raise TechniqueError(InvalidDataset, f"array '{name}' uses unsupported .npy version {version}")
     return stream, NpyHeader(np.dtype(dtype), tuple(shape), bool(fortran_order))
 
 
@@ -46,7 +47,7 @@ def read_headers(npz_path: Path) -> dict[str, NpyHeader]:
                     stream.close()
     except (zipfile.BadZipFile, ValueError) as exc:
         raise TechniqueError(
-            "dataset-invalid", f"the dataset is not a readable .npz file: {brief(exc)}"
+            InvalidDataset, f"the dataset is not a readable .npz file: {brief(exc)}"
         ) from exc
     return headers
 
@@ -57,5 +58,5 @@ def read_rows(stream: IO[bytes], header: NpyHeader, name: str, count: int) -> np
     size = count * header.dtype.itemsize * int(np.prod(row_shape, dtype=np.int64))
     data = stream.read(size)
     if len(data) != size:
-        raise TechniqueError("dataset-invalid", f"array '{name}' is truncated")
+        raise TechniqueError(InvalidDataset, f"array '{name}' is truncated")
     return np.frombuffer(data, dtype=header.dtype).reshape((count, *row_shape))

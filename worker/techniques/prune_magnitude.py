@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import MagnitudePruneParams
-from worker.techniques.base import StepContext, StepOutcome
+from worker.sandbox.contract import StepContext, StepOutcome
 
 if TYPE_CHECKING:
     import numpy as np

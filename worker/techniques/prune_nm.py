@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import NMPruneParams
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+from service.failures import NothingToPrune
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,7 +87,7 @@ def run(model_path: Path, output_path: Path, params: NMPruneParams, ctx: StepCon
             pruned[weight.initializer] = nm_prune(array, weight.reduction_axis, n, m)
     if not pruned:
         detail = f"no selected layer has a reduction dimension that is a multiple of {m}: {skipped}"
-        raise TechniqueError("nothing-to-prune", detail, skipped_layers=skipped)
+        raise TechniqueError(NothingToPrune, detail, skipped_layers=skipped)
     warnings += [f"{node} left dense: {reason}" for node, reason in skipped.items()]
     replace_initializers(model, pruned)
     metrics: dict[str, Any] = {"pattern": f"{n}:{m}"}

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.catalog.prune import StructuredPruneParams
+from service.failures import ModelNotRunnable, NothingToPrune, PruningUnverified, UnsupportedModel
 from worker.errortext import brief
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,12 +57,12 @@ def _shapes(module: OnnxModule) -> tuple[list[torch.Tensor], dict[str, tuple[int
     if any(spec.shape is None for spec in module.inputs):
         unranked = next(spec.name for spec in module.inputs if spec.shape is None)
         detail = f"structured pruning needs ranked inputs: input {unranked} has no known rank"
-        raise TechniqueError("unsupported-model", detail)
+        raise TechniqueError(UnsupportedModel, detail)
     try:
         examples, values = runnable_inputs(module)
     except (RuntimeError, IndexError, ValueError) as error:
         detail = f"the bridged model does not run on example inputs of its signature: {brief(error)}"
-        raise TechniqueError("model-not-runnable", detail) from None
+        raise TechniqueError(ModelNotRunnable, detail) from None
     return examples, {name: tuple(value.shape) for name, value in values.items()}
 
 
@@ -73,7 +74,7 @@ def _nothing_to_prune(graph: ChannelGraph, round_to: int) -> TechniqueError:
         f"are too small to prune with round_to={round_to}"
     )
     return TechniqueError(
-        "nothing-to-prune", detail, kept_whole_by=sorted(graph.kept_whole_by), kept_whole=kept_whole(graph)
+        NothingToPrune, detail, kept_whole_by=sorted(graph.kept_whole_by), kept_whole=kept_whole(graph)
     )
 
 
@@ -138,7 +139,7 @@ def _prune_checked(
     equivalence.mask_removed_inputs(pruned, graph, plan.keep)
     wanted = [equivalence.outputs(pruned, probe) for probe in probes]
     if wanted[0] is None:
-        raise TechniqueError("model-not-runnable", "the model does not run on random inputs of its signature")
+        raise TechniqueError(ModelNotRunnable, "the model does not run on random inputs of its signature")
     channels = shrink.apply(pruned, graph, plan.keep)
     for probe, expected in zip(probes, wanted, strict=True):
         if expected is None:
@@ -183,7 +184,7 @@ def prune(module: OnnxModule, params: StructuredPruneParams, warnings: list[str]
             )
         return result
     detail = "the pruned model does not compute what the original computes without the removed channels"
-    raise TechniqueError("pruning-unverified", detail)
+    raise TechniqueError(PruningUnverified, detail)
 
 
 def run(model_path: Path, output_path: Path, params: StructuredPruneParams, ctx: StepContext) -> StepOutcome:

@@ -21,11 +21,11 @@ import onnx
 from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
 from service.catalog.quantize_static import StaticQuantParams
+from worker.sandbox.contract import StepContext, StepOutcome
 from worker.techniques import auto_advice
 from worker.techniques.auto_eval import TrialJudge
 from worker.techniques.auto_prepare import prepare, save_model
 from worker.techniques.auto_search import ExclusionSearch, Trial, choose
-from worker.techniques.base import StepContext, StepOutcome
 from worker.techniques.sensitivity import Sensitivity, quantized_nodes, rank_nodes
 
 REPORTED_SENSITIVITIES = 10

@@ -8,8 +8,10 @@ from pathlib import Path
 import onnx
 
 from service.catalog.quantize import DynamicQuantParams
+from service.errors import InvalidParams
+from service.failures import QuantizationFailed
 from worker.errortext import brief
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques.preprocess import quantization_preprocess
 from worker.techniques.smoothing import Smoothed, smooth_layernorm_outliers, smoothing_warnings
 
@@ -26,7 +28,7 @@ def run(model_path: Path, output_path: Path, params: DynamicQuantParams, ctx: St
     unknown = sorted(set(params.op_types or ()) - set(supported))
     if unknown:
         raise TechniqueError(
-            "invalid-params", f"cannot quantize op types {unknown} dynamically; supported: {supported}"
+            InvalidParams, f"cannot quantize op types {unknown} dynamically; supported: {supported}"
         )
     warnings: list[str] = []
     ctx.workdir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ def run(model_path: Path, output_path: Path, params: DynamicQuantParams, ctx: St
         )
     except Exception as error:  # the quantizer raises whatever its operator handlers raise
         raise TechniqueError(
-            "quantization-failed",
+            QuantizationFailed,
             f"onnxruntime could not quantize this model: {brief(error)}",
         ) from None
     survivors = {node.name for node in onnx.load(str(output_path), load_external_data=False).graph.node}

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.catalog.quantize_fp16 import Fp16Params
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
+from service.errors import InvalidParams
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 
 if TYPE_CHECKING:
     import onnx
@@ -28,7 +29,7 @@ def run(model_path: Path, output_path: Path, params: Fp16Params, ctx: StepContex
     model = onnx.load(str(model_path))
     unknown = sorted(set(params.nodes_to_exclude) - {node.name for node in model.graph.node})
     if unknown:
-        raise TechniqueError("invalid-params", f"nodes_to_exclude names nodes the model lacks: {unknown}")
+        raise TechniqueError(InvalidParams, f"nodes_to_exclude names nodes the model lacks: {unknown}")
     _name_unnamed_nodes(model.graph)
     warnings = [CPU_WARNING]
     clipped = _out_of_range(model)

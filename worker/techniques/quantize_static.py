@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.catalog.quantize_static import StaticQuantParams
+from service.errors import InvalidParams
+from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 from worker.techniques import int8_rules
-from worker.techniques.base import StepContext, StepOutcome, TechniqueError
 from worker.techniques.preprocess import quantization_preprocess
 from worker.techniques.smoothing import smoothing_warnings
 
@@ -110,12 +111,12 @@ def _check_selection(model: onnx.ModelProto, params: StaticQuantParams) -> None:
     unsupported = sorted(set(params.op_types or ()) - set(QDQRegistry))
     if unsupported:
         raise TechniqueError(
-            "invalid-params",
+            InvalidParams,
             f"cannot quantize op types {unsupported} statically; supported: {sorted(QDQRegistry)}",
         )
     unknown = sorted(set(params.nodes_to_exclude) - {node.name for node in model.graph.node})
     if unknown:
-        raise TechniqueError("invalid-params", f"nodes_to_exclude names nodes the model lacks: {unknown}")
+        raise TechniqueError(InvalidParams, f"nodes_to_exclude names nodes the model lacks: {unknown}")
 
 
 def _stored_bytes(model_path: Path, model: onnx.ModelProto) -> int:

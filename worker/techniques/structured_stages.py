@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from service.failures import NothingToPrune
 from worker.bridge.shrink import Plan, scores
+from worker.sandbox.contract import TechniqueError
 from worker.techniques import channel_plan, renormalize
-from worker.techniques.base import TechniqueError
 from worker.techniques.channel_allocation import allocate
 from worker.techniques.channel_plan import Scores
 from worker.techniques.finetune import finetune
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from service.catalog.training import TrainingParams
     from worker.bridge import OnnxModule
     from worker.bridge.channels import ChannelGraph
-    from worker.techniques.base import StepContext
+    from worker.sandbox.contract import StepContext
 
 
 class Schedule:
@@ -107,7 +108,11 @@ def prune_and_recover(
         try:
             pruned = prune(module, params, warnings, schedule)
         except TechniqueError as error:
-            if error.slug != "nothing-to-prune" or stage == params.iterations or not schedule.final:
+            if (
+                not isinstance(error.problem, NothingToPrune)
+                or stage == params.iterations
+                or not schedule.final
+            ):
                 raise
             # Rounding keeps every group whole at this step: its fine-tuning epochs go to the next.
             carried += 1
