@@ -25,13 +25,14 @@ class Budget:
     epochs: int
     learning_rate: float
     batch_size: int
+    seed: int = 0
 
 
 def finetune(model: nn.Module, train_npz: Path, budget: Budget) -> list[float]:
-    """Cross-entropy with Adam and cosine decay, seed 0; returns each epoch's mean loss."""
+    """Cross-entropy with Adam and cosine decay, seeded by the budget; returns each epoch's mean loss."""
     with np.load(train_npz) as arrays:
         x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["labels"])
-    torch.manual_seed(0)
+    torch.manual_seed(budget.seed)
     count = len(x)
     usable = count - 1 if count % budget.batch_size == 1 else count  # batch norm needs 2+ samples
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.learning_rate)

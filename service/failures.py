@@ -58,6 +58,10 @@ class DatasetRequired(Problem):
     status, slug, title = 422, "dataset-required", "The step needs a dataset"
 
 
+class DatasetTooSmall(Problem):
+    status, slug, title = 422, "dataset-too-small", "The dataset has too few samples for the step"
+
+
 class NothingToPrune(Problem):
     status, slug, title = 422, "nothing-to-prune", "Nothing in the model can be pruned"
 

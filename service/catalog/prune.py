@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from service.catalog.base import NodeNames, Queue, TechniqueParams, TechniqueSpec
+from service.catalog.training import TrainingParams
 
 PrunableOp = Literal["Conv", "Gemm", "MatMul"]
 
@@ -15,22 +16,8 @@ def _all_prunable_ops() -> list[PrunableOp]:
     return ["Conv", "Gemm", "MatMul"]
 
 
-class FinetuneParams(BaseModel):
-    """Training after pruning: labels and the original's outputs, or the original's outputs alone."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset_id: str = Field(max_length=64, description="Dataset with the model's inputs, and `labels` if any")
-    epochs: int = Field(3, ge=1, le=1000, description="Passes over the dataset")
-    learning_rate: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate")
-    batch_size: int = Field(32, ge=1, le=65536, description="Samples per step")
-    distillation: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="With labels: weight of matching the original model's softened class scores "
-        "(0 = labels only); without labels fine-tuning always distils",
-    )
+# The shared training parameters (service/catalog/training.py), under the name pruning always used.
+FinetuneParams = TrainingParams
 
 
 class _FinetuneLabels(TechniqueParams):
@@ -91,8 +78,11 @@ class StructuredPruneParams(_FinetuneLabels):
         description="Fraction of channels (attention heads, in an encoder's attention) removed in each "
         "prunable group",
     )
-    importance: Literal["l1", "l2", "bn_scale"] = Field(
-        "l1", description="Channel ranking: weight norm, or batch-norm scale where there is one"
+    importance: Literal["auto", "l1", "l2", "bn_scale", "taylor", "activation"] = Field(
+        "auto",
+        description="Channel ranking: weight norm, batch-norm scale where there is one, or from the "
+        "fine-tuning dataset: first-order Taylor estimate of the loss change, or mean absolute activation; "
+        "`auto` is `taylor` with a fine-tuning dataset and uniform allocation, else `l1`",
     )
     round_to: int = Field(
         8,
@@ -100,8 +90,49 @@ class StructuredPruneParams(_FinetuneLabels):
         le=1024,
         description="Kept channel counts are rounded up to a multiple of this (for heads: their channels)",
     )
+    allocation: Literal["uniform", "sensitivity"] = Field(
+        "uniform",
+        description="Channels removed per group: the same fraction everywhere, or more where the loss on "
+        "the fine-tuning dataset rises least, keeping no more weights than uniform pruning",
+    )
     exclude: NodeNames = Field(default_factory=list, description="Node names whose output channels are kept")
     finetune: FinetuneParams | None = Field(None, description="Train after pruning to recover accuracy")
+    iterations: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Prune in this many equal steps, fine-tuning after each (the fine-tuning budget is "
+        "shared among them)",
+    )
+    renormalize: bool = Field(
+        True,
+        description="While fine-tuning, put a batch norm back after each pruned convolution that has none "
+        "(an exported model's are folded in), set to the original model's statistics; folded back at export",
+    )
+
+    @property
+    def ranking(self) -> str:
+        """The importance in force: `auto` resolved to one that can be computed."""
+        if self.importance != "auto":
+            return self.importance
+        # Weight norms are skewed once batch norms are folded in; the data says what each channel does.
+        # Not under sensitivity allocation: its loss curves, ranked by Taylor, starve the widest layers
+        # (bench/RECOVERY.md: 14.5 points lost at 50% where l1 ranking loses 1.4).
+        uniform = self.allocation == "uniform"
+        return "taylor" if self.finetune is not None and uniform else "l1"
+
+    @model_validator(mode="after")
+    def _data_needs_a_dataset(self) -> Self:
+        reads_data = self.ranking in ("taylor", "activation") or self.allocation == "sensitivity"
+        if self.finetune is None and (reads_data or self.iterations > 1):
+            raise ValueError(
+                "importance 'taylor' or 'activation' and allocation 'sensitivity' (read from the data) and "
+                "iterations above 1 (which fine-tune between steps) need `finetune` and its dataset"
+            )
+        tuning = self.finetune
+        if tuning is not None and tuning.time_budget_s is None and self.iterations > tuning.epoch_limit:
+            raise ValueError("iterations above the fine-tuning epochs: each step needs at least one epoch")
+        return self
 
 
 PRUNE_TECHNIQUES = (

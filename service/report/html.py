@@ -12,6 +12,7 @@ from markupsafe import Markup
 
 from service.finite import finite_json
 from service.report import charts, layers, tables
+from service.report.recovery import recovery_table
 
 CHART_JS_VERSION = "4.6.1"  # MIT licence; see service/report/static/VENDORED.md
 
@@ -112,11 +113,14 @@ def step_summaries(report: dict[str, Any]) -> list[dict[str, Any]]:
     for step in report.get("steps") or []:
         metrics = step.get("metrics") or {}
         scalars = {k: tables.number(v, 4) for k, v in metrics.items() if not isinstance(v, dict | list)}
-        nested = {k: v for k, v in metrics.items() if isinstance(v, dict | list)}
+        recovery = recovery_table(metrics)
+        shown = {"recovery"} if recovery else set()
+        nested = {k: v for k, v in metrics.items() if isinstance(v, dict | list) and k not in shown}
         summaries.append(
             {
                 **step,
                 "scalars": scalars,
+                "recovery": recovery,
                 "nested": json.dumps(nested, indent=1, default=str)[:4000] if nested else "",
             }
         )

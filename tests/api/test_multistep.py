@@ -117,10 +117,39 @@ def test_pruning_metrics_show_channels_parameters_and_fine_tuning(pipeline: dict
     assert metrics["parameters_after"] < 0.5 * metrics["parameters_before"]
     finetune = metrics["finetune"]
     assert finetune["objective"] == "cross_entropy+distillation"
-    assert finetune["samples"] == len(model_zoo.digits("train")[0])
+    assert finetune["samples"] + finetune["held_out"] == len(model_zoo.digits("train")[0])
     losses = [epoch["loss"] for epoch in finetune["epochs"]]
     assert [epoch["epoch"] for epoch in finetune["epochs"]] == list(range(1, EPOCHS + 1))
     assert losses[-1] < losses[0]
+
+
+def test_pruning_metrics_show_accuracy_before_and_after_recovery_per_epoch(pipeline: dict[str, Any]) -> None:
+    """The held-out split's top-1 right after pruning, after every fine-tuning epoch, and at the end."""
+    metrics = pipeline["job"]["steps"][0]["metrics"]
+    recovery, finetune = metrics["recovery"], metrics["finetune"]
+    assert recovery["stages"][0]["renormalized"] == 2  # the stem and block convolutions, folded norms back
+    scores = [epoch["validation"]["top1"] for epoch in finetune["epochs"]]
+    assert len(scores) == EPOCHS and all(epoch["validation"]["loss"] > 0 for epoch in finetune["epochs"])
+    assert recovery["after_pruning"]["top1"] < recovery["after_recovery"]["top1"] == max(scores)
+    assert finetune["epochs"][finetune["best_epoch"] - 1]["validation"]["top1"] == max(scores)
+    assert recovery["after_recovery"]["top1"] >= recovery["original"]["top1"] - 0.05
+    assert any(" top1 " in stage for stage in pipeline["stages"]), pipeline["stages"]
+
+
+def test_recovery_options_that_need_data_are_refused_without_it(tenant: Api, uploads: dict[str, Any]) -> None:
+    model_id = uploads["model"]["id"]
+    tuning = {"dataset_id": uploads["train"]}
+    for params in (
+        {"importance": "taylor"},
+        {"iterations": 2},
+        {"iterations": 4, "finetune": {**tuning, "epochs": 3}},
+        {"finetune": {**tuning, "validation_fraction": 0, "patience": 2}},
+        {"finetune": {**tuning, "time_budget_s": 0}},
+    ):
+        step = {"technique": "prune.structured", "params": {"sparsity": 0.5, **params}}
+        response = tenant.post("/v1/jobs", json={"model_id": model_id, "steps": [step]})
+        assert response.status_code == 422, (params, response.text)
+        assert response.json()["type"] == PROBLEMS + "invalid-params"
 
 
 def test_comparison_is_the_original_against_the_final_model(

@@ -14,8 +14,10 @@ from torch import nn
 from service.catalog.prune import FinetuneParams
 from tests import model_zoo
 from worker.bridge import OnnxModule, from_onnx
-from worker.techniques.finetune import TEMPERATURE, finetune
-from worker.techniques.finetune import _class_loss as class_loss
+from worker.techniques.finetune import finetune
+from worker.techniques.finetune_loss import class_loss
+
+TEMPERATURE = 4.0
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def test_no_distillation_is_plain_cross_entropy(teacher: OnnxModule) -> None:
     x, labels = torch.rand(8, 1, 8, 8), torch.arange(8)
     logits = torch.randn(8, 10)
 
-    loss = class_loss(logits, labels, [x], teacher, 0.0)
+    loss = class_loss(logits, labels, [x], teacher, 0.0, TEMPERATURE)
 
     assert torch.equal(loss, nn.functional.cross_entropy(logits, labels))
 
@@ -38,8 +40,8 @@ def test_matching_the_teacher_leaves_only_the_label_term(teacher: OnnxModule) ->
     with torch.no_grad():
         logits = teacher(x)
 
-    mixed = class_loss(logits, labels, [x], teacher, 0.25)
-    only_teacher = class_loss(logits, labels, [x], teacher, 1.0)
+    mixed = class_loss(logits, labels, [x], teacher, 0.25, TEMPERATURE)
+    only_teacher = class_loss(logits, labels, [x], teacher, 1.0, TEMPERATURE)
 
     assert float(only_teacher) == pytest.approx(0.0, abs=1e-6)
     assert float(mixed) == pytest.approx(0.75 * float(nn.functional.cross_entropy(logits, labels)), rel=1e-5)
@@ -53,7 +55,9 @@ def test_the_soft_term_is_the_tempered_kl_divergence(teacher: OnnxModule) -> Non
     student = torch.log_softmax(logits / TEMPERATURE, -1)
     expected = TEMPERATURE**2 * float((target * (target.log() - student)).sum(-1).mean())
 
-    assert float(class_loss(logits, labels, [x], teacher, 1.0)) == pytest.approx(expected, rel=1e-5)
+    assert float(class_loss(logits, labels, [x], teacher, 1.0, TEMPERATURE)) == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 def test_objective_names_what_was_trained(teacher: OnnxModule, tmp_path: Path) -> None:
@@ -94,10 +98,12 @@ def test_segmentation_scores_on_dim_1_train_against_per_pixel_labels(tmp_path: P
 
     logits = torch.randn(4, 11, 8, 8)
     target = torch.from_numpy(labels[:4])
-    loss = class_loss(logits, target, [torch.zeros(4, 1, 8, 8)], teacher, 0.0)
+    loss = class_loss(logits, target, [torch.zeros(4, 1, 8, 8)], teacher, 0.0, TEMPERATURE)
     assert float(loss) == pytest.approx(float(nn.functional.cross_entropy(logits, target)), rel=1e-6)
 
     student = copy.deepcopy(teacher)
-    params = FinetuneParams(dataset_id="pixels", epochs=8, learning_rate=1e-2, distillation=0.0)
+    params = FinetuneParams(
+        dataset_id="pixels", epochs=8, learning_rate=1e-2, distillation=0.0, validation_fraction=0.0
+    )
     report = finetune(student, teacher, tmp_path / "pixels.npz", params, lambda *_: None)
     assert report["epochs"][-1]["loss"] < 0.8 * report["epochs"][0]["loss"]

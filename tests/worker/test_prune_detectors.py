@@ -142,6 +142,25 @@ def test_a_channels_last_flatten_prunes_the_dense_layers_columns(
     assert prob.shape == (1, 2) and box.shape == (1, 4)
 
 
+def test_sensitivity_costs_count_every_tiled_column(models: dict[str, Path]) -> None:
+    """The weights a channel of the channels-last flattened conv carries: its filter, and the dense
+    layer's columns at every one of its 3 x 3 positions; all together, both layers' weights."""
+    from worker.bridge import from_onnx
+    from worker.bridge.channels import analyze
+    from worker.techniques.channel_allocation import parameter_cost
+    from worker.techniques.channel_plan import group_names
+
+    module = from_onnx(onnx.load(str(models["face_last"])))
+    _, shapes = prune_structured._shapes(module)
+    graph = analyze(module, shapes, set())
+    root = {name: root for root, name in group_names(module, graph).items()}["/features/features.6/Conv"]
+    layers = {step.name: module.layer_of(step) for step in module.steps}
+    conv, dense = layers["/features/features.6/Conv"], layers["/dense/dense.1/Gemm"]
+    assert conv is not None and dense is not None
+
+    assert parameter_cost(module, graph)[root] * 64 == conv.weight.numel() + dense.weight.numel()
+
+
 def _scaled_graph() -> onnx.ModelProto:
     """Conv, InstanceNorm, a per-channel Mul and Add (constants of shape (C, 1, 1)), ReLU, Conv; batch 1."""
     rng = np.random.default_rng(0)

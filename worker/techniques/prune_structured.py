@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +22,13 @@ from worker.errortext import brief
 from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx
     import torch
 
     from worker.bridge import OnnxModule
     from worker.bridge.channels import ChannelGraph
+    from worker.techniques.channel_plan import Planner
 
 FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 # The second size the pruned model is checked at: symbolic dims only, batch 3 and twice the
@@ -88,19 +91,50 @@ def _probes(module: OnnxModule, examples: list[torch.Tensor]) -> list[list[torch
     return [equivalence.random_inputs(examples, seed=0), equivalence.random_inputs(other, seed=1)]
 
 
+@dataclass
+class Pruned:
+    """A pruned copy of a module, its metrics, and per layer node what the pruning changed."""
+
+    module: OnnxModule
+    metrics: dict[str, Any]
+    fallback_groups: int
+    # Layer node -> the original output channels it kept (None: all of them).
+    rows: dict[str, np.ndarray | None]
+    # Layer nodes whose input or output channels changed.
+    touched: set[str]
+
+
+def _changes(
+    module: OnnxModule, graph: ChannelGraph, keep: dict[int, np.ndarray]
+) -> tuple[dict[str, np.ndarray | None], set[str]]:
+    """Kept output rows per layer node, and the layer nodes whose inputs or outputs lose channels."""
+    from worker.bridge.shrink import kept_indices
+
+    rows, touched = {}, set()
+    for step in module.steps:
+        if step.layer is None:
+            continue
+        rows[step.name] = kept_indices(graph, graph.layouts.get(step.outputs[0]), keep)
+        cols = kept_indices(graph, graph.layouts.get(step.inputs[-1]), keep)
+        if rows[step.name] is not None or cols is not None:
+            touched.add(step.name)
+    return rows, touched
+
+
 def _prune_checked(
-    module: OnnxModule, params: StructuredPruneParams, trust_dims: bool
-) -> tuple[OnnxModule, dict[str, Any], int] | None:
-    """A pruned copy, its metrics and fallback count; None if it is not the original minus its channels."""
+    module: OnnxModule, params: StructuredPruneParams, trust_dims: bool, planner: Planner
+) -> Pruned | None:
+    """A pruned copy with its metrics; None if it is not the original minus its channels."""
     from worker.bridge import equivalence, shrink
     from worker.bridge.channels import analyze
 
     pruned = copy.deepcopy(module)
     examples, shapes = _shapes(pruned)
     graph = analyze(pruned, shapes, set(params.exclude), trust_dims=trust_dims)
-    plan = shrink.plan(pruned, graph, params.importance, params.sparsity, params.round_to)
+    plan = planner(pruned, graph)
     if not plan.keep:
         raise _nothing_to_prune(graph, params.round_to)
+    rows, touched = _changes(pruned, graph, plan.keep)
     probes = _probes(pruned, examples)
     equivalence.mask_removed_inputs(pruned, graph, plan.keep)
     wanted = [equivalence.outputs(pruned, probe) for probe in probes]
@@ -119,13 +153,11 @@ def _prune_checked(
         "groups_kept_whole": len(graph.spaces.roots()) - len(plan.keep),
         "kept_whole": kept_whole(graph),
     }
-    return pruned, metrics, plan.fallback_groups
+    return Pruned(pruned, metrics, plan.fallback_groups, rows, touched)
 
 
-def _prune(
-    module: OnnxModule, params: StructuredPruneParams, warnings: list[str]
-) -> tuple[OnnxModule, dict[str, Any]]:
-    """The pruned module and the metrics about its channels, checked against the original."""
+def prune(module: OnnxModule, params: StructuredPruneParams, warnings: list[str], planner: Planner) -> Pruned:
+    """The pruned module and what changed, checked against the original."""
     from worker.bridge.equivalence import RUN_ERRORS
 
     unknown = sorted(set(params.exclude) - {step.name for step in module.steps})
@@ -135,48 +167,45 @@ def _prune(
     # one that does not, the analysis runs again keeping every tensor whose shape is read whole.
     for trust_dims in (True, False):
         try:
-            result = _prune_checked(module, params, trust_dims)
+            result = _prune_checked(module, params, trust_dims, planner)
         except (*RUN_ERRORS, KeyError) as error:
             log.warning("structured pruning attempt failed (trust_dims=%s): %r", trust_dims, error)
             result = None
         if result is None:
             continue
-        pruned, metrics, fallback_groups = result
         if not trust_dims:
             warnings.append(
                 "shapes computed from pruned tensors did not follow the pruning: tensors whose shape the "
                 "model reads were kept whole"
             )
-        if fallback_groups:
-            warnings.append(f"{fallback_groups} channel groups have no batch norm; ranked by l2 norm instead")
-        return pruned, metrics
+        if result.fallback_groups:
+            warnings.append(
+                f"{result.fallback_groups} channel groups have no batch norm; ranked by l2 norm instead"
+            )
+        return result
     detail = "the pruned model does not compute what the original computes without the removed channels"
     raise TechniqueError(PruningUnverified, detail)
 
 
 def run(model_path: Path, output_path: Path, params: StructuredPruneParams, ctx: StepContext) -> StepOutcome:
-    """Prune channels, optionally fine-tune, export back to ONNX with the same inputs and outputs."""
+    """Prune channels (in one step or several), fine-tune, export back to ONNX with the same interface."""
     import onnx
     import torch
 
     from worker.bridge import from_onnx, to_onnx
-    from worker.techniques.finetune import finetune
+    from worker.techniques.structured_stages import prune_and_recover
 
     torch.set_num_threads(max(1, ctx.threads))
     original = onnx.load(str(model_path))
     teacher = from_onnx(original)
     ctx.progress(0.05, "analysing channel dependencies")
     warnings: list[str] = []
-    module, metrics = _prune(teacher, params, warnings)
-    ctx.progress(0.2, f"pruned {metrics['groups_pruned']} channel groups")
-    if params.finetune:
-        data = ctx.dataset(params.finetune.dataset_id)
-        metrics["finetune"] = finetune(module, teacher, data, params.finetune, ctx.progress, span=(0.2, 0.9))
-    else:
+    module, metrics = prune_and_recover(teacher, params, ctx, warnings)
+    if not params.finetune:
         warnings.append("not fine-tuned: accuracy usually drops after structured pruning; add `finetune`")
     ctx.progress(0.95, "exporting to ONNX")
     to_onnx(module, output_path)
     metrics["parameters_before"] = count_parameters(original)
     metrics["parameters_after"] = count_parameters(onnx.load(str(output_path)))
-    metrics.update(sparsity=params.sparsity, importance=params.importance, round_to=params.round_to)
+    metrics.update(sparsity=params.sparsity, importance=params.ranking, round_to=params.round_to)
     return StepOutcome(metrics=metrics, warnings=warnings)
