@@ -56,7 +56,7 @@ def upload(
         if document.get("parameters"):
             out.print(f"  format {document['format']}, {document['parameters']:,} parameters")
     if document["status"] == "rejected":
-        if not as_json and not quiet:
+        if not as_json:  # with -q too: stdout holds the bare id, stderr says why it was refused
             print_problem(document.get("error") or {})
         raise typer.Exit(JOB_FAILED)
 
