@@ -30,7 +30,7 @@ ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, reada
 
 
 def upload(
-    model: ExistingFile,
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The model file")],
     name: Annotated[str | None, typer.Option(help="Display name (default: the file name)")] = None,
     input_shapes: Annotated[
         str | None, typer.Option(help="TorchScript only: JSON list of input shapes, e.g. '[[1,3,224,224]]'")

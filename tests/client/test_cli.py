@@ -195,3 +195,11 @@ def test_webhook_secret_and_techniques(live_server: LiveServer, tenant_key: str)
 
     assert json.loads(secret.stdout)["secret"].startswith("whsec_")
     assert "quantize.dynamic" in catalog.stdout and "per_channel" in catalog.stdout
+
+
+def test_compress_help_spells_its_step_example_out_at_80_columns() -> None:
+    result = runner.invoke(app, ["compress", "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "--step quantize.dynamic:per_channel=true" in result.stdout  # not cut to "quantize.dynamic:…"
