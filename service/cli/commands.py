@@ -30,7 +30,7 @@ ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, reada
 
 
 def upload(
-    model: ExistingFile,
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The model file")],
     name: Annotated[str | None, typer.Option(help="Display name (default: the file name)")] = None,
     input_shapes: Annotated[
         str | None, typer.Option(help="TorchScript only: JSON list of input shapes, e.g. '[[1,3,224,224]]'")
@@ -56,7 +56,7 @@ def upload(
         if document.get("parameters"):
             out.print(f"  format {document['format']}, {document['parameters']:,} parameters")
     if document["status"] == "rejected":
-        if not as_json and not quiet:
+        if not as_json:  # with -q too: stdout holds the bare id, stderr says why it was refused
             print_problem(document.get("error") or {})
         raise typer.Exit(JOB_FAILED)
 

@@ -32,8 +32,9 @@ FAIL_ON_HELP = (
     "slower (exit 5 when not faster), any (either), never (exit 0 whenever the job succeeded)"
 )
 STEP_HELP = (
-    "TECHNIQUE[:key=value,...], repeatable, applied in order; values are JSON when they parse "
-    '(true, 3, 0.5, ["a"]) else strings, e.g. quantize.dynamic:per_channel=true'
+    # short, breakable words: rich cuts an unbreakable token with "…" at 80 columns
+    "A technique, then optionally : and key=value pairs joined by commas; repeatable, applied in "
+    'order; values are JSON when they parse (true, 3, 0.5, ["a"]) else strings'
 )
 
 
@@ -98,7 +99,10 @@ def compress(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Compress a model with one or more steps; with --wait, exit 1 unless it succeeds (and see --fail-on)."""
+    """Compress a model with one or more steps; with --wait, exit 1 unless it succeeds (and see --fail-on).
+
+    Example: modelpress compress MODEL --step quantize.dynamic:per_channel=true --wait
+    """
     try:
         body = build_request(
             model,

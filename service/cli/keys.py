@@ -24,7 +24,7 @@ def create(tenant: str = typer.Option(..., "--tenant", help="Tenant name (create
 
 @app.command("revoke")
 def revoke(prefix: str = typer.Argument(..., help="The key, or its first 10 characters")) -> None:
-    """Revoke a key; API processes refuse it (401) within auth_cache_s (5 s by default)."""
+    """Revoke a key; API processes refuse it (401) within MODELPRESS_AUTH_CACHE_S (5 s by default)."""
     with new_session() as session:
         tenants_service.revoke_key(session=session, prefix=prefix)
     print("revoked")

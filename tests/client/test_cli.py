@@ -125,6 +125,22 @@ def test_failed_job_exits_1_with_its_problem(
     assert "invalid-params" in result.stderr and "Bogus" in result.stderr
 
 
+def test_rejected_upload_with_wait_quiet_exits_1_and_says_why(
+    live_server: LiveServer, tenant_key: str, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "model.onnx"
+    garbage.write_bytes(b"\x08\x07" + bytes(range(256)) * 4)
+
+    result = cli(live_server, tenant_key, "upload", str(garbage), "--wait", "-q")
+
+    assert result.exit_code == 1, result.output
+    model_id = result.stdout.strip()
+    with Client(live_server.url, tenant_key) as client:
+        model = client.get_model(model_id).raw
+    assert model["status"] == "rejected"
+    assert model["error"]["title"] in result.stderr and model["error"]["detail"] in result.stderr
+
+
 def test_cancel_command(live_server: LiveServer, tenant_key: str, mlp_onnx: Path) -> None:
     model = json.loads(cli(live_server, tenant_key, "upload", str(mlp_onnx), "--json").stdout)
     job = json.loads(
@@ -179,3 +195,11 @@ def test_webhook_secret_and_techniques(live_server: LiveServer, tenant_key: str)
 
     assert json.loads(secret.stdout)["secret"].startswith("whsec_")
     assert "quantize.dynamic" in catalog.stdout and "per_channel" in catalog.stdout
+
+
+def test_compress_help_spells_its_step_example_out_at_80_columns() -> None:
+    result = runner.invoke(app, ["compress", "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "--step quantize.dynamic:per_channel=true" in result.stdout  # not cut to "quantize.dynamic:…"
