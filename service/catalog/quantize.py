@@ -15,7 +15,7 @@ class DynamicQuantParams(TechniqueParams):
     # An LSTM reuses its weights at every time step, so per-tensor int8 error compounds: a speaker
     # encoder's embedding fell to cosine 0.93 per tensor and kept 0.998 per channel, both 2x faster
     # (bench/COVERAGE.md, resemblyzer).
-    per_channel: Literal[True, False, "auto"] = Field(
+    per_channel: bool | Literal["auto"] = Field(
         "auto",
         description='One scale per output channel instead of per tensor. "auto": per channel when the'
         " model has LSTM nodes (their error compounds over time steps), per tensor otherwise",
