@@ -27,22 +27,31 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
+def encode_opaque(value: Any) -> str:
+    """A JSON value as an opaque, URL-safe cursor."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
+def decode_opaque(cursor: str, invalid: InvalidRequest, max_chars: int = MAX_CURSOR_CHARS) -> Any:
+    """Inverse of encode_opaque; anything that does not decode raises `invalid` (the client's error)."""
+    # Checked before decoding: a real cursor is ~120 characters, and a long one could nest JSON deep.
+    if len(cursor) > max_chars:
+        raise invalid
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, TypeError, RecursionError):
+        raise invalid from None
+
+
 def encode_cursor(created_at: datetime, item_id: uuid.UUID) -> str:
     """An opaque cursor pointing after this item."""
-    raw = json.dumps([created_at.isoformat(), str(item_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return encode_opaque([created_at.isoformat(), str(item_id)])
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """Inverse of encode_cursor; a malformed cursor, whatever it holds, is the client's error."""
     invalid = InvalidRequest("the cursor is not valid; use next_cursor from a previous page")
-    # Checked before decoding: a real cursor is ~120 characters, and a long one could nest JSON deep.
-    if len(cursor) > MAX_CURSOR_CHARS:
-        raise invalid
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-    except (ValueError, TypeError, RecursionError):
-        raise invalid from None
+    decoded = decode_opaque(cursor, invalid)
     if not (isinstance(decoded, list) and len(decoded) == 2 and all(isinstance(v, str) for v in decoded)):
         raise invalid
     try:

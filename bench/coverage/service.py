@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,9 @@ from typing import Any
 
 import httpx
 
+from bench import load_servers
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Service:
@@ -66,7 +61,7 @@ def running_service(home: Path, bench_budget_s: float) -> Iterator[Service]:
         MODELPRESS_HOME=str(home),
         MODELPRESS_BENCH_TIME_BUDGET_S=str(bench_budget_s),
         MODELPRESS_BENCH_MIN_RUNS="10",
-        PORT=str(_free_port()),
+        PORT=str(load_servers.free_port()),
         PYTHONPATH=str(ROOT),
     )
     home.mkdir(parents=True, exist_ok=True)
@@ -77,16 +72,7 @@ def running_service(home: Path, bench_budget_s: float) -> Iterator[Service]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{env['PORT']}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the embedded server did not start; see {home / 'serve.log'}")
-            time.sleep(0.5)
+        load_servers.wait_ready(url, process, timeout_s=180, log=home / "serve.log")
         # The first key is printed once and never stored: make one for this run from the same home.
         created = subprocess.run(
             [sys.executable, "-m", "service.cli.main", "keys", "create", "--tenant", "coverage-bench"],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ from service.errors import InvalidRequest
 from service.jobs import lifecycle
 from service.jobs.orm import FINAL_STATUSES, JobLogLine
 from service.jobs.service import get_job
+from service.pagination import decode_opaque, encode_opaque
 
 MAX_CURSOR_CHARS = 64
 
@@ -65,18 +64,13 @@ def append_fenced(*, session: Session, job_id: uuid.UUID, token: str, lines: Seq
 
 def encode_cursor(seq: int) -> str:
     """An opaque cursor pointing after the line with this sequence number."""
-    return base64.urlsafe_b64encode(json.dumps({"after": seq}).encode()).decode()
+    return encode_opaque({"after": seq})
 
 
 def decode_cursor(cursor: str) -> int:
     """Inverse of encode_cursor; anything else is the client's error (422)."""
     invalid = InvalidRequest("the cursor is not valid; use next_cursor from a previous page of these logs")
-    if len(cursor) > MAX_CURSOR_CHARS:
-        raise invalid
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-    except (ValueError, TypeError, RecursionError):
-        raise invalid from None
+    decoded = decode_opaque(cursor, invalid, MAX_CURSOR_CHARS)
     after = decoded.get("after") if isinstance(decoded, dict) else None
     if not isinstance(after, int) or isinstance(after, bool) or after < -1:
         raise invalid
