@@ -58,11 +58,11 @@ def _child_failure(**kwargs: object) -> SandboxFailure:
 
 def test_a_failure_raised_in_the_sandbox_reaches_the_parent_as_the_same_problem() -> None:
     unknown = _child_failure(technique="quantize.nothing", params={})
-    invalid = _child_failure(technique="quantize.dynamic", params={"per_channel": "sometimes", "extra": 1})
+    invalid = _child_failure(technique="quantize.dynamic", params={"weight_type": "qint4", "extra": 1})
 
     assert type(unknown.problem) is UnknownTechnique and "quantize.nothing" in unknown.detail
     document = invalid.document
     assert type(invalid.problem) is InvalidParams
     assert (document["title"], document["status"]) == (InvalidParams.title, InvalidParams.status)
-    assert sorted(entry["loc"] for entry in document["errors"]) == [["extra"], ["per_channel"]]
+    assert sorted(entry["loc"] for entry in document["errors"]) == [["extra"], ["weight_type"]]
     assert document["error_count"] == 2 and document["detail"].startswith("quantize.dynamic: ")
