@@ -22,6 +22,7 @@ CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--
 FROM base AS worker-cpu
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 COPY worker ./worker
+COPY engine ./engine
 RUN pip install '.[worker]'
 # Not root, so the sandbox confines each model with Landlock (Docker 23+ allows its system calls).
 USER modelpress
@@ -33,6 +34,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY service ./service
 COPY migrations ./migrations
 COPY worker ./worker
+COPY engine ./engine
 RUN pip install '.[worker]' onnxruntime-gpu
 # One task per process: a GPU build holds the device, and a fresh process frees it completely.
 CMD ["celery", "-A", "worker.app", "worker", "-Q", "gpu", "--concurrency", "1", "--max-tasks-per-child", "1", "--loglevel", "INFO"]

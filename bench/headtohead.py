@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.evaluate.benchmark import MIN_ROUNDS
-from worker.evaluate.sessions import make_session
+from engine.evaluate.benchmark import MIN_ROUNDS
+from engine.evaluate.sessions import make_session
 
 REPEATS = 3
 BUDGET_S = 0.6

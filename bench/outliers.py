@@ -19,7 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from bench.models import DATASETS, SEED, BuiltModel, Reference, RowEncoder
-from worker.techniques.smoothing_paths import GraphIndex, channel_path
+from engine.techniques.quantize.int8.smoothing_paths import GraphIndex, channel_path
 
 FACTOR = 100.0
 CHANNELS = 4

@@ -25,7 +25,7 @@ MIN_RUNS = 30
 
 def signature(model_path: Path) -> dict[str, Any]:
     """The model's input signature in the shape compare_models expects."""
-    from worker.techniques.calibration import model_inputs
+    from engine.techniques.quantize.int8.calibration import model_inputs
 
     inputs = model_inputs(model_path)
     return {
@@ -38,7 +38,7 @@ def signature(model_path: Path) -> dict[str, Any]:
 
 def compare(baseline: Path, candidate: Path, test_npz: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The comparison a job's evaluation would produce, on this machine."""
-    from worker.evaluate import compare_models
+    from engine.evaluate import compare_models
 
     return compare_models(
         str(baseline),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.pruning_setup import PruningReference
 from bench.torch_pruning_recipe import Budget, torch_pruning
-from worker.sandbox.contract import StepContext
+from engine.contract import StepContext
 
 TRAIN_ID = "train"
 SPARSITY = 0.5
@@ -31,6 +31,10 @@ def _context(reference: PruningReference, output: Path) -> StepContext:
 
 def recipes(reference: PruningReference, budget: Budget) -> list[Recipe]:
     """Every recipe the pruning benchmark measures, each after the recipe it builds on."""
+    from engine.techniques.prune import magnitude as prune_magnitude
+    from engine.techniques.prune import nm as prune_nm
+    from engine.techniques.prune import structured as prune_structured
+    from engine.techniques.quantize import static as quantize_static
     from service.catalog.prune import (
         FinetuneParams,
         MagnitudePruneParams,
@@ -38,7 +42,6 @@ def recipes(reference: PruningReference, budget: Budget) -> list[Recipe]:
         StructuredPruneParams,
     )
     from service.catalog.quantize_static import StaticQuantParams
-    from worker.techniques import prune_magnitude, prune_nm, prune_structured, quantize_static
 
     finetune = FinetuneParams(
         dataset_id=TRAIN_ID, epochs=budget.epochs, learning_rate=budget.learning_rate,

@@ -91,9 +91,9 @@ def modelpress(
     reference: RecoveryReference, sparsity: float, budget: Budget, out: Path, **options: Any
 ) -> list[str]:
     """prune.structured as a job step runs it, with the same fine-tuning budget."""
+    from engine.contract import StepContext
+    from engine.techniques.prune import structured as prune_structured
     from service.catalog.prune import StructuredPruneParams
-    from worker.sandbox.contract import StepContext
-    from worker.techniques import prune_structured
 
     tuning = {"dataset_id": "train", "epochs": budget.epochs, "learning_rate": budget.learning_rate}
     tuning.update(batch_size=budget.batch_size, seed=budget.seed, **options.pop("finetune", {}))

@@ -117,7 +117,7 @@ def render(
         f"Reference: {reference['what']}, trained by the harness on scikit-learn's digits upsampled to 16x16"
         f" (1437 train / 360 test images) in {reference['train_s']:.0f} s, torch top-1"
         f" {reference['torch_accuracy']:.4f}, exported to ONNX. Every recipe's candidate is compared with"
-        " the fp32 ONNX original by `worker.evaluate.compare_models`, as a job's evaluation does: both models"
+        " the fp32 ONNX original by `engine.evaluate.compare_models`, as a job's evaluation does: both models"
         f" interleaved run by run after {settings['warmup_runs']} warm-up runs, {settings['budget_s']:g} s of"
         " timed runs per batch size, one intra-op thread; latency is the p50, speedup is original p50 /"
         " candidate p50 from the same pair. Size is the ONNX file; gzip is that file gzip-compressed"

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.contract import StepContext
 from service.catalog.base import TechniqueParams, TechniqueSpec
-from worker.sandbox.contract import StepContext
 
 CALIBRATION_ID = "calibration"
 VALIDATION_ID = "validation"
@@ -98,7 +98,7 @@ def recipes() -> list[Recipe]:
     from service.catalog.quantize_fp16 import Fp16Params
     from service.catalog.quantize_static import StaticQuantParams
 
-    dynamic, static = "worker.techniques.quantize_dynamic", "worker.techniques.quantize_static"
+    dynamic, static = "engine.techniques.quantize.dynamic", "engine.techniques.quantize.static"
     outliers = ("attention-outliers",)
     calibrated = {"dataset_id": CALIBRATION_ID}
     found = [
@@ -144,7 +144,7 @@ def recipes() -> list[Recipe]:
         Recipe(
             "quantize.fp16",
             "ModelPress",
-            _technique("worker.techniques.quantize_fp16", Fp16Params),
+            _technique("engine.techniques.quantize.fp16", Fp16Params),
             ("conv", "mlp", "attention"),
         ),
     ]

@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from worker.techniques.channel_plan import round_up
+from engine.techniques.prune.channel_plan import round_up
 
 
 def kept_counts(model: nn.Module, sparsity: float, round_to: int) -> dict[nn.Conv2d, int]:

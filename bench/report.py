@@ -145,7 +145,7 @@ def render(
         "",
         "Each reference model is trained by the harness on scikit-learn's digits (1437 train / 360 test"
         " images) and exported to ONNX. Every recipe's candidate is compared with the fp32 model by"
-        " `worker.evaluate.compare_models`: both models on the same machine, interleaved run by run after"
+        " `engine.evaluate.compare_models`: both models on the same machine, interleaved run by run after"
         f" {settings['warmup_runs']} warm-up runs, {settings['budget_s']:g} s of timed runs per batch size."
         " Latency is the p50 of those runs; speedup is fp32 p50 / candidate p50 from the same interleaved"
         " pair (the fp32 row shows the median of its p50 over all pairs). Size is the ONNX file. Top-1 is on"

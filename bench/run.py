@@ -31,7 +31,7 @@ GOAL_MAX_DROP = 0.005
 
 def signature(model_path: Path) -> dict[str, Any]:
     """The model's input signature in the shape compare_models expects."""
-    from worker.techniques.calibration import model_inputs
+    from engine.techniques.quantize.int8.calibration import model_inputs
 
     return {
         "inputs": [
@@ -43,7 +43,7 @@ def signature(model_path: Path) -> dict[str, Any]:
 
 def measure(built: BuiltModel, recipe: Recipe, args: argparse.Namespace) -> Row:
     """Apply one recipe and compare its candidate with the fp32 model; a failure becomes a row too."""
-    from worker.evaluate import compare_models
+    from engine.evaluate import compare_models
 
     slug = re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")
     output = built.onnx_path.parent / f"{slug}.onnx"

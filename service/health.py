@@ -1,15 +1,13 @@
-"""Liveness, readiness and the technique catalog (no authentication needed)."""
+"""Liveness and readiness (no authentication needed)."""
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache, partial
+from functools import partial
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.catalog import CATALOG
 from service.db import get_engine, new_session
 from service.deps import SettingsDep
 from service.queue import get_celery
@@ -80,20 +78,3 @@ def readyz(settings: SettingsDep) -> JSONResponse:
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
     )
-
-
-@lru_cache(maxsize=1)
-def catalog_body() -> bytes:
-    """The catalog document, built once: it changes only with the code."""
-    return json.dumps({"items": [spec.describe() for spec in CATALOG.values()]}).encode()
-
-
-@router.get(
-    "/v1/techniques",
-    tags=["techniques"],
-    responses={200: {"description": "The catalog", **_READINESS}},
-    response_class=Response,
-)
-async def list_techniques() -> Response:
-    """The technique catalog with each technique's parameter JSON Schema."""
-    return Response(catalog_body(), media_type="application/json")

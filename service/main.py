@@ -9,9 +9,10 @@ from service import handlers, health, observability, openapi
 from service.admission import AdmissionLimit
 from service.artifacts.router import router as artifacts_router
 from service.body_guard import CloseUnreadBody
+from service.catalog.router import router as catalog_router
 from service.datasets.router import router as datasets_router
 from service.finite import FiniteJSONResponse
-from service.jobs.report import router as report_router
+from service.jobs.report_router import router as report_router
 from service.jobs.router import router as jobs_router
 from service.models.router import router as models_router
 from service.request_limits import RequestLimits
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     handlers.install(app)
     for router in (
         health.router,
+        catalog_router,
         models_router,
         datasets_router,
         jobs_router,

@@ -107,3 +107,57 @@ def test_worker_modules_reach_the_database_only_through_the_adapter() -> None:
     }
 
     assert offenders == {}
+
+
+# The sandboxed side (DESIGN §6): what reads or runs an untrusted model imports neither the worker's
+# database/Celery side nor anything that reaches a server; the child it runs in has no network anyway.
+ENGINE = WORKER.parent / "engine"
+SERVER_SIDE = frozenset({"worker", "sqlalchemy", "celery", "kombu", "redis", "psycopg", "boto3", "httpx"})
+SERVER_MODULES = frozenset({"service.db", "service.orm", "service.queue", "service.storage", "service.settings"})
+
+
+def server_reach(source: str) -> list[str]:
+    """Imports a sandboxed module must not make: the worker package, database, broker, store, settings."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from service import db` names service.db: check the module and each name under it.
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        found += [n.split(".")[0] if n.split(".")[0] in SERVER_SIDE else n for n in names if _server_side(n)]
+    return sorted(set(found))
+
+
+def _server_side(name: str) -> bool:
+    return name.split(".")[0] in SERVER_SIDE or name in SERVER_MODULES
+
+
+def test_the_engine_check_catches_worker_and_server_imports() -> None:
+    source = "import celery\nfrom worker import records\nfrom service import db\nfrom service.errors import Problem\n"
+
+    assert server_reach(source) == ["celery", "service.db", "worker"]
+
+
+def test_engine_modules_import_nothing_from_the_worker_or_the_servers() -> None:
+    offenders = {
+        str(path.relative_to(ENGINE.parent)): reach
+        for path in sorted(ENGINE.rglob("*.py"))
+        if (reach := server_reach(path.read_text()))
+    }
+
+    assert offenders == {}
+
+
+def test_the_sandbox_child_loads_no_worker_or_server_module() -> None:
+    # Every technique the catalog names, imported the way the child imports it.
+    probe = (
+        "import importlib, sys\n"
+        "import engine.child, engine.entries\n"
+        "from service.catalog import CATALOG\n"
+        "for spec in CATALOG.values(): importlib.import_module(spec.implementation)\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(SERVER_SIDE)!r})\n"
+        "print(','.join(bad))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == ""

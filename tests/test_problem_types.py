@@ -50,7 +50,7 @@ def test_a_slug_from_the_sandbox_maps_back_to_its_class() -> None:
 def _child_failure(**kwargs: object) -> SandboxFailure:
     arguments = {"model_path": "model.onnx", "output_path": "out.onnx", "datasets": {}, "signature": {}}
     try:
-        run_sandboxed("worker.entries:run_technique", {**arguments, "threads": 1, **kwargs}, limits=LIMITS)
+        run_sandboxed("engine.entries:run_technique", {**arguments, "threads": 1, **kwargs}, limits=LIMITS)
     except SandboxFailure as failure:
         return failure
     raise AssertionError("the step was expected to fail")

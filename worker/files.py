@@ -8,13 +8,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from engine.contract import TechniqueError
 from service.artifacts import service as artifacts_service
 from service.datasets import service as datasets_service
 from service.datasets.inspect import read_npz_headers
 from service.errors import InvalidDataset
 from service.storage import get_store
 from worker import records
-from worker.sandbox.contract import TechniqueError
 
 SCRATCH = Path(tempfile.gettempdir()) / "modelpress-scratch"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from engine.errortext import log_text
 from service.db import utcnow
 from service.jobs import logs
 from worker import records
-from worker.errortext import log_text
 from worker.lease import Lease
 
 # A chatty technique (a progress line per batch) must not fill the table: past this, one warning.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from engine.contract import TechniqueError
 from service.catalog import referenced_dataset_ids
 from service.db import utcnow
 from service.errors import Problem
@@ -19,12 +20,11 @@ from service.jobs.orm import JobStatus
 from service.models.orm import ModelStatus
 from service.settings import Settings
 from worker import files, records
-from worker.evaluation import evaluate_job
+from worker.evaluation_step import evaluate_job
 from worker.joblog import JobLog
 from worker.lease import Lease, LeaseLost
 from worker.results import record_step, record_success
 from worker.sandbox import SandboxFailure, SandboxLimits, open_box, run_sandboxed
-from worker.sandbox.contract import TechniqueError
 
 if TYPE_CHECKING:
     from service.jobs.orm import Job, JobStep
@@ -131,7 +131,7 @@ def _run_step(
     with open_box() as box:
         try:
             outcome = run_sandboxed(
-                "worker.entries:run_technique",
+                "engine.entries:run_technique",
                 {
                     "technique": step.technique,
                     "model_path": box.admit(current, current.name),

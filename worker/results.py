@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from engine.contract import TechniqueError
 from service.failures import QuotaExceeded
 from service.finite import finite_json, non_finite_warning
 from service.jobs import steps as job_steps
@@ -13,7 +14,6 @@ from service.storage import get_store
 from worker import records
 from worker.joblog import JobLog
 from worker.lease import Lease
-from worker.sandbox.contract import TechniqueError
 
 if TYPE_CHECKING:
     from service.jobs.orm import Job, JobStep

@@ -24,7 +24,8 @@ from service.queue import (
     Queue,
 )
 from service.settings import get_settings
-from worker import ingestion, pipeline, sweeper, webhooks
+from worker import ingest_step as ingestion
+from worker import pipeline, sweeper, webhooks
 from worker.app import app
 
 log = get_logger("modelpress.tasks")

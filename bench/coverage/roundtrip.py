@@ -26,9 +26,9 @@ BATCHES = (1, 8)
 
 
 def main() -> None:
-    from worker.bridge import from_onnx, to_onnx
-    from worker.ingest.normalize import normalize
-    from worker.ingest.summary import signature
+    from engine.bridge import from_onnx, to_onnx
+    from engine.ingest.normalize import normalize
+    from engine.ingest.summary import signature
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=list(BUILDERS), choices=list(BUILDERS))

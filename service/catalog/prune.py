@@ -141,14 +141,14 @@ PRUNE_TECHNIQUES = (
         summary="unstructured L1 magnitude pruning, per layer or global",
         queue=Queue.CPU,
         params=MagnitudePruneParams,
-        implementation="worker.techniques.prune_magnitude",
+        implementation="engine.techniques.prune.magnitude",
     ),
     TechniqueSpec(
         name="prune.nm",
         summary="N:M semi-structured sparsity (2:4 for sparse tensor cores)",
         queue=Queue.CPU,
         params=NMPruneParams,
-        implementation="worker.techniques.prune_nm",
+        implementation="engine.techniques.prune.nm",
     ),
     TechniqueSpec(
         name="prune.structured",
@@ -156,6 +156,6 @@ PRUNE_TECHNIQUES = (
         "counts rounded to hardware-friendly multiples, optional fine-tuning",
         queue=Queue.CPU,
         params=StructuredPruneParams,
-        implementation="worker.techniques.prune_structured",
+        implementation="engine.techniques.prune.structured",
     ),
 )

@@ -41,6 +41,6 @@ QUANTIZE_TECHNIQUES = (
         summary="int8 weights, activations quantized at run time (per-tensor or per-channel)",
         queue=Queue.CPU,
         params=DynamicQuantParams,
-        implementation="worker.techniques.quantize_dynamic",
+        implementation="engine.techniques.quantize.dynamic",
     ),
 )

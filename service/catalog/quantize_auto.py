@@ -76,6 +76,6 @@ AUTO_TECHNIQUES = (
         " budget holds",
         queue=Queue.CPU,
         params=AutoQuantParams,
-        implementation="worker.techniques.quantize_auto",
+        implementation="engine.techniques.quantize.auto.technique",
     ),
 )

@@ -46,6 +46,6 @@ FP16_TECHNIQUES = (
         summary="float16 weights and compute, inputs and outputs kept float32",
         queue=Queue.CPU,
         params=Fp16Params,
-        implementation="worker.techniques.quantize_fp16",
+        implementation="engine.techniques.quantize.fp16",
     ),
 )

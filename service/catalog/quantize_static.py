@@ -75,6 +75,6 @@ STATIC_TECHNIQUES = (
         summary="int8 QDQ with calibration data (MinMax, Entropy, Percentile; per-channel)",
         queue=Queue.CPU,
         params=StaticQuantParams,
-        implementation="worker.techniques.quantize_static",
+        implementation="engine.techniques.quantize.static",
     ),
 )

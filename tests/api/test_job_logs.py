@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from engine.errortext import log_text
 from service.db import new_session, utcnow
 from service.jobs.orm import Job, JobStatus
 from tests.api.test_bad_requests import assert_problem
 from tests.fixtures.api import Api
-from worker.errortext import log_text
 
 # Two or more path components after a slash not preceded by a word character ("step 1/2" is no path).
 PATH = re.compile(r"(?<![\w.])(?:/[\w.-]+){2,}")

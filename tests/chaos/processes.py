@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-SANDBOX_MARK = "worker.sandbox.child"
+SANDBOX_MARK = "engine.child"
 
 
 def _parent_of(pid: int) -> int | None:

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service import health
 from service.artifacts.orm import Artifact, ArtifactKind
 from service.catalog import CATALOG, TechniqueSpec
+from service.catalog import router as catalog_routes
 from service.db import new_session, utcnow
 from service.jobs.orm import Job, JobStep
 from service.models.orm import Model
@@ -172,7 +172,7 @@ def test_static_documents_are_built_once(app_client: TestClient, monkeypatch: py
         return describe(spec)
 
     monkeypatch.setattr(TechniqueSpec, "describe", counting)
-    health.catalog_body.cache_clear()
+    catalog_routes.catalog_body.cache_clear()
     answers = [app_client.get("/v1/techniques") for _ in range(3)]
     assert all(a.status_code == 200 and a.json()["items"] for a in answers)
     assert sorted(described) == sorted(CATALOG)  # each technique described once, not per request

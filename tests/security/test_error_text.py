@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.errortext import brief, summary
+from engine.errortext import brief, summary
 
 
 def test_parser_messages_keep_their_first_line_without_server_paths() -> None:

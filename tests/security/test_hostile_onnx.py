@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from worker.ingest import ingest_model
-from worker.ingest.safety import ALLOWED_DOMAINS, iter_nodes
-from worker.sandbox.contract import TechniqueError
+from engine.contract import TechniqueError
+from engine.ingest import ingest_model
+from engine.ingest.safety import ALLOWED_DOMAINS, iter_nodes
 
 X = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
 Y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])

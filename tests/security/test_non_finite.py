@@ -16,17 +16,17 @@ import pytest
 from fastapi.responses import JSONResponse
 from onnx import TensorProto, helper, numpy_helper
 
+from engine.contract import TechniqueError
+from engine.evaluate.accuracy import score
 from service.artifacts.orm import Artifact, ArtifactKind
 from service.datasets.orm import Dataset
 from service.db import new_session
 from service.jobs.orm import Job, JobStep
-from service.jobs.report import build_report
+from service.jobs.report_router import build_report
 from service.report.html import render_html
 from service.storage import get_store
 from service.tenants import service as tenants_service
 from tests.fixtures.api import Api
-from worker.evaluate.accuracy import score
-from worker.sandbox.contract import TechniqueError
 
 NAN, INF = float("nan"), float("inf")
 

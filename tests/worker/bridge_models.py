@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from onnx import helper, numpy_helper
 from torch import nn
 
+from engine.bridge import from_onnx, to_onnx
 from tests import model_zoo
-from worker.bridge import from_onnx, to_onnx
 
 
 class ConcatCNN(nn.Module):

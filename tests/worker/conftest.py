@@ -7,10 +7,10 @@ from pathlib import Path
 import onnx
 import pytest
 
+from engine.contract import StepContext
+from engine.ingest.summary import signature
+from engine.techniques.quantize import dynamic as quantize_dynamic
 from service.catalog.quantize import DynamicQuantParams
-from worker.ingest.summary import signature
-from worker.sandbox.contract import StepContext
-from worker.techniques import quantize_dynamic
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from engine.contract import StepContext
+from engine.techniques.quantize import static as quantize_static
+from engine.techniques.quantize.int8.activation_memory import (
+    activation_budget,
+    bytes_per_sample,
+    calibration_batch,
+)
 from service.catalog.quantize_static import StaticQuantParams
-from worker.sandbox.contract import StepContext
-from worker.techniques import quantize_static
-from worker.techniques.activation_memory import activation_budget, bytes_per_sample, calibration_batch
 
 
 def _conv_net(channels: int) -> onnx.ModelProto:

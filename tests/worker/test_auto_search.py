@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from worker.techniques.auto_search import ExclusionSearch, Trial, choose
+from engine.techniques.quantize.auto.search import ExclusionSearch, Trial, choose
 
 
 def _walk(candidates: int, passes_from: int | None) -> list[int]:

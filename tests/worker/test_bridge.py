@@ -12,10 +12,10 @@ import torch
 from onnx import helper
 from torch import nn
 
+from engine.bridge import from_onnx, to_onnx
+from engine.contract import TechniqueError
 from tests import model_zoo
 from tests.worker import bridge_models
-from worker.bridge import from_onnx, to_onnx
-from worker.sandbox.contract import TechniqueError
 
 TOLERANCE = 1e-5
 

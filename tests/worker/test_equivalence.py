@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import torch
 
-from worker.bridge import equivalence, example_inputs, from_onnx, shrink
-from worker.bridge.channels import analyze
+from engine.bridge import equivalence, example_inputs, from_onnx, shrink
+from engine.bridge.channels import analyze
 
 
 def _close(actual: list[float], wanted: list[float]) -> bool:

@@ -12,13 +12,13 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
+from engine.contract import TechniqueError
+from engine.evaluate import compare_models, describe_model
+from engine.evaluate.inputs import generate_inputs, load_dataset
+from engine.evaluate.memory import peak_memory_bytes
+from engine.evaluate.sessions import CHUNK
+from engine.example_shapes import EXAMPLE_SIZES
 from tests import model_zoo
-from worker.evaluate import compare_models, describe_model
-from worker.evaluate.inputs import generate_inputs, load_dataset
-from worker.evaluate.memory import peak_memory_bytes
-from worker.evaluate.sessions import CHUNK
-from worker.example_shapes import EXAMPLE_SIZES
-from worker.sandbox.contract import TechniqueError
 
 FAST = {"threads": 1, "time_budget_s": 0.3, "warmup_runs": 3, "min_runs": 5}
 SIDE_KEYS = {

@@ -10,12 +10,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from engine.contract import StepContext
+from engine.evaluate import compare_models, describe_model
+from engine.evaluate.sparsity import per_layer_sparsity
+from engine.techniques.prune import magnitude as prune_magnitude
+from engine.techniques.quantize import static as quantize_static
 from service.catalog.prune import MagnitudePruneParams
 from service.catalog.quantize_static import StaticQuantParams
-from worker.evaluate import compare_models, describe_model
-from worker.evaluate.sparsity import per_layer_sparsity
-from worker.sandbox.contract import StepContext
-from worker.techniques import prune_magnitude, quantize_static
 
 MLP_LAYERS = {"/net/net.1/Gemm", "/net/net.3/Gemm", "/net/net.5/Gemm"}
 

@@ -11,14 +11,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from engine.bridge import from_onnx, to_onnx
+from engine.contract import TechniqueError
+from engine.evaluate.compare import compare_models
+from engine.evaluate.inputs import fixed_batch, load_eval_data
+from engine.evaluate.sessions import run_checked
+from engine.example_shapes import EXAMPLE_SIZES, concrete_shapes
+from engine.ingest.summary import signature
 from tests.worker import detector_models
-from worker.bridge import from_onnx, to_onnx
-from worker.evaluate.compare import compare_models
-from worker.evaluate.inputs import fixed_batch, load_eval_data
-from worker.evaluate.sessions import run_checked
-from worker.example_shapes import EXAMPLE_SIZES, concrete_shapes
-from worker.ingest.summary import signature
-from worker.sandbox.contract import TechniqueError
 
 FAST = {"threads": 1, "time_budget_s": 0.2, "warmup_runs": 1, "min_runs": 3}
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from engine.bridge import OnnxModule, from_onnx
+from engine.techniques.train.finetune import finetune
+from engine.techniques.train.loss import class_loss
 from service.catalog.prune import FinetuneParams
 from tests import model_zoo
-from worker.bridge import OnnxModule, from_onnx
-from worker.techniques.finetune import finetune
-from worker.techniques.finetune_loss import class_loss
 
 TEMPERATURE = 4.0
 

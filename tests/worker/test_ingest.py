@@ -17,9 +17,9 @@ import torch
 from onnx import helper
 from torch import nn
 
+from engine.contract import TechniqueError
+from engine.ingest import ingest_model
 from tests import model_zoo
-from worker.ingest import ingest_model
-from worker.sandbox.contract import TechniqueError
 
 
 def _ingest(upload: Path, tmp_path: Path, **kwargs: Any) -> tuple[dict[str, Any], Path]:

@@ -12,13 +12,14 @@ import pytest
 from onnx import numpy_helper
 from pydantic import ValidationError
 
+from engine.contract import StepContext, StepOutcome
+from engine.techniques.quantize import dynamic as quantize_dynamic
+from engine.techniques.quantize import static as quantize_static
+from engine.techniques.quantize.int8.smoothing import SUFFIX, smooth_layernorm_outliers
 from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_static import StaticQuantParams
 from tests import model_zoo
 from tests.worker.int8_models import LAYERNORM_READERS, TinyEncoder, layernorm_graph, with_outliers
-from worker.sandbox.contract import StepContext, StepOutcome
-from worker.techniques import quantize_dynamic, quantize_static
-from worker.techniques.smoothing import SUFFIX, smooth_layernorm_outliers
 
 
 @pytest.fixture(scope="module")

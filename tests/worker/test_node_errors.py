@@ -10,15 +10,15 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from engine.contract import StepContext
+from engine.evaluate import compare_models
+from engine.evaluate.describe import op_histogram
+from engine.evaluate.node_errors import TOP_NODES, measure_nodes, node_errors
+from engine.evaluate.precision import DYNAMIC_INT8, STATIC_INT8, precision_kind
+from engine.ingest.summary import signature
+from engine.techniques.quantize import static as quantize_static
 from service.catalog.quantize_static import StaticQuantParams
 from tests import model_zoo
-from worker.evaluate import compare_models
-from worker.evaluate.describe import op_histogram
-from worker.evaluate.node_errors import TOP_NODES, measure_nodes, node_errors
-from worker.evaluate.precision import DYNAMIC_INT8, STATIC_INT8, precision_kind
-from worker.ingest.summary import signature
-from worker.sandbox.contract import StepContext
-from worker.techniques import quantize_static
 
 IMAGES = {"x": model_zoo.digits()[0][:32]}
 

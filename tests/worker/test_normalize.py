@@ -11,12 +11,12 @@ import pytest
 import torch
 from onnx import helper
 
+from engine.bridge import from_onnx, to_onnx
+from engine.ingest import ingest_model
+from engine.ingest.equivalent import compare_outputs
+from engine.ingest.summary import signature
 from tests import model_zoo
 from tests.worker.converter_graphs import PaddedCNN, constant_weights
-from worker.bridge import from_onnx, to_onnx
-from worker.ingest import ingest_model
-from worker.ingest.equivalent import compare_outputs
-from worker.ingest.summary import signature
 
 
 @pytest.fixture(scope="module")

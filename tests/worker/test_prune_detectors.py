@@ -11,10 +11,10 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.techniques.prune import structured as prune_structured
 from service.catalog.prune import StructuredPruneParams
 from tests.worker import bridge_models, detector_models
-from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
-from worker.techniques import prune_structured
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +145,10 @@ def test_a_channels_last_flatten_prunes_the_dense_layers_columns(
 def test_sensitivity_costs_count_every_tiled_column(models: dict[str, Path]) -> None:
     """The weights a channel of the channels-last flattened conv carries: its filter, and the dense
     layer's columns at every one of its 3 x 3 positions; all together, both layers' weights."""
-    from worker.bridge import from_onnx
-    from worker.bridge.channels import analyze
-    from worker.techniques.channel_allocation import parameter_cost
-    from worker.techniques.channel_plan import group_names
+    from engine.bridge import from_onnx
+    from engine.bridge.channels import analyze
+    from engine.techniques.prune.channel_allocation import parameter_cost
+    from engine.techniques.prune.channel_plan import group_names
 
     module = from_onnx(onnx.load(str(models["face_last"])))
     _, shapes = prune_structured._shapes(module)
@@ -238,7 +238,7 @@ def _rankless_norm_graph() -> onnx.ModelProto:
 
 def test_a_batch_norm_of_unknown_rank_is_sliced_like_a_layer(tmp_path: Path) -> None:
     """Its four per-channel constants lose the pruned channels' entries instead of keeping the group whole."""
-    from worker.bridge import from_onnx
+    from engine.bridge import from_onnx
 
     model = _rankless_norm_graph()
     module = from_onnx(model)
@@ -365,7 +365,7 @@ def test_group_norm_loses_whole_groups(tmp_path: Path) -> None:
 
 def test_export_of_a_training_module_leaves_its_statistics_alone(tmp_path: Path) -> None:
     """Finding a size the model runs at uses eval mode: batch-norm running statistics do not move."""
-    from worker.bridge import from_onnx, to_onnx
+    from engine.bridge import from_onnx, to_onnx
 
     torch.manual_seed(0)
     source = bridge_models.export(bridge_models.ConcatCNN().eval(), tmp_path / "bn.onnx")

@@ -12,11 +12,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.techniques.prune import magnitude as prune_magnitude
 from service.catalog.prune import MagnitudePruneParams
 from tests import model_zoo
 from tests.worker import bridge_models
-from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
-from worker.techniques import prune_magnitude
 
 
 def weights(path: Path) -> dict[str, np.ndarray]:

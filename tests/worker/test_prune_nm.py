@@ -12,10 +12,10 @@ import torch
 from onnx import helper, numpy_helper
 from torch import nn
 
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.techniques.prune import nm as prune_nm
 from service.catalog.prune import NMPruneParams
 from tests import model_zoo
-from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
-from worker.techniques import prune_nm
 
 
 @pytest.fixture(scope="module")

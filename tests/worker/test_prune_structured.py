@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.techniques.prune import structured as prune_structured
 from service.catalog.prune import StructuredPruneParams
 from tests import model_zoo
-from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
-from worker.techniques import prune_structured
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
+from engine.bridge import example_inputs, from_onnx, shrink
+from engine.bridge.channels import analyze
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.techniques.prune import structured as prune_structured
 from service.catalog.prune import StructuredPruneParams
 from tests import model_zoo
 from tests.worker import bridge_models
-from worker.bridge import example_inputs, from_onnx, shrink
-from worker.bridge.channels import analyze
-from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
-from worker.techniques import prune_structured
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import onnxruntime as ort
 import pytest
 from pydantic import ValidationError
 
+from engine.contract import StepContext, StepOutcome
+from engine.evaluate.sessions import CHUNK
+from engine.techniques.quantize.auto import technique as quantize_auto
 from service.catalog import CATALOG
 from service.catalog.base import referenced_dataset_ids
 from service.catalog.quantize_auto import AutoQuantParams
 from tests import model_zoo
-from worker.evaluate.sessions import CHUNK
-from worker.sandbox.contract import StepContext, StepOutcome
-from worker.techniques import quantize_auto
 
 EVAL_SAMPLES = 120
 FAST = {"timing_budget_s": 0.05, "max_eval_samples": EVAL_SAMPLES}

@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from engine.contract import StepContext, StepOutcome
+from engine.techniques.quantize.auto import technique as quantize_auto
 from service.catalog.quantize_auto import AutoQuantParams
 from tests import model_zoo
 from tests.worker.recurrent_models import FEATURES, STEPS, write_lstm
-from worker.sandbox.contract import StepContext, StepOutcome
-from worker.techniques import quantize_auto
 
 KERNEL_ONLY = "static, int8-kernel ops only"
 FAST = {"timing_budget_s": 0.05, "max_eval_samples": 120, "metric": "mse"}

@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.techniques.quantize import dynamic as quantize_dynamic
 from service.catalog.quantize import DynamicQuantParams
 from tests import model_zoo
-from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
-from worker.techniques import quantize_dynamic
 
 
 def _quantize(model: Path, tmp_path: Path, **params: Any) -> tuple[StepOutcome, Path]:

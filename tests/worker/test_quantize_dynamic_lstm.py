@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from engine.contract import StepContext
+from engine.techniques.quantize import dynamic as quantize_dynamic
 from service.catalog.quantize import DynamicQuantParams
 from tests.worker.recurrent_models import FEATURES, HIDDEN, STEPS, write_lstm
-from worker.sandbox.contract import StepContext
-from worker.techniques import quantize_dynamic
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.techniques.quantize import fp16 as quantize_fp16
 from service.catalog.quantize_fp16 import FP16_TECHNIQUES, Fp16Params
 from tests import model_zoo
-from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
-from worker.techniques import quantize_fp16
 
 
 def _convert(model: Path, tmp_path: Path, **params: Any) -> tuple[StepOutcome, Path]:

@@ -11,12 +11,12 @@ import onnxruntime as ort
 import pytest
 from pydantic import ValidationError
 
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.techniques.quantize import static as quantize_static
+from engine.techniques.quantize.int8.calibration import ModelInput, NpzCalibrationReader, model_inputs
 from service.catalog.base import referenced_dataset_ids
 from service.catalog.quantize_static import STATIC_TECHNIQUES, StaticQuantParams
 from tests import model_zoo
-from worker.sandbox.contract import StepContext, StepOutcome, TechniqueError
-from worker.techniques import quantize_static
-from worker.techniques.calibration import ModelInput, NpzCalibrationReader, model_inputs
 
 
 def _quantize(model: Path, dataset: Path, tmp_path: Path, **params: Any) -> tuple[StepOutcome, Path]:

@@ -14,16 +14,17 @@ import pytest
 import torch
 from torch import nn
 
+from engine.bridge import OnnxModule, from_onnx, to_onnx
+from engine.contract import StepContext
+from engine.techniques.prune import structured as prune_structured
+from engine.techniques.prune.structured_stages import Schedule
+from engine.techniques.train import renormalize
+from engine.techniques.train.data import load_dataset
+from engine.techniques.train.finetune import finetune
+from engine.techniques.train.schedule import Clock, rate_factor
 from service.catalog.prune import StructuredPruneParams
 from service.catalog.training import TrainingParams
 from tests import model_zoo
-from worker.bridge import OnnxModule, from_onnx, to_onnx
-from worker.sandbox.contract import StepContext
-from worker.techniques import prune_structured, renormalize
-from worker.techniques.finetune import finetune
-from worker.techniques.finetune_data import load_dataset
-from worker.techniques.finetune_schedule import Clock, rate_factor
-from worker.techniques.structured_stages import Schedule
 
 HIDDEN = 64
 

@@ -9,9 +9,9 @@ import sys
 import typing
 from pathlib import Path
 
+from engine.contract import StepContext, StepOutcome, Technique
+from engine.techniques.bindings import BINDINGS
 from service.catalog import CATALOG
-from worker.sandbox.contract import StepContext, StepOutcome, Technique
-from worker.techniques.bindings import BINDINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,8 +39,8 @@ def test_mypy_refuses_a_module_bound_to_params_its_run_does_not_take(tmp_path: P
     probe = tmp_path / "wrong_binding.py"
     probe.write_text(
         "from service.catalog.quantize import DynamicQuantParams\n"
-        "from worker.sandbox.contract import TechniqueBinding\n"
-        "from worker.techniques import prune_nm\n"
+        "from engine.contract import TechniqueBinding\n"
+        "from engine.techniques.prune import nm as prune_nm\n"
         "WRONG = TechniqueBinding[DynamicQuantParams](prune_nm, DynamicQuantParams)\n"
     )
     result = subprocess.run(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.evaluate.precision import DYNAMIC_INT8, FLOAT16, STATIC_INT8
-from worker.evaluate.verdict import judge
+from engine.evaluate.precision import DYNAMIC_INT8, FLOAT16, STATIC_INT8
+from engine.evaluate.verdict import judge
 
 GOOD_FIDELITY = {"cosine": 0.9999, "top1_agreement": 1.0, "max_abs_error": 0.01}
 NODE_ERRORS = [

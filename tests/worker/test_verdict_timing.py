@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from worker.evaluate.benchmark import MIN_ROUNDS, time_pair
-from worker.evaluate.verdict import judge
+from engine.evaluate.benchmark import MIN_ROUNDS, time_pair
+from engine.evaluate.verdict import judge
 
 
 def test_verdict_for_a_slower_int8_convolutional_model() -> None:

@@ -6,8 +6,8 @@ import logging
 import os
 from dataclasses import dataclass
 
+from engine import landlock
 from service.settings import Settings, get_settings
-from worker.sandbox import landlock
 
 log = logging.getLogger("modelpress.sandbox")
 

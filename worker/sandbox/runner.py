@@ -16,9 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from engine.contract import TechniqueError
 from service.failures import Cancelled, ResourceLimit, StepTimeout, WorkerCrashed, problem_for
 from worker.sandbox.box import Box
-from worker.sandbox.contract import TechniqueError
 from worker.sandbox.isolation import preexec
 from worker.sandbox.layers import Layers, active_layers
 
@@ -88,7 +88,7 @@ def run_sandboxed(
     with (box.root / "child.log").open("wb") as log:
         # The spec's path is relative: a peer reading this process's command line learns no box name.
         child = subprocess.Popen(
-            [sys.executable, "-m", "worker.sandbox.child", "../spec.json"],
+            [sys.executable, "-m", "engine.child", "../spec.json"],
             cwd=box.work,
             env=_child_env(limits.threads, box),
             stdout=log,

@@ -1,0 +1,163 @@
+"""Side-by-side comparison of an original model and a compressed candidate (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from engine.contract import TechniqueError
+from engine.evaluate import accuracy as acc
+from engine.evaluate.benchmark import PairTiming, percentiles, throughput, time_pair
+from engine.evaluate.describe import describe_loaded, op_histogram
+from engine.evaluate.environment import environment
+from engine.evaluate.fidelity import fidelity
+from engine.evaluate.inputs import EvalData, fixed_batch, load_eval_data, take
+from engine.evaluate.memory import peak_memory_bytes
+from engine.evaluate.node_errors import node_errors
+from engine.evaluate.precision import precision_kind
+from engine.evaluate.sessions import CHUNK, feeds_for, first_output, make_session, run_checked
+from engine.evaluate.verdict import judge
+from service.errors import InvalidParams
+
+
+def compare_models(
+    baseline_path: str,
+    candidate_path: str,
+    *,
+    signature: dict[str, Any],
+    dataset_path: str | None,
+    metric: str | None,
+    batch_sizes: list[int],
+    threads: int,
+    time_budget_s: float,
+    warmup_runs: int,
+    min_runs: int,
+    max_accuracy_drop: float | None,
+) -> dict[str, Any]:
+    """Measure both models on this machine, interleaved, and return the comparison object.
+
+    Each batch size gets `warmup_runs` untimed runs per model, then alternating timed runs until
+    `time_budget_s` is spent (never fewer than 3); when the budget allows fewer than `min_runs`,
+    the verdict says that batch's percentiles are rough.
+
+    Accuracy and fidelity run over the evaluation samples in chunks of 64 (or the model's fixed
+    batch size): dynamic quantization picks activation scales per batch, so scores depend slightly
+    on how samples are grouped, and a fixed grouping keeps them reproducible.
+
+    When the candidate holds quantized or float16 nodes, `node_errors` lists the nodes whose outputs
+    diverge most from the original's (engine.evaluate.node_errors, within `time_budget_s`); else None.
+    """
+    if metric is not None:
+        acc.check_metric(metric)
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise TechniqueError(InvalidParams, f"batch sizes must be positive integers, not {batch_sizes}")
+    paths = (Path(baseline_path), Path(candidate_path))
+    models = [onnx.load(str(path)) for path in paths]
+    sides = [describe_loaded(model, path) for model, path in zip(models, paths, strict=True)]
+    sessions = [make_session(path, threads) for path in paths]
+    # Generated inputs take a size the original runs at; the candidate must run there too.
+    data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0], quiet=True))
+    fixed = fixed_batch(signature)
+    outputs = [first_output(session, data.arrays, fixed or CHUNK) for session in sessions]
+    notes: list[str] = []
+    metric_name, scores = _accuracy(metric, data, outputs, notes)
+    timings = _time_batches(
+        sessions, data, batch_sizes, fixed, warmup_runs=warmup_runs, budget_s=time_budget_s,
+        min_runs=min_runs, notes=notes,
+    )  # fmt: skip
+
+    memory_feeds = take(data.arrays, 0, max((int(batch) for batch in timings), default=fixed or 1))
+    for which, side in enumerate(sides):
+        latencies = {batch: timing.of(which) for batch, timing in timings.items()}
+        side["latency_ms"] = {batch: percentiles(ms) for batch, ms in latencies.items()}
+        side["throughput_per_s"] = {batch: throughput(ms, int(batch)) for batch, ms in latencies.items()}
+        side["peak_memory_bytes"] = peak_memory_bytes(paths[which], memory_feeds, threads)
+        side["accuracy"] = {metric_name: scores[which]} if metric_name and scores else {}
+        if side["peak_memory_bytes"] is None:
+            notes.append(f"peak memory of the {('original', 'candidate')[which]} model could not be measured")
+
+    baseline, candidate = sides
+    candidate_ops = op_histogram(models[1])
+    kind = precision_kind(models[1], candidate_ops)
+    errors = None
+    if kind is not None:
+        errors = node_errors(models[0], models[1], data.arrays, threads=threads, budget_s=time_budget_s)
+    delta = {
+        "size_ratio": candidate["size_bytes"] / baseline["size_bytes"],
+        "compressed_size_ratio": candidate["compressed_size_bytes"] / baseline["compressed_size_bytes"],
+        "speedup": {
+            batch: baseline["latency_ms"][batch]["p50"] / candidate["latency_ms"][batch]["p50"]
+            for batch in timings
+        },
+        "accuracy_drop": acc.accuracy_drop(metric_name, *scores) if metric_name and scores else None,
+        "fidelity": fidelity(*outputs),
+    }
+    verdict = judge(
+        size_ratio=delta["size_ratio"],
+        speedup=delta["speedup"],
+        accuracy_drop=delta["accuracy_drop"],
+        max_accuracy_drop=max_accuracy_drop,
+        metric=metric_name,
+        fidelity=delta["fidelity"],
+        baseline_ops=op_histogram(models[0]),
+        candidate_ops=candidate_ops,
+        notes=notes,
+        candidate_kind=kind,
+        density=candidate["nonzero_parameters"] / max(candidate["parameters"], 1),
+        node_errors=errors or (),
+    )
+    return {
+        "baseline": baseline,
+        "candidate": candidate,
+        "delta": delta,
+        "verdict": verdict,
+        "node_errors": errors,
+        "environment": environment(threads),
+    }
+
+
+def _time_batches(
+    sessions: list[ort.InferenceSession],
+    data: EvalData,
+    batch_sizes: list[int],
+    fixed: int | None,
+    *,
+    warmup_runs: int,
+    budget_s: float,
+    min_runs: int,
+    notes: list[str],
+) -> dict[str, PairTiming]:
+    """Interleaved timings per batch size, keyed by the batch size as a string."""
+    timings: dict[str, PairTiming] = {}
+    for batch in dict.fromkeys(batch_sizes):
+        if fixed is not None and batch != fixed:
+            notes.append(f"the model has a fixed batch size of {fixed}, so batch {batch} was not measured")
+            continue
+        runs = [partial(s.run, None, feeds_for(s, take(data.arrays, 0, batch))) for s in sessions]
+        timing = time_pair(*runs, warmup_runs=warmup_runs, budget_s=budget_s)
+        if timing.rounds < min_runs:
+            notes.append(
+                f"only {timing.rounds} timed runs per model fit in the {budget_s:g} s budget at batch"
+                f" {batch} (wanted {min_runs}); its percentiles are rough"
+            )
+        timings[str(batch)] = timing
+    return timings
+
+
+def _accuracy(
+    metric: str | None, data: EvalData, outputs: list[np.ndarray], notes: list[str]
+) -> tuple[str | None, tuple[float, float] | None]:
+    """The metric used and both models' scores; (None, None) when the dataset has no labels."""
+    if data.labels is None:
+        if metric is not None:
+            notes.append(
+                f"{metric} was requested but the dataset has no labels; fidelity is reported instead"
+            )
+        return None, None
+    name = metric or acc.default_metric(data.labels)
+    return name, (acc.score(name, outputs[0], data.labels), acc.score(name, outputs[1], data.labels))

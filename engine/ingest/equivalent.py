@@ -1,0 +1,98 @@
+"""Whether two graphs compute the same outputs on example inputs of the model's signature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from engine.evaluate.inputs import fixed_batch, generate_inputs
+
+# The issue's bar: identical up to float rounding, relative to outputs larger than 1.
+TOLERANCE = 1e-5
+# Free dims are tried at these sizes until the original runs (a detector needs more than 16 pixels).
+FREE_DIM_SIZES = (16, 64)
+FREE_BATCH = 2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`problem` says why the graphs are not known to agree; None when they agree."""
+
+    problem: str | None
+    max_abs_difference: float | None = None
+
+
+def compare_outputs(
+    original: onnx.ModelProto, candidate: onnx.ModelProto, signature: Mapping[str, Any]
+) -> Verdict:
+    """Run both with onnxruntime (graph optimizations off) and compare every output."""
+    wanted, inputs = None, None
+    for size in FREE_DIM_SIZES:
+        inputs = generate_inputs(_sized(signature, size), fixed_batch(signature) or FREE_BATCH)
+        try:
+            wanted = _run(original, inputs)
+            break
+        except Exception:  # onnxruntime raises several types; the next size may run
+            continue
+    if wanted is None or inputs is None:
+        return Verdict(
+            "the uploaded model does not run on generated inputs, so the result could not be checked"
+        )
+    try:
+        got = _run(candidate, inputs)
+    except Exception as error:  # onnxruntime raises several unrelated types
+        return Verdict(f"the normalized graph does not run: {error}"[:500])
+    worst = 0.0
+    for index, (want, have) in enumerate(zip(wanted, got, strict=True)):
+        difference = _difference(np.asarray(want), np.asarray(have))
+        if difference is None:
+            return Verdict(f"output {index} of the normalized graph changed shape, type or non-finite values")
+        if difference > TOLERANCE * max(1.0, float(np.nanmax(np.abs(want), initial=0.0))):
+            return Verdict(f"output {index} of the normalized graph differs by {difference:.3g}", difference)
+        worst = max(worst, difference)
+    return Verdict(None, worst)
+
+
+def _sized(signature: Mapping[str, Any], size: int) -> dict[str, Any]:
+    """The signature with every symbolic non-batch dim set to `size`."""
+    inputs = []
+    for spec in signature["inputs"]:
+        shape = spec["shape"]
+        if shape:
+            shape = [shape[0], *(d if isinstance(d, int) else size for d in shape[1:])]
+        inputs.append({**spec, "shape": shape})
+    return {**signature, "inputs": inputs}
+
+
+def _run(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[Any]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # Compare the graphs as written: runtime fusions would add their own rounding to both sides.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    # Old IR versions list initializers as inputs too: those keep their stored values.
+    return session.run(
+        None, {meta.name: inputs[meta.name] for meta in session.get_inputs() if meta.name in inputs}
+    )
+
+
+def _difference(want: np.ndarray, have: np.ndarray) -> float | None:
+    """Max abs difference over finite values; None when shape, dtype or non-finite positions differ."""
+    if want.shape != have.shape or want.dtype != have.dtype:
+        return None
+    if want.dtype.kind not in "fc":
+        return 0.0 if np.array_equal(want, have) else float("inf")
+    finite = np.isfinite(want)
+    if not np.array_equal(finite, np.isfinite(have)) or not np.array_equal(
+        want[~finite], have[~finite], equal_nan=True
+    ):
+        return None
+    if not finite.any():
+        return 0.0
+    return float(np.max(np.abs(want[finite].astype(np.float64) - have[finite].astype(np.float64))))

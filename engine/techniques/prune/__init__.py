@@ -1,0 +1,1 @@
+"""Pruning techniques: magnitude, N:M and structured, and channel selection."""

@@ -1,0 +1,1 @@
+"""Quantization techniques: dynamic, static and fp16, and what they share."""

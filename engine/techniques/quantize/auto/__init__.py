@@ -1,0 +1,1 @@
+"""quantize.auto: prepare, measure, search, advise."""

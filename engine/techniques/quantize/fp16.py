@@ -1,0 +1,171 @@
+"""quantize.fp16: float16 weights and compute, with float32 inputs, outputs and sensitive ops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from service.catalog.quantize_fp16 import Fp16Params
+from service.errors import InvalidParams
+
+if TYPE_CHECKING:
+    import onnx
+
+_FP16_MAX = 65504.0
+# Protobuf cannot serialize a model past 2 GiB.
+_EXTERNAL_DATA_BYTES = 1_800_000_000
+CPU_WARNING = (
+    "float16 is usually not faster on a CPU: most CPU kernels compute in float32, so onnxruntime adds "
+    "casts around them; it pays off on GPUs. The file is about half the size."
+)
+
+
+def run(model_path: Path, output_path: Path, params: Fp16Params, ctx: StepContext) -> StepOutcome:
+    """Convert float32 tensors and compute to float16, keeping the model's float32 interface."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(model_path))
+    unknown = sorted(set(params.nodes_to_exclude) - {node.name for node in model.graph.node})
+    if unknown:
+        raise TechniqueError(InvalidParams, f"nodes_to_exclude names nodes the model lacks: {unknown}")
+    _name_unnamed_nodes(model.graph)
+    warnings = [CPU_WARNING]
+    clipped = _out_of_range(model)
+    if clipped:
+        warnings.append(f"{clipped} weights exceed float16's range (±{_FP16_MAX:g}) and were clipped")
+    large = sum(tensor.ByteSize() for tensor in model.graph.initializer) > _EXTERNAL_DATA_BYTES
+    ctx.progress(0.1, "converting to float16")
+    converted = convert_float_to_float16(
+        model,
+        keep_io_types=True,
+        # onnxruntime's own list holds ops with no float16 kernel at all, so it always applies.
+        op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(params.op_block_list)),
+        node_block_list=[*params.nodes_to_exclude, *_transposes_into_matmul(model)],
+        # onnx's in-memory shape inference refuses models past 2 GiB.
+        disable_shape_infer=large,
+    )
+    _drop_duplicate_nodes(converted.graph)
+    _sort_topologically(converted.graph)
+    onnx.save(converted, str(output_path), save_as_external_data=large, location=f"{output_path.name}.data")
+    ctx.progress(1.0, "converted")
+    return StepOutcome(metrics=_census(converted), warnings=warnings)
+
+
+def _name_unnamed_nodes(graph: onnx.GraphProto) -> None:
+    """Give every node a unique name, since the converter's node block list matches by name."""
+    taken = {node.name for node in graph.node}
+    for index, node in enumerate(graph.node):
+        if not node.name:
+            suffix = index
+            while f"{node.op_type}_{suffix}" in taken:
+                suffix += 1
+            node.name = f"{node.op_type}_{suffix}"
+            taken.add(node.name)
+
+
+def _transposes_into_matmul(model: onnx.ModelProto) -> list[str]:
+    """Transpose nodes feeding a MatMul or Gemm, which must stay float32.
+
+    onnxruntime's CPU NchwcTransformer dereferences a null pointer on Transpose -> Cast(fp16->fp32) ->
+    MatMul, the chain it builds itself around a float16 Transpose feeding a MatMul
+    (microsoft/onnxruntime#28392; still crashes 1.31.1 on x86-64).
+    """
+    consumers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "Transpose" and consumers.get(node.output[0], set()) & {"MatMul", "Gemm"}
+    ]
+
+
+def _drop_duplicate_nodes(graph: onnx.GraphProto) -> None:
+    """Remove exact copies of a node, which the converter emits when one tensor feeds two blocked nodes."""
+    seen: set[bytes] = set()
+    copies = []
+    for index, node in enumerate(graph.node):
+        key = node.SerializeToString(deterministic=True)
+        if key in seen:
+            copies.append(index)
+        seen.add(key)
+        for attribute in node.attribute:
+            for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                _drop_duplicate_nodes(subgraph)
+    for index in reversed(copies):
+        del graph.node[index]
+
+
+def _sort_topologically(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so each follows its producers, as the ONNX spec requires.
+
+    The converter appends its input casts at the end of the graph; onnxruntime sorts for itself,
+    but the checker and other consumers (the torch bridge, TensorRT's parser) expect order.
+    """
+    import heapq
+
+    import onnx
+
+    producer = {name: index for index, node in enumerate(graph.node) for name in node.output if name}
+    waiting_on = [
+        {producer[name] for name in (*node.input, *_outer_reads(node)) if name in producer} - {index}
+        for index, node in enumerate(graph.node)
+    ]
+    dependents: dict[int, list[int]] = {}
+    for index, needs in enumerate(waiting_on):
+        for need in needs:
+            dependents.setdefault(need, []).append(index)
+    ready = [index for index, needs in enumerate(waiting_on) if not needs]
+    order = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for dependent in dependents.get(index, []):
+            waiting_on[dependent].discard(index)
+            if not waiting_on[dependent]:
+                heapq.heappush(ready, dependent)
+    if len(order) < len(graph.node) or order == sorted(order):
+        return  # a cycle is the converter's to report; an already sorted graph needs nothing
+    nodes = [onnx.NodeProto() for _ in order]
+    for node, index in zip(nodes, order, strict=True):
+        node.CopyFrom(graph.node[index])
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _outer_reads(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing graph."""
+    reads: set[str] = set()
+    for attribute in node.attribute:
+        for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+            local = {value.name for value in (*subgraph.input, *subgraph.initializer)}
+            local |= {name for inner in subgraph.node for name in inner.output}
+            for inner in subgraph.node:
+                reads |= {name for name in (*inner.input, *_outer_reads(inner)) if name and name not in local}
+    return reads
+
+
+def _out_of_range(model: onnx.ModelProto) -> int:
+    """How many float32 weights float16 cannot represent."""
+    from onnx import TensorProto, numpy_helper
+
+    count = 0
+    for tensor in model.graph.initializer:
+        if tensor.data_type == TensorProto.FLOAT:
+            count += int((abs(numpy_helper.to_array(tensor)) > _FP16_MAX).sum())
+    return count
+
+
+def _census(model: onnx.ModelProto) -> dict[str, int]:
+    """Weights converted, weights left in float32, and casts the conversion added."""
+    from onnx import TensorProto
+
+    types = [tensor.data_type for tensor in model.graph.initializer]
+    return {
+        "float16_initializers": types.count(TensorProto.FLOAT16),
+        "float32_initializers": types.count(TensorProto.FLOAT),
+        "casts": sum(node.op_type == "Cast" for node in model.graph.node),
+    }

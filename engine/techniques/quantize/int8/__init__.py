@@ -1,0 +1,1 @@
+"""What every int8 technique shares: calibration data, default rules, smoothing."""

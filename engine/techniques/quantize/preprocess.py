@@ -1,0 +1,33 @@
+"""onnxruntime's quantization pre-processing, shared by every int8 technique."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errortext import brief
+
+
+def quantization_preprocess(model_path: Path, target: Path, *, large: bool, warnings: list[str]) -> Path:
+    """Shape inference and graph optimization (e.g. BatchNorm folded into Conv) so more nodes quantize.
+
+    Returns `target`, or `model_path` itself with a warning when pre-processing fails.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    failure = ""
+    # Symbolic shape inference asserts on some exported graphs (e.g. a Reshape fed by computed
+    # shapes); ONNX's own shape inference and the graph optimizations still help without it.
+    for skip_symbolic in (False, True):
+        try:
+            quant_pre_process(
+                str(model_path), str(target), skip_symbolic_shape=skip_symbolic, save_as_external_data=large
+            )
+        except Exception as exc:  # the tool raises bare assertions and arbitrary errors on odd graphs
+            failure = brief(exc)
+            continue
+        return target
+    warnings.append(
+        f"pre-processing (shape inference and graph optimization) failed and was skipped: {failure}; "
+        "quantized the model as uploaded"
+    )
+    return model_path

@@ -1,0 +1,1 @@
+"""The shared training loop for bridged models: data, loss, schedule, validation."""

@@ -1,0 +1,99 @@
+"""A training dataset for a bridged model: its inputs and labels from the .npz, and the held-out split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.contract import TechniqueError
+from engine.errortext import brief
+from service.errors import DatasetMismatch, InvalidDataset
+from service.failures import DatasetTooSmall
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from engine.bridge import OnnxModule, TensorSpec
+
+# Fewer held-out samples than this cannot tell one epoch from the next.
+MIN_HELD_OUT = 2
+
+
+@dataclass(frozen=True)
+class Samples:
+    """The model's inputs (one tensor per graph input, samples along dim 0) and the labels, if any."""
+
+    inputs: list[torch.Tensor]
+    labels: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.inputs[0])
+
+    def take(self, index: torch.Tensor) -> Samples:
+        """The samples at `index`."""
+        return Samples([x[index] for x in self.inputs], None if self.labels is None else self.labels[index])
+
+
+def _check(name: str, array: np.ndarray, spec: TensorSpec, dtype: torch.dtype) -> None:
+    """Same kind of numbers and, where the model fixes a dim, the same size (samples along dim 0)."""
+    if (array.dtype.kind == "f") != dtype.is_floating_point:
+        detail = f"array '{name}' is {array.dtype} but the model expects {dtype}"
+        raise TechniqueError(DatasetMismatch, detail)
+    if spec.shape is None:
+        return
+    fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int) and i > 0]
+    if array.ndim != len(spec.shape) or any(array.shape[i] != d for i, d in fixed):
+        detail = f"array '{name}' has shape {array.shape} but model input '{name}' has shape {spec.shape}"
+        raise TechniqueError(DatasetMismatch, detail)
+
+
+def load_dataset(path: Path, module: OnnxModule) -> Samples:
+    """The model's inputs (by name, in the module's dtypes) and the labels, if the .npz has them."""
+    import zipfile
+
+    import numpy as np
+    import torch
+
+    from engine.bridge.dtypes import torch_dtype
+
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [spec.name for spec in module.inputs if spec.name not in arrays.files]
+            if missing:
+                detail = (
+                    f"the dataset has no array named {', '.join(missing)} (it has {', '.join(arrays.files)})"
+                )
+                raise TechniqueError(DatasetMismatch, detail)
+            inputs = []
+            for spec in module.inputs:
+                array, dtype = arrays[spec.name], torch_dtype(spec.elem_type)
+                _check(spec.name, array, spec, dtype)
+                inputs.append(torch.from_numpy(array).to(dtype))
+            labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays.files else None
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise TechniqueError(
+            InvalidDataset, f"the dataset is not a readable .npz file: {brief(error)}"
+        ) from error
+    counts = {len(x) for x in inputs} | ({len(labels)} if labels is not None else set())
+    if len(counts) != 1 or not inputs[0].shape[0]:
+        raise TechniqueError(DatasetMismatch, "dataset arrays must be non-empty and share their first dim")
+    return Samples(inputs, labels)
+
+
+def split(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Samples | None]:
+    """A seeded random split into training and held-out samples (no held-out split for fraction 0)."""
+    import torch
+
+    if fraction == 0:
+        return samples, None
+    held_out = round(len(samples) * fraction)
+    if held_out < MIN_HELD_OUT or len(samples) - held_out < MIN_HELD_OUT:
+        detail = (
+            f"the dataset's {len(samples)} samples are too few to hold out {fraction:g} of them for "
+            f"validation (at least {MIN_HELD_OUT} on each side): upload more, or set validation_fraction to 0"
+        )
+        raise TechniqueError(DatasetTooSmall, detail, samples=len(samples))
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))
+    return samples.take(order[held_out:]), samples.take(order[:held_out])

@@ -1,0 +1,139 @@
+"""The shared fine-tuning loop for bridged models (objective in finetune_loss.py).
+
+Adam with a warm-up then cosine-decayed learning rate, for a number of epochs or a time budget;
+a seeded held-out split scores the model before training and after every epoch, the best epoch's
+weights are kept and training stops early once it stops improving (with `patience`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.techniques.train.data import Samples, load_dataset, split
+from engine.techniques.train.loss import loss as objective
+from engine.techniques.train.schedule import Clock, rate_factor
+from engine.techniques.train.validation import rank, score
+from service.catalog.training import TrainingParams
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.bridge import OnnxModule
+
+Progress = Callable[[float, str], None]
+
+
+def _usable(count: int, batch_size: int) -> int:
+    """Samples per epoch: a trailing batch of one sample would break batch norm's training statistics."""
+    return count - 1 if count % batch_size == 1 and count > 1 else count
+
+
+def _objective_name(samples: Samples, params: TrainingParams) -> str:
+    if samples.labels is None:
+        return "distillation_mse"
+    return "cross_entropy+distillation" if params.distillation else "cross_entropy"
+
+
+def _epoch(
+    student: OnnxModule,
+    teacher: OnnxModule,
+    train: Samples,
+    params: TrainingParams,
+    optimizer: torch.optim.Optimizer,
+    clock: Clock,
+    after_step: Callable[[], None] | None,
+) -> tuple[float, int, float]:
+    """One pass (cut short when the clock runs out): mean loss, samples seen, last learning rate."""
+    import torch
+
+    usable = _usable(len(train), params.batch_size)
+    order, total, seen, rate = torch.randperm(len(train))[:usable], 0.0, 0, 0.0
+    student.train()
+    for start in range(0, usable, params.batch_size):
+        batch = train.take(order[start : start + params.batch_size])
+        rate = params.learning_rate * rate_factor(clock.progress(), params.warmup_fraction)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        optimizer.zero_grad()
+        value = objective(
+            student(*batch.inputs),
+            batch.inputs,
+            batch.labels,
+            teacher,
+            params.distillation,
+            params.temperature,
+        )
+        value.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        clock.tick()
+        total, seen = total + float(value.detach()) * len(batch), seen + len(batch)
+        if clock.done():
+            break
+    student.eval()
+    return total / max(seen, 1), seen, rate
+
+
+def finetune(
+    student: OnnxModule,
+    teacher: OnnxModule,
+    data: Path,
+    params: TrainingParams,
+    progress: Progress,
+    span: tuple[float, float] = (0.0, 1.0),
+    after_step: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Train the student in place (`after_step` runs after each optimizer step); figures go to `progress`."""
+    import torch
+
+    started = time.monotonic()
+    train, held_out = split(load_dataset(data, student), params.validation_fraction, params.seed)
+    torch.manual_seed(params.seed)
+    limit = params.epoch_limit
+    per_epoch = -(-_usable(len(train), params.batch_size) // params.batch_size)
+    clock = Clock(limit * per_epoch, params.time_budget_s)
+    optimizer = torch.optim.Adam(student.parameters(), lr=params.learning_rate)
+    teacher.eval()
+    student.eval()
+    report: dict[str, Any] = {
+        "objective": _objective_name(train, params),
+        "samples": len(train),
+        "epochs": [],
+    }
+    best: tuple[tuple[float, ...], int, dict[str, Any]] | None = None
+    if held_out is not None:
+        report["held_out"] = len(held_out)
+        report["before"] = score(student, teacher, held_out)
+        best = (rank(report["before"]), 0, copy.deepcopy(student.state_dict()))
+    report["stopped"], stale = "epochs", 0
+    for epoch in range(1, limit + 1):
+        mean, seen, rate = _epoch(student, teacher, train, params, optimizer, clock, after_step)
+        record: dict[str, Any] = {"epoch": epoch, "loss": round(mean, 6), "learning_rate": rate}
+        message = f"epoch {epoch}/{limit} loss {mean:.4f}"
+        if seen < _usable(len(train), params.batch_size):
+            record["samples"] = seen  # the time budget ended this epoch early
+        if held_out is not None and best is not None:
+            record["validation"] = figures = score(student, teacher, held_out)
+            message += "".join(f" {name} {value:.4f}" for name, value in figures.items())
+            stale += 1
+            if rank(figures) > best[0]:
+                best, stale = (rank(figures), epoch, copy.deepcopy(student.state_dict())), 0
+        report["epochs"].append(record)
+        progress(span[0] + (span[1] - span[0]) * clock.progress(), message)
+        if clock.done() and epoch < limit:
+            report["stopped"] = "time_budget"
+            break
+        if params.patience is not None and stale >= params.patience:
+            report["stopped"] = "early_stopping"
+            break
+    if best is not None:
+        report["best_epoch"] = best[1]
+        if best[1] != report["epochs"][-1]["epoch"]:
+            student.load_state_dict(best[2])
+    report["seconds"] = round(time.monotonic() - started, 3)
+    return report

@@ -1,0 +1,86 @@
+"""The evaluation every job gets: original vs final model, measured in the sandbox."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.contract import TechniqueError
+from service.datasets import service as datasets_service
+from service.datasets.inspect import check_against_signature
+from service.errors import DatasetMismatch
+from service.jobs import steps as job_steps
+from service.settings import Settings
+from worker import files, records
+from worker.lease import Lease
+from worker.sandbox import SandboxLimits, open_box, run_sandboxed
+
+if TYPE_CHECKING:
+    from service.jobs.orm import Job
+
+
+def evaluate_job(
+    lease: Lease,
+    settings: Settings,
+    job: Job,
+    original: Path,
+    final: Path,
+    signature: dict[str, Any],
+    workdir: Path,
+) -> dict[str, Any]:
+    """The comparison document, with every step's warnings added to the verdict's."""
+    lease.advance("evaluating", len(job.steps) / (len(job.steps) + 1))
+    evaluation = job.evaluation or {}
+    dataset_path: str | None = None
+    if evaluation.get("dataset_id"):
+        arrays = records.call(
+            datasets_service.stored_dataset, dataset_id=uuid.UUID(evaluation["dataset_id"])
+        ).arrays
+        try:
+            check_against_signature(arrays, signature)
+        except DatasetMismatch as exc:
+            raise TechniqueError(DatasetMismatch, f"evaluation dataset: {exc.detail}") from None
+        dataset_path = files.fetch_datasets([evaluation["dataset_id"]], workdir / "datasets")[
+            evaluation["dataset_id"]
+        ]
+    batch_sizes = evaluation.get("batch_sizes") or [1, 8]
+    with open_box() as box:
+        comparison: dict[str, Any] = run_sandboxed(
+            "engine.evaluate:compare_models",
+            {
+                "baseline_path": box.admit(original, f"baseline/{original.name}"),
+                "candidate_path": box.admit(final, f"candidate/{final.name}"),
+                "signature": signature,
+                "dataset_path": box.admit(Path(dataset_path), "dataset.npz") if dataset_path else None,
+                "metric": evaluation.get("metric"),
+                "batch_sizes": batch_sizes,
+                "threads": settings.bench_threads,
+                "time_budget_s": settings.bench_time_budget_s,
+                "warmup_runs": settings.bench_warmup_runs,
+                "min_runs": settings.bench_min_runs,
+                "max_accuracy_drop": evaluation.get("max_accuracy_drop"),
+            },
+            box=box,
+            limits=SandboxLimits(
+                settings.sandbox_memory_bytes, settings.step_time_limit_s, settings.bench_threads
+            ),
+            should_cancel=lambda: lease.cancel_requested,
+        )
+    warnings = comparison.setdefault("verdict", {}).setdefault("warnings", [])
+    for step in records.call(job_steps.of_job, job_id=job.id):
+        warnings.extend(f"step {step.index} ({step.technique}): {text}" for text in step.warnings or [])
+        _fold_step_budget(comparison["verdict"], (step.metrics or {}).get("within_accuracy_budget"))
+    return comparison
+
+
+def _fold_step_budget(verdict: dict[str, Any], step_within: object) -> None:
+    """A step that checked its own accuracy budget (quantize.auto) speaks for the job's verdict too.
+
+    The verdict is within budget only when every budget that was checked held: a step that missed its
+    budget makes it false, and a step that met it answers when the job's evaluation had no budget.
+    """
+    if not isinstance(step_within, bool):
+        return
+    current = verdict.get("within_accuracy_budget")
+    verdict["within_accuracy_budget"] = step_within and current is not False
