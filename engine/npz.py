@@ -1,9 +1,12 @@
-"""Reading an uploaded .npz without pickles: headers first, then rows in order, never a whole array."""
+"""Reading an uploaded .npz without pickles: headers first, then rows in order, or whole arrays.
+
+Every reader of a dataset in the engine comes here; the .npy header itself is parsed by
+service/datasets/npy.py, the same code the API checks uploads with.
+"""
 
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -11,29 +14,20 @@ import numpy as np
 
 from engine.contract import TechniqueError
 from engine.errortext import brief
-from service.errors import InvalidDataset
+from service.datasets.npy import NpyHeader, read_npy_header
+from service.errors import InvalidDataset, Problem
 
-
-@dataclass(frozen=True)
-class NpyHeader:
-    """What an .npy member declares before its data."""
-
-    dtype: np.dtype
-    shape: tuple[int, ...]
-    fortran_order: bool
+__all__ = ["NpyHeader", "load_arrays", "open_member", "read_headers", "read_rows"]
 
 
 def open_member(archive: zipfile.ZipFile, name: str) -> tuple[IO[bytes], NpyHeader]:
     """Open one array of the archive, positioned at its first data byte (decompressed as read)."""
     stream = archive.open(f"{name}.npy")
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
-    elif version == (2, 0):
-        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
-    else:
-        raise TechniqueError(InvalidDataset, f"array '{name}' uses unsupported .npy version {version}")
-    return stream, NpyHeader(np.dtype(dtype), tuple(shape), bool(fortran_order))
+    try:
+        return stream, read_npy_header(stream, name)
+    except Problem as problem:
+        stream.close()
+        raise TechniqueError.carrying(problem) from None
 
 
 def read_headers(npz_path: Path) -> dict[str, NpyHeader]:
@@ -46,9 +40,7 @@ def read_headers(npz_path: Path) -> dict[str, NpyHeader]:
                     stream, headers[member[:-4]] = open_member(archive, member[:-4])
                     stream.close()
     except (zipfile.BadZipFile, ValueError) as exc:
-        raise TechniqueError(
-            InvalidDataset, f"the dataset is not a readable .npz file: {brief(exc)}"
-        ) from exc
+        raise _unreadable(exc) from exc
     return headers
 
 
@@ -60,3 +52,19 @@ def read_rows(stream: IO[bytes], header: NpyHeader, name: str, count: int) -> np
     if len(data) != size:
         raise TechniqueError(InvalidDataset, f"array '{name}' is truncated")
     return np.frombuffer(data, dtype=header.dtype).reshape((count, *row_shape))
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz by name, loaded whole (evaluation and training sets are bounded)."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single array, not named arrays")
+        with loaded:
+            return {name: loaded[name] for name in loaded.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _unreadable(exc) from None
+
+
+def _unreadable(exc: BaseException) -> TechniqueError:
+    return TechniqueError(InvalidDataset, f"the dataset is not a readable .npz file: {brief(exc)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from engine.contract import TechniqueError
-from engine.errortext import brief
 from engine.example_shapes import EXAMPLE_SIZES, Dim, Shape, concrete_shapes, first_runnable, is_fixed
-from service.errors import DatasetMismatch, InvalidDataset
+from engine.npz import load_arrays
+from service.errors import DatasetMismatch
 from service.failures import DatasetRequired
 
 GENERATED_SAMPLES = 64
@@ -63,16 +62,7 @@ def runnable_size(signature: Mapping[str, Any], probe: Probe) -> int:
 
 def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
     """Load an .npz without pickles; arrays are named after the model inputs, `labels` is optional."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array, not named arrays")
-        with loaded:
-            stored = {name: loaded[name] for name in loaded.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise TechniqueError(
-            InvalidDataset, f"the dataset is not a readable .npz file: {brief(error)}"
-        ) from None
+    stored = load_arrays(path)
     arrays = {spec["name"]: _checked(spec, stored) for spec in signature["inputs"]}
     labels = stored.get("labels")
     counts = {name: len(array) for name, array in arrays.items()}

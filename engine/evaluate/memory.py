@@ -67,9 +67,9 @@ def _status_bytes(field: str) -> int:
 def _child(model_path: str, feeds_path: str, threads: int) -> int:
     """Run in the child: the growth of peak RSS caused by the session and one run."""
     from engine.evaluate.sessions import feeds_for, make_session
+    from engine.npz import load_arrays
 
-    with np.load(feeds_path, allow_pickle=False) as stored:
-        arrays = {name: stored[name] for name in stored.files}
+    arrays = load_arrays(Path(feeds_path))
     before = _status_bytes("VmRSS")
     session = make_session(model_path, threads)
     session.run(None, feeds_for(session, arrays))

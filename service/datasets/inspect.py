@@ -5,10 +5,9 @@ from __future__ import annotations
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import numpy as np
-
+from service.datasets.npy import read_npy_header
 from service.datasets.values import check_numeric, scan_values
 from service.errors import DatasetMismatch, InvalidDataset
 
@@ -44,7 +43,8 @@ def read_npz_headers(path: Path, *, scan: bool = False) -> dict[str, dict[str, A
             name = member.filename[:-4]
             try:
                 with archive.open(member) as handle:
-                    shape, dtype = _read_header(handle, name)
+                    header = read_npy_header(handle, name)
+                    shape, dtype = header.shape, header.dtype
                     check_numeric(name, dtype)
                     arrays[name] = {"dtype": dtype.name, "shape": list(shape)}
                     if scan:
@@ -56,18 +56,6 @@ def read_npz_headers(path: Path, *, scan: bool = False) -> dict[str, dict[str, A
     if not arrays:
         raise InvalidDataset("the archive holds no arrays")
     return arrays
-
-
-def _read_header(handle: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype]:
-    try:
-        version = np.lib.format.read_magic(handle)
-        read = (
-            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        )
-        shape, _, dtype = read(handle)
-    except ValueError as exc:
-        raise InvalidDataset(f"array '{name}' has a broken header: {exc}"[:300], array=name) from exc
-    return tuple(shape), np.dtype(dtype)
 
 
 def _check_expansion(members: list[zipfile.ZipInfo], file_bytes: int) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.contract import TechniqueError
-from engine.errortext import brief
-from service.errors import DatasetMismatch, InvalidDataset
+from engine.npz import load_arrays
+from service.errors import DatasetMismatch
 from service.failures import DatasetTooSmall
 
 if TYPE_CHECKING:
@@ -51,31 +51,21 @@ def _check(name: str, array: np.ndarray, spec: TensorSpec, dtype: torch.dtype) -
 
 def load_dataset(path: Path, module: OnnxModule) -> Samples:
     """The model's inputs (by name, in the module's dtypes) and the labels, if the .npz has them."""
-    import zipfile
-
-    import numpy as np
     import torch
 
     from engine.bridge.dtypes import torch_dtype
 
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = [spec.name for spec in module.inputs if spec.name not in arrays.files]
-            if missing:
-                detail = (
-                    f"the dataset has no array named {', '.join(missing)} (it has {', '.join(arrays.files)})"
-                )
-                raise TechniqueError(DatasetMismatch, detail)
-            inputs = []
-            for spec in module.inputs:
-                array, dtype = arrays[spec.name], torch_dtype(spec.elem_type)
-                _check(spec.name, array, spec, dtype)
-                inputs.append(torch.from_numpy(array).to(dtype))
-            labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays.files else None
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise TechniqueError(
-            InvalidDataset, f"the dataset is not a readable .npz file: {brief(error)}"
-        ) from error
+    arrays = load_arrays(path)
+    missing = [spec.name for spec in module.inputs if spec.name not in arrays]
+    if missing:
+        detail = f"the dataset has no array named {', '.join(missing)} (it has {', '.join(arrays)})"
+        raise TechniqueError(DatasetMismatch, detail)
+    inputs = []
+    for spec in module.inputs:
+        array, dtype = arrays[spec.name], torch_dtype(spec.elem_type)
+        _check(spec.name, array, spec, dtype)
+        inputs.append(torch.from_numpy(array).to(dtype))
+    labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays else None
     counts = {len(x) for x in inputs} | ({len(labels)} if labels is not None else set())
     if len(counts) != 1 or not inputs[0].shape[0]:
         raise TechniqueError(DatasetMismatch, "dataset arrays must be non-empty and share their first dim")
