@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,8 +12,6 @@ from onnx import numpy_helper
 from engine.bridge.support import attributes, node_name
 from engine.contract import TechniqueError
 from service.failures import NothingToPrune
-
-PROTOBUF_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -105,12 +102,3 @@ def replace_initializers(model: onnx.ModelProto, arrays: dict[str, np.ndarray]) 
         if init.name in arrays:
             dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
             init.CopyFrom(numpy_helper.from_array(arrays[init.name].astype(dtype), init.name))
-
-
-def save_model(model: onnx.ModelProto, path: Path) -> Path:
-    """Write a model, with weights in a side file when the protobuf would be too large."""
-    if model.ByteSize() < PROTOBUF_LIMIT:
-        onnx.save(model, str(path))
-    else:
-        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
-    return path

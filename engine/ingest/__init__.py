@@ -9,12 +9,13 @@ from typing import Any
 import onnx
 
 from engine.contract import TechniqueError
-from engine.ingest.canonical import SINGLE_FILE_LIMIT, finalize, load_single, load_zipped
+from engine.ingest.canonical import finalize, load_single, load_zipped
 from engine.ingest.detect import detect_format
 from engine.ingest.normalize import FALLBACK, normalize
 from engine.ingest.runtime import check_runtime_loads
 from engine.ingest.safety import vetted
 from engine.ingest.summary import signature, summarize
+from engine.model_size import needs_side_file
 from service.failures import InvalidModel
 
 
@@ -71,7 +72,7 @@ def _normalize(
     """Normalize a single-file model and save it to `path`; larger models are used as uploaded."""
     if path is None:
         return {"applied": False, "note": "normalization was not requested"}
-    if sum(len(tensor.raw_data) for tensor in canonical.graph.initializer) > SINGLE_FILE_LIMIT:
+    if needs_side_file(canonical):
         return {"applied": False, "note": f"{FALLBACK}: it is stored with external data (over 2 GiB)"}
     normalized, record = normalize(canonical, signature)
     if normalized is not None:

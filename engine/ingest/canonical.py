@@ -13,11 +13,9 @@ from engine.errortext import brief
 from engine.ingest.archive import extract_archive
 from engine.ingest.external import check_external_data, external_tensors
 from engine.ingest.safety import vetted
+from engine.model_size import needs_side_file
 from service.errors import UnsupportedFormat
 from service.failures import InvalidModel, UnsafeModel
-
-# Stay clear of protobuf's hard 2 GiB message limit.
-SINGLE_FILE_LIMIT = 2 * 1024**3 - 64 * 1024**2
 
 
 def load_single(path: Path) -> onnx.ModelProto:
@@ -57,9 +55,8 @@ def parse(path: Path) -> onnx.ModelProto:
 
 
 def finalize(model: onnx.ModelProto, output_path: Path, warnings: list[str]) -> onnx.ModelProto:
-    """Check the model, add inferred shapes and save it as one file (external data past 2 GiB)."""
-    large = sum(len(tensor.raw_data) for tensor in model.graph.initializer) > SINGLE_FILE_LIMIT
-    if large:
+    """Check the model, add inferred shapes and save it as one file (a side file past engine/model_size)."""
+    if needs_side_file(model):
         onnx.save(model, str(output_path), save_as_external_data=True, location=output_path.name + ".data")
         _check(str(output_path), warnings)
         onnx.shape_inference.infer_shapes_path(str(output_path), str(output_path))

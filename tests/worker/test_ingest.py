@@ -295,3 +295,36 @@ def test_pt2_with_code_or_pickles_is_unsafe(
     upload = _rewritten_pt2(program, tmp_path / "hostile.pt2", extra, edit)
     error = _rejected(upload, tmp_path)
     assert error.slug == "unsafe-model"
+
+
+def test_one_side_file_rule_counts_inline_and_external_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import model_size
+
+    weights = onnx.numpy_helper.from_array(np.ones((256, 256), np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 256])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 256])],
+        [weights],
+    )
+    model = onnx.helper.make_model(graph)
+    inline = model_size.weight_bytes(model)
+    onnx.save(
+        model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.onnx.data", size_threshold=0
+    )
+
+    assert inline >= 256 * 256 * 4
+    assert (
+        model_size.weight_bytes(onnx.load(str(tmp_path / "m.onnx"), load_external_data=False))
+        == 256 * 256 * 4
+    )
+    assert model_size.stored_bytes(tmp_path / "m.onnx") > 256 * 256 * 4
+    assert not model_size.file_needs_side_file(tmp_path / "m.onnx")
+    # Past the limit, the writer puts the weights beside the model (and every tool's `large` agrees).
+    monkeypatch.setattr(model_size, "SINGLE_FILE_LIMIT", 1024)
+    saved = model_size.save_model(onnx.load(str(tmp_path / "m.onnx")), tmp_path / "big.onnx")
+    assert model_size.file_needs_side_file(saved)
+    assert (tmp_path / "big.onnx.data").stat().st_size == 256 * 256 * 4

@@ -66,7 +66,8 @@ def run(model_path: Path, output_path: Path, params: NMPruneParams, ctx: StepCon
     import numpy as np
     import onnx
 
-    from engine.bridge.weights import initializer_arrays, replace_initializers, save_model, select_weights
+    from engine.bridge.weights import initializer_arrays, replace_initializers, select_weights
+    from engine.model_size import save_model
     from engine.techniques.train.masked import finetune_pruned, stored_weights
 
     n, m = params.n, params.m

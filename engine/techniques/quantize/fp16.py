@@ -13,8 +13,6 @@ if TYPE_CHECKING:
     import onnx
 
 _FP16_MAX = 65504.0
-# Protobuf cannot serialize a model past 2 GiB.
-_EXTERNAL_DATA_BYTES = 1_800_000_000
 CPU_WARNING = (
     "float16 is usually not faster on a CPU: most CPU kernels compute in float32, so onnxruntime adds "
     "casts around them; it pays off on GPUs. The file is about half the size."
@@ -26,6 +24,8 @@ def run(model_path: Path, output_path: Path, params: Fp16Params, ctx: StepContex
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+    from engine.model_size import needs_side_file
+
     model = onnx.load(str(model_path))
     unknown = sorted(set(params.nodes_to_exclude) - {node.name for node in model.graph.node})
     if unknown:
@@ -35,7 +35,7 @@ def run(model_path: Path, output_path: Path, params: Fp16Params, ctx: StepContex
     clipped = _out_of_range(model)
     if clipped:
         warnings.append(f"{clipped} weights exceed float16's range (±{_FP16_MAX:g}) and were clipped")
-    large = sum(tensor.ByteSize() for tensor in model.graph.initializer) > _EXTERNAL_DATA_BYTES
+    large = needs_side_file(model)
     ctx.progress(0.1, "converting to float16")
     converted = convert_float_to_float16(
         model,

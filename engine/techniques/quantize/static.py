@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.model_size import file_needs_side_file
 from engine.techniques.quantize.int8 import rules as int8_rules
 from engine.techniques.quantize.int8.smoothing import smoothing_warnings
 from engine.techniques.quantize.preprocess import quantization_preprocess
@@ -23,8 +24,6 @@ log = logging.getLogger(__name__)
 
 # Below this many samples activation ranges are often set by a handful of inputs.
 MIN_CALIBRATION_SAMPLES = 300
-# Protobuf cannot serialize a model past 2 GiB; keep a margin for the quantization parameters.
-_EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
 def run(model_path: Path, output_path: Path, params: StaticQuantParams, ctx: StepContext) -> StepOutcome:
@@ -51,7 +50,7 @@ def run(model_path: Path, output_path: Path, params: StaticQuantParams, ctx: Ste
             f"calibrated on only {reader.samples} samples (fewer than {MIN_CALIBRATION_SAMPLES}): activation "
             "ranges may not represent production inputs; upload a larger, representative dataset"
         )
-    large = _stored_bytes(model_path, model) > _EXTERNAL_DATA_BYTES
+    large = file_needs_side_file(model_path)
     source = model_path
     if params.preprocess:
         target = ctx.workdir / "quant-preprocessed.onnx"
@@ -121,17 +120,6 @@ def _check_selection(model: onnx.ModelProto, params: StaticQuantParams) -> None:
     unknown = sorted(set(params.nodes_to_exclude) - {node.name for node in model.graph.node})
     if unknown:
         raise TechniqueError(InvalidParams, f"nodes_to_exclude names nodes the model lacks: {unknown}")
-
-
-def _stored_bytes(model_path: Path, model: onnx.ModelProto) -> int:
-    """Size of the model file and the external-data files it references."""
-    locations = {
-        entry.value
-        for tensor in model.graph.initializer
-        for entry in tensor.external_data
-        if entry.key == "location"
-    }
-    return model_path.stat().st_size + sum((model_path.parent / name).stat().st_size for name in locations)
 
 
 def _quantized_ops(model: onnx.ModelProto) -> Counter[str]:

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import onnx
 
+from engine.model_size import file_needs_side_file
 from engine.techniques.quantize.preprocess import quantization_preprocess
-
-# Protobuf cannot serialize a model past 2 GiB; keep a margin for what quantization adds.
-_EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
 def prepare(model_path: Path, workdir: Path, preprocess: bool, warnings: list[str]) -> Path:
     """The model after onnxruntime's quantization pre-processing (when asked and possible), nodes named."""
-    large = _has_external_data(model_path) or model_path.stat().st_size > _EXTERNAL_DATA_BYTES
+    large = file_needs_side_file(model_path)
     source = model_path
     if preprocess:
         source = quantization_preprocess(
