@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from engine.techniques.quantize.auto.search import ExclusionSearch, Trial, choose
+from engine.techniques.quantize.auto.search import ExclusionSearch, choose
+from engine.techniques.quantize.auto.trials import Trial
 
 
 def _walk(candidates: int, passes_from: int | None) -> list[int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.techniques.quantize.auto.search import Trial
+from engine.techniques.quantize.auto.trials import Trial
 from service.catalog.quantize_auto import AutoQuantParams
 
 RELATIVE_UNDEFINED = (

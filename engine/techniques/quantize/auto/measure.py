@@ -8,7 +8,6 @@ apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,12 @@ from engine.evaluate.benchmark import percentiles, time_pair
 from engine.evaluate.describe import model_size_bytes
 from engine.evaluate.inputs import fixed_batch, load_dataset, take
 from engine.evaluate.sessions import CHUNK, feeds_for, first_output, make_session
+from engine.techniques.quantize.auto.trials import Measurement
 from service.catalog.quantize_auto import AutoQuantParams
 from service.errors import InvalidParams
 
 TIMING_BATCH = 8
 WARMUP_RUNS = 3
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """A candidate's score, its loss against the original's, and its speed and size."""
-
-    accuracy: float
-    accuracy_drop: float
-    within_budget: bool
-    latency_ms: float
-    speedup: float
-    size_bytes: int
 
 
 class TrialJudge:

@@ -8,41 +8,7 @@ monotone in k, so a budget is met (or shown out of reach) in about 2·log2(nodes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One measured candidate."""
-
-    trial: int
-    excluded_nodes: list[str]
-    accuracy: float
-    accuracy_drop: float
-    within_budget: bool
-    latency_ms: float
-    speedup: float
-    size_bytes: int
-    seconds: float
-    warnings: list[str] = field(default_factory=list)
-    # What was quantized besides the exclusions: "static", "static, int8-kernel ops only", "dynamic".
-    config: str = "static"
-
-    def as_dict(self) -> dict[str, Any]:
-        """The row of the trial table in the step's metrics."""
-        return {
-            "trial": self.trial,
-            "config": self.config,
-            "excluded_nodes": list(self.excluded_nodes),
-            "accuracy": self.accuracy,
-            "accuracy_drop": self.accuracy_drop,
-            "within_budget": self.within_budget,
-            "latency_ms": self.latency_ms,
-            "speedup": self.speedup,
-            "size_bytes": self.size_bytes,
-            "seconds": self.seconds,
-        }
+from engine.techniques.quantize.auto.trials import Trial
 
 
 class ExclusionSearch:

@@ -25,8 +25,9 @@ from engine.contract import StepContext, StepOutcome
 from engine.techniques.quantize.auto import advice as auto_advice
 from engine.techniques.quantize.auto.measure import TrialJudge
 from engine.techniques.quantize.auto.prepare import prepare, save_model
-from engine.techniques.quantize.auto.search import ExclusionSearch, Trial, choose
+from engine.techniques.quantize.auto.search import ExclusionSearch, choose
 from engine.techniques.quantize.auto.sensitivity import Sensitivity, quantized_nodes, rank_nodes
+from engine.techniques.quantize.auto.trials import Trial
 from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
 from service.catalog.quantize_static import StaticQuantParams
