@@ -42,3 +42,18 @@ def test_an_untouched_tree_and_a_folder_outside_git_report_nothing(tmp_path: Pat
 
     assert snapshot(tmp_path, ("docs",)) == {}
     assert changes({"docs/a.md": "1"}, {"docs/a.md": "1"}) == []
+
+
+def test_a_new_file_in_the_repository_root_is_reported(tmp_path: Path) -> None:
+    from tests.fixtures.clean_tree import root_files
+
+    _git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text("/ignored.onnx\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deep.txt").write_text("inside a folder")
+    before = root_files(tmp_path)
+
+    (tmp_path / "sym_shape_infer_temp.onnx").write_text("a library's debug dump")
+    (tmp_path / "ignored.onnx").write_text("ignored")
+
+    assert changes(before, root_files(tmp_path)) == ["sym_shape_infer_temp.onnx (added)"]

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 from pydantic import ValidationError
 
 from engine.contract import StepContext, StepOutcome, TechniqueError
@@ -164,3 +165,32 @@ def test_params_require_a_dataset_and_refuse_unknown_keys() -> None:
         StaticQuantParams(dataset_id="d1", symmetric=True)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="not supported"):
         StaticQuantParams(dataset_id="d1", activation_type="qint8", weight_type="quint8")
+
+
+def test_pre_processing_leaves_the_working_directory_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.techniques.quantize.preprocess import quantization_preprocess
+
+    # An op symbolic shape inference does not know: onnxruntime dumps its partial graph on giving up.
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Mystery", ["r"], ["y"], domain="example.ops"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.ops", 1)]
+    )
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    (tmp_path / "step").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+
+    quantization_preprocess(Path("../model.onnx"), Path("../step/prepared.onnx"), large=False, warnings=[])
+
+    assert list((tmp_path / "cwd").iterdir()) == []
+    assert "sym_shape_infer_temp.onnx" in {p.name for p in (tmp_path / "step").iterdir()}

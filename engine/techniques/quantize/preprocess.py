@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import chdir
 from pathlib import Path
 
 from engine.errortext import brief
@@ -15,13 +16,20 @@ def quantization_preprocess(model_path: Path, target: Path, *, large: bool, warn
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     failure = ""
+    source, written = model_path.resolve(), target.resolve()
     # Symbolic shape inference asserts on some exported graphs (e.g. a Reshape fed by computed
     # shapes); ONNX's own shape inference and the graph optimizations still help without it.
     for skip_symbolic in (False, True):
         try:
-            quant_pre_process(
-                str(model_path), str(target), skip_symbolic_shape=skip_symbolic, save_as_external_data=large
-            )
+            # When symbolic inference gives up, onnxruntime dumps its half-inferred graph (and
+            # uuid-named weight files) into the working directory: keep that in the step's folder.
+            with chdir(written.parent):
+                quant_pre_process(
+                    str(source),
+                    str(written),
+                    skip_symbolic_shape=skip_symbolic,
+                    save_as_external_data=large,
+                )
         except Exception as exc:  # the tool raises bare assertions and arbitrary errors on odd graphs
             failure = brief(exc)
             continue
