@@ -103,8 +103,9 @@ def test_a_fixed_shape_detector_prunes_through_split_and_concat(
     splits = [n for n in onnx.load(str(out)).graph.node if n.op_type == "Split" and n.input[1] in known]
     assert {(4, 4), (8, 8), (16, 16)} <= {tuple(known[n.input[1]].tolist()) for n in splits}
     kept = outcome.metrics["kept_whole"]
-    assert {"node": "output0", "reason": "graph outputs"} in kept
-    assert {"node": "/detect/dfl/conv/Conv", "reason": "convolution over a non-channel axis"} in kept
+    reasons = {k["node"]: k["reason"] for k in kept}
+    assert reasons["output0"] == "graph outputs"
+    assert reasons["/detect/dfl/conv/Conv"] == "convolution over a non-channel axis"
     assert ort.InferenceSession(str(out)).run(None, {"images": images(64)})[0].shape == (1, 7, 84)
     assert outcome.metrics["parameters_after"] < 0.4 * outcome.metrics["parameters_before"]
 
@@ -384,5 +385,11 @@ def test_nothing_to_prune_names_the_nodes_and_reasons(models: dict[str, Path], t
         prune(models["face"], tmp_path / "out.onnx", exclude=[*hidden, "/dense/dense.1/Gemm"])
     assert caught.value.slug == "nothing-to-prune"
     kept = caught.value.extensions["kept_whole"]
-    assert {"node": "/features/features.0/Conv", "reason": "excluded nodes"} in kept
+    assert {
+        "node": "/features/features.0/Conv",
+        "reason": "excluded nodes",
+        "why": "named in nodes_to_exclude",
+    } in kept
     assert {k["reason"] for k in kept} == {"excluded nodes", "Softmax", "graph outputs"}
+    softmax = next(k for k in kept if k["reason"] == "Softmax")
+    assert "combines values across the channel axis" in softmax["why"]

@@ -78,9 +78,39 @@ def _nothing_to_prune(graph: ChannelGraph, round_to: int) -> TechniqueError:
     )
 
 
+# Why each kind of node keeps the channels it reads whole; an op type not listed has no channel rule.
+_WHY_KEPT = {
+    "graph outputs": "a graph output's width is part of the model's interface",
+    "excluded nodes": "named in nodes_to_exclude",
+    "grouped Conv": "a grouped convolution's group count fixes how many channels it reads",
+    "grouped ConvTranspose": "a grouped transposed convolution's group count fixes its channels",
+    "convolution over a non-channel axis": "its weights mix the channels as a spatial axis",
+    "MatMul / Gemm over a non-channel axis": "it multiplies along another axis, so the channels are data",
+}
+_MIXING_OPS = {
+    "Softmax",
+    "LogSoftmax",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceL2",
+    "Flatten",
+}
+
+
+def why_kept(reason: str) -> str:
+    """A sentence a user can act on for one kept-whole reason (an op type or a named rule)."""
+    if reason in _WHY_KEPT:
+        return _WHY_KEPT[reason]
+    if reason in _MIXING_OPS or reason.startswith("Reduce"):
+        return f"{reason} combines values across the channel axis, so removing a channel changes every output"
+    return f"the bridge has no channel rule for {reason}, so it keeps the channels it reads rather than guess"
+
+
 def kept_whole(graph: ChannelGraph) -> list[dict[str, str]]:
     """Each node that kept a prunable channel group whole, and why, for the step's metrics."""
-    return [{"node": kept.node, "reason": kept.reason} for kept in graph.kept_whole]
+    return [{"node": k.node, "reason": k.reason, "why": why_kept(k.reason)} for k in graph.kept_whole]
 
 
 def _probes(module: OnnxModule, examples: list[torch.Tensor]) -> list[list[torch.Tensor]]:
