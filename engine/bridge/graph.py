@@ -13,6 +13,7 @@ from torch import nn
 
 from engine.bridge import layers
 from engine.bridge.module import OnnxModule, Step, TensorSpec, layer_key
+from engine.bridge.ops_recurrent import recurrent_layer
 from engine.bridge.registry import HANDLERS, Call
 from engine.bridge.support import attributes, check_supported, node_name, opset_of
 
@@ -103,7 +104,19 @@ def _layer(
         return layers.layer_norm(node, attrs, consts, ranks.get(node.input[0]))
     if kind == "Gather":
         return layers.embedding(node, attrs, consts)
+    if kind in ("LSTM", "GRU"):
+        return recurrent_layer(node, attrs, consts)
     return None
+
+
+def _layer_reads(node: onnx.NodeProto) -> list[str]:
+    """The inputs a layer's step still reads, at their ONNX positions; weights live in the layer."""
+    if node.op_type == "Gather":
+        return ["", node.input[1]]
+    if node.op_type in ("LSTM", "GRU"):
+        # Sequence lengths and initial states stay inputs; W, R and B are the layer's.
+        return [node.input[0], "", "", "", *node.input[4:]]
+    return [node.input[0]]
 
 
 def _fold(node: onnx.NodeProto, attrs: dict[str, Any], consts: dict[str, np.ndarray], opset: int) -> None:
@@ -155,7 +168,7 @@ def build_module(model: onnx.ModelProto) -> OnnxModule:
         if layer is not None:
             key = layer_key(name, taken)
             modules[key] = layer
-            reads = ["", node.input[1]] if node.op_type == "Gather" else [node.input[0]]
+            reads = _layer_reads(node)
             steps.append(Step(name, node.op_type, reads, outputs, attrs, [None] * len(reads), key))
         else:
             known = [consts.get(n) if n else None for n in node.input]
