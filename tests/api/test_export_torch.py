@@ -1,0 +1,101 @@
+"""export.torch through the service: a .pt2 that torch loads, reproduces the model, and ingests again."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests import model_zoo
+from tests.fixtures.api import Api
+
+
+def _export(api: Api, model: Path, dataset: Path, params: dict[str, Any]) -> dict[str, Any]:
+    uploaded = api.upload("models", model).json()
+    assert api.wait_model(uploaded["id"])["status"] == "ready"
+    dataset_id = api.upload("datasets", dataset).json()["id"]
+    body = {
+        "model_id": uploaded["id"],
+        "steps": [{"technique": "export.torch", "params": {"timing_budget_s": 0.3, **params}}],
+        "evaluation": {"dataset_id": dataset_id, "metric": "top1", "batch_sizes": [8]},
+    }
+    submitted = api.post("/v1/jobs", json=body)
+    assert submitted.status_code == 202, submitted.text
+    return api.wait_job(submitted.json()["id"])
+
+
+def _download(api: Api, artifact_id: str, path: Path) -> Path:
+    meta = api.get(f"/v1/artifacts/{artifact_id}").json()
+    assert meta["filename"].endswith("-export-torch.pt2")
+    path.write_bytes(api.get(f"/v1/artifacts/{artifact_id}/content").content)
+    return path
+
+
+def test_fp32_program_reproduces_the_model_and_ingests_again(
+    api: Api, mlp: nn.Module, mlp_onnx: Path, digits_npz: Path, tmp_path: Path
+) -> None:
+    job = _export(api, mlp_onnx, digits_npz, {})
+    assert job["status"] == "succeeded", job
+    metrics = job["steps"][0]["metrics"]
+    assert metrics["weights"] == "fp32" and metrics["dynamic_dims"] == {"x": [0]}
+    assert set(metrics["latency_ms"]["8"]) == {"torch_fp32", "program", "onnxruntime"}
+    assert metrics["fidelity_vs_torch_fp32"]["max_abs_error"] <= 1e-5
+    assert any("wrote a .pt2 file" in warning for warning in job["comparison"]["verdict"]["warnings"])
+
+    program = _download(api, job["artifact_id"], tmp_path / "model.pt2")
+    images, _ = model_zoo.digits("test")
+    batch = torch.from_numpy(images[:33])  # another batch size than any the export saw
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            torch.export.load(str(program)).module()(batch).numpy(), mlp(batch).numpy(), atol=1e-5
+        )
+    again = api.upload("models", program).json()
+    ready = api.wait_model(again["id"])
+    assert ready["status"] == "ready" and ready["format"] == "pt2", ready
+
+
+def test_int8_program_quantizes_linear_layers_and_says_whether_it_is_faster(
+    api: Api, mlp: nn.Module, mlp_onnx: Path, digits_npz: Path, tmp_path: Path
+) -> None:
+    import torchao  # noqa: F401 - registers the quantized tensor types the program holds
+
+    job = _export(api, mlp_onnx, digits_npz, {"weights": "int8", "batch_sizes": [1, 32]})
+    assert job["status"] == "succeeded", job
+    metrics, warnings = job["steps"][0]["metrics"], job["comparison"]["verdict"]["warnings"]
+    assert metrics["int8_linear_layers"] == 3 and metrics["torchao"]
+    assert metrics["fidelity_vs_torch_fp32"]["cosine"] > 0.999
+    for batch, speedup in metrics["speedup_vs_torch_fp32"].items():
+        said = any("torchao int8 is not faster" in w and f"batch {batch}:" in w for w in warnings)
+        assert said == (speedup < 1.05)
+
+    program = torch.export.load(str(_download(api, job["artifact_id"], tmp_path / "int8.pt2")))
+    images, labels = model_zoo.digits("test")
+    with torch.no_grad():
+        predicted = program.module()(torch.from_numpy(images)).argmax(1).numpy()
+    assert (predicted == labels).mean() >= model_zoo.accuracy(mlp) - 0.02
+
+
+def test_recurrent_models_export_fp32(api: Api, digits_npz: Path, tmp_path: Path) -> None:
+    """A digits GRU: the bridge's nn.GRU exports; its state starts as zeros computed from the batch size."""
+    gru = model_zoo.trained(partial(model_zoo.DigitsRecurrent, "gru"), epochs=2)
+    job = _export(api, model_zoo.export_onnx(gru, tmp_path / "gru.onnx"), digits_npz, {})
+    if job["status"] == "failed":
+        # Shape-computing graphs cannot be traced by torch.export through the bridge: the error says so.
+        assert "computes tensor shapes at run time (Shape)" in job["error"]["detail"], job["error"]
+        pytest.xfail("torch.export cannot trace the exporter's Shape-based initial state")
+    metrics = job["steps"][0]["metrics"]
+    assert metrics["fidelity_vs_torch_fp32"]["max_abs_error"] <= 1e-5
+
+
+def test_export_torch_must_be_the_last_step(api: Api, mlp_onnx: Path) -> None:
+    model = api.upload("models", mlp_onnx).json()
+    steps = [{"technique": "export.torch"}, {"technique": "quantize.dynamic"}]
+    response = api.post("/v1/jobs", json={"model_id": model["id"], "steps": steps})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "make it the job's last step" in response.json()["detail"]
