@@ -109,14 +109,37 @@ def _layer(
     return None
 
 
-def _layer_reads(node: onnx.NodeProto) -> list[str]:
+def _layer_reads(node: onnx.NodeProto, zeros: set[str]) -> list[str]:
     """The inputs a layer's step still reads, at their ONNX positions; weights live in the layer."""
     if node.op_type == "Gather":
         return ["", node.input[1]]
     if node.op_type in ("LSTM", "GRU"):
-        # Sequence lengths and initial states stay inputs; W, R and B are the layer's.
-        return [node.input[0], "", "", "", *node.input[4:]]
+        # Sequence lengths and initial states stay inputs; W, R and B are the layer's. A state of
+        # zeros sized from the batch (torch's exporter writes one) is the layer's default: reading
+        # none leaves the shape arithmetic unused, so torch.export need not trace it.
+        return [node.input[0], "", "", "", *(name if name not in zeros else "" for name in node.input[4:])]
     return [node.input[0]]
+
+
+def _zero_fills(nodes: list[Indexed], opset: int) -> set[str]:
+    """Outputs of ConstantOfShape nodes that fill with zeros."""
+    filled = set()
+    for _, node in nodes:
+        if node.op_type == "ConstantOfShape":
+            value = attributes(node, opset).get("value")
+            if value is None or not np.any(value):
+                filled.add(node.output[0])
+    return filled
+
+
+def _live(steps: list[Step], outputs: set[str]) -> list[Step]:
+    """The steps whose results reach a graph output, in order."""
+    needed, kept = set(outputs), []
+    for step in reversed(steps):
+        if needed.intersection(step.outputs):
+            kept.append(step)
+            needed.update(name for name in step.inputs if name)
+    return kept[::-1]
 
 
 def _fold(node: onnx.NodeProto, attrs: dict[str, Any], consts: dict[str, np.ndarray], opset: int) -> None:
@@ -153,6 +176,7 @@ def build_module(model: onnx.ModelProto) -> OnnxModule:
     nodes = _fold_constants(_topological(graph), consts, opset)
     fused = _bias_adds(nodes, consts, graph_outputs)
     skipped = {id(add) for add in fused.values()}
+    zeros = _zero_fills(nodes, opset)
     steps: list[Step] = []
     modules: dict[str, nn.Module] = {}
     taken: set[str] = set()
@@ -168,11 +192,13 @@ def build_module(model: onnx.ModelProto) -> OnnxModule:
         if layer is not None:
             key = layer_key(name, taken)
             modules[key] = layer
-            reads = _layer_reads(node)
+            reads = _layer_reads(node, zeros)
             steps.append(Step(name, node.op_type, reads, outputs, attrs, [None] * len(reads), key))
         else:
             known = [consts.get(n) if n else None for n in node.input]
             steps.append(Step(name, node.op_type, list(node.input), outputs, attrs, known))
+    steps = _live(steps, graph_outputs)
+    modules = {key: layer for key, layer in modules.items() if any(step.layer == key for step in steps)}
     used = {n for step in steps for n in step.inputs} | graph_outputs
     inputs = [_spec(v) for v in graph.input if v.name not in consts]
     kept = {name: value for name, value in consts.items() if name in used}

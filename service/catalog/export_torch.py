@@ -31,7 +31,7 @@ class TorchExportParams(TechniqueParams):
 EXPORT_TECHNIQUES = (
     TechniqueSpec(
         name="export.torch",
-        summary="a torch.export .pt2 of the model, fp32 or int8 Linear weights (torchao), for torch deployments",
+        summary="a torch.export .pt2 of the model, fp32 or int8 weights (torchao), for torch deployments",
         queue=Queue.CPU,
         params=TorchExportParams,
         implementation="engine.techniques.export.torch",

@@ -1,4 +1,4 @@
-"""export.torch: the bridged model as a torch.export program (.pt2), fp32 or with torchao int8 Linear layers."""
+"""export.torch: the bridged model as a torch.export program (.pt2), fp32 or torchao int8 Linear layers."""
 
 from __future__ import annotations
 
@@ -31,13 +31,15 @@ def run(model_path: Path, output_path: Path, params: TorchExportParams, ctx: Ste
     if params.weights == "int8":
         exported_module = _int8_linears(copy.deepcopy(module))
         if not linears:
-            warnings.append("the model has no Linear layer (Gemm / MatMul by a constant): nothing became int8")
+            warnings.append(
+                "the model has no Linear layer (Gemm / MatMul by a constant): nothing became int8"
+            )
     ctx.progress(0.3, "exporting with torch.export")
     program = _export(exported_module, examples)
     torch.export.save(program, str(output_path))
     ctx.progress(0.6, "timing the program against the fp32 torch module")
     timing = time_program(
-        module, program.module(), Path(model_path), examples,
+        module, program.module(), Path(model_path),
         batch_sizes=params.batch_sizes, budget_s=params.timing_budget_s, threads=ctx.threads,
     )  # fmt: skip
     warnings += timing.warnings(params.weights)
@@ -95,7 +97,9 @@ SHAPE_OPS = frozenset({"Shape", "Size"})
 def _dynamic_dims(program: Any, names: list[str]) -> dict[str, list[int]]:
     """Input name -> axes the exported program accepts at any size."""
     user = {spec.arg.name for spec in program.graph_signature.input_specs if spec.kind.name == "USER_INPUT"}
-    values = [node.meta.get("val") for node in program.graph.nodes if node.op == "placeholder" and node.name in user]
+    values = [
+        node.meta.get("val") for node in program.graph.nodes if node.op == "placeholder" and node.name in user
+    ]
     return {
         name: [axis for axis, size in enumerate(value.shape) if not isinstance(size, int)]
         for name, value in zip(names, values, strict=False)

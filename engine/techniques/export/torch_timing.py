@@ -28,9 +28,7 @@ class ProgramTiming:
 
     def speedup(self, over: str) -> dict[str, float]:
         """The program's p50 speedup over another runner, per batch size."""
-        return {
-            batch: runs[over]["p50"] / runs["program"]["p50"] for batch, runs in self.latency_ms.items()
-        }
+        return {batch: runs[over]["p50"] / runs["program"]["p50"] for batch, runs in self.latency_ms.items()}
 
     def as_metrics(self) -> dict[str, Any]:
         """The step metrics: latencies, speedups and fidelity."""
@@ -51,7 +49,9 @@ class ProgramTiming:
                 f"torchao int8 is not faster than the fp32 torch module on this CPU ({shown}); export with"
                 ' weights "fp32", or deploy the ONNX model with quantize.dynamic on onnxruntime'
             )
-        behind = {batch: 1 / value for batch, value in self.speedup("onnxruntime").items() if value < 1 / FASTER}
+        behind = {
+            batch: 1 / value for batch, value in self.speedup("onnxruntime").items() if value < 1 / FASTER
+        }
         if behind:
             shown = ", ".join(f"batch {batch}: {value:.2f}x" for batch, value in behind.items())
             notes.append(f"onnxruntime runs the ONNX model faster than this torch program ({shown})")
@@ -62,7 +62,6 @@ def time_program(
     module: Any,
     program: Any,
     onnx_path: Path,
-    examples: Sequence[Any],
     *,
     batch_sizes: Sequence[int],
     budget_s: float,
@@ -89,7 +88,10 @@ def time_program(
 
             return call
 
-        runners = [in_torch(module), in_torch(program), lambda feeds=feeds: session.run(None, feeds)]
+        def in_onnxruntime(feeds: dict[str, Any] = feeds) -> object:
+            return session.run(None, feeds)
+
+        runners = [in_torch(module), in_torch(program), in_onnxruntime]
         timing.latency_ms[str(batch)] = {
             name: percentiles(ms) for name, ms in zip(RUNNERS, _interleaved(runners, budget_s), strict=True)
         }
@@ -111,7 +113,8 @@ def _interleaved(runners: Sequence[Callable[[], object]], budget_s: float) -> li
     start = time.perf_counter()
     rounds = 0
     while rounds < MIN_ROUNDS or keep_timing(rounds, time.perf_counter() - start, budget_s):
-        for which in np.roll(np.arange(len(runners)), rounds):
+        shift = rounds % len(runners)
+        for which in [*range(shift, len(runners)), *range(shift)]:
             before = time.perf_counter()
             runners[which]()
             times[which].append((time.perf_counter() - before) * 1000.0)
