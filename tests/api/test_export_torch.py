@@ -73,11 +73,16 @@ def test_int8_program_quantizes_linear_layers_and_says_whether_it_is_faster(
         said = any("torchao int8 is not faster" in w and f"batch {batch}:" in w for w in warnings)
         assert said == (speedup < 1.05)
 
-    program = torch.export.load(str(_download(api, job["artifact_id"], tmp_path / "int8.pt2")))
+    path = _download(api, job["artifact_id"], tmp_path / "int8.pt2")
+    program = torch.export.load(str(path))
     images, labels = model_zoo.digits("test")
     with torch.no_grad():
         predicted = program.module()(torch.from_numpy(images)).argmax(1).numpy()
     assert (predicted == labels).mean() >= model_zoo.accuracy(mlp) - 0.02
+    # Its weights are pickled tensor subclasses: said in the step, and refused as an upload.
+    assert any("upload the fp32 export" in w for w in job["steps"][0]["warnings"])
+    again = api.wait_model(api.upload("models", path).json()["id"])
+    assert again["status"] == "rejected" and "pickled" in again["error"]["detail"], again
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

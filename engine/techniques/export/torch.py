@@ -55,6 +55,7 @@ def run(model_path: Path, output_path: Path, params: TorchExportParams, ctx: Ste
         import torchao
 
         metrics["torchao"] = torchao.__version__
+        warnings.append(PICKLED_INT8)
     return StepOutcome(metrics=metrics, warnings=warnings)
 
 
@@ -90,6 +91,12 @@ def _export(module: Any, examples: list[Any]) -> Any:
         ) from None
 
 
+# torchao keeps int8 weights as tensor subclasses, which torch.export.save can only pickle.
+PICKLED_INT8 = (
+    "the int8 program stores torchao's quantized weights pickled: torch.export.load needs torchao"
+    " imported, and an upload refuses pickled payloads (they can run code), so upload the fp32 export"
+    " to compress it again"
+)
 # ONNX ops that turn a tensor's shape into data: the bridge runs them eagerly, torch.export cannot.
 SHAPE_OPS = frozenset({"Shape", "Size"})
 
