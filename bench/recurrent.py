@@ -1,4 +1,4 @@
-"""`python -m bench.recurrent`: LSTM/GRU dynamic int8 and export.torch through the service; writes RECURRENT.md.
+"""`python -m bench.recurrent`: LSTM/GRU dynamic int8 and export.torch via the service; writes RECURRENT.md.
 
 Everything goes through a real `modelpress serve` (API + worker) as a user's jobs would: upload, job,
 comparison. Models are trained here on scikit-learn's digits (each image's 8 rows as 8 time steps).
@@ -83,13 +83,14 @@ def run_jobs(client: Client, built: dict[str, Any]) -> list[tuple[str, dict[str,
     digits = client.upload("datasets", built["digits"])
     dead = client.upload("datasets", built["dead_inputs"])
     labelled = {"dataset_id": digits, "metric": "top1", "max_accuracy_drop": 0.01, "batch_sizes": BATCH_SIZES}
+    unlabelled = {"dataset_id": dead, "batch_sizes": BATCH_SIZES}
     quantize = {"technique": "quantize.dynamic"}
     keep_lstm = {"technique": "quantize.dynamic", "params": {"op_types": ["MatMul", "Gemm"]}}
     plan = [
         ("LSTM classifier, quantize.dynamic", ids["lstm"], quantize, labelled),
         ("GRU classifier, quantize.dynamic", ids["gru"], quantize, labelled),
-        ("LSTM with a dead input, quantize.dynamic", ids["dead"], quantize, {"dataset_id": dead}),
-        ("LSTM with a dead input, LSTM kept float", ids["dead"], keep_lstm, {"dataset_id": dead}),
+        ("LSTM with a dead input, quantize.dynamic", ids["dead"], quantize, unlabelled),
+        ("LSTM with a dead input, LSTM kept float", ids["dead"], keep_lstm, unlabelled),
     ]
     exports = {"batch_sizes": BATCH_SIZES, "timing_budget_s": 3.0}
     for name in ("mlp", "lstm"):
@@ -105,6 +106,10 @@ def run_jobs(client: Client, built: dict[str, Any]) -> list[tuple[str, dict[str,
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _times(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def quantize_rows(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -123,7 +128,7 @@ def quantize_rows(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
         delta = comparison["delta"]
         before = comparison["baseline"]["accuracy"].get("top1")
         after = comparison["candidate"]["accuracy"].get("top1")
-        speed = [_fmt(delta["speedup"].get(str(b))) + "x" for b in BATCH_SIZES]
+        speed = [_times(delta["speedup"].get(str(b))) for b in BATCH_SIZES]
         cells = [label, _fmt(before, 4), _fmt(after, 4), _fmt(delta["fidelity"]["cosine"], 4)]
         lines.append("| " + " | ".join([*cells, f"{delta['size_ratio']:.2f}x", *speed]) + " |")
     return lines
@@ -178,7 +183,7 @@ def render(built: dict[str, Any], results: list[tuple[str, dict[str, Any]]], inf
             f"- CPU: {info['cpu']}, {info['cores']} cores available",
             f"- ISA: {isa}",
             f"- Python {info['python']}; {versions}",
-            "- onnxruntime CPUExecutionProvider and torch, 1 thread each (the service's default bench_threads)",
+            "- onnxruntime CPUExecutionProvider and torch, 1 thread each (the service's bench_threads)",
             f"- load average at start {info['load']:.2f}, at end {info['load_end']:.2f}",
             "",
             "## Method",

@@ -101,6 +101,25 @@ def test_recurrent_models_export_with_a_dynamic_batch(
         np.testing.assert_allclose(program.module()(batch).numpy(), model(batch).numpy(), atol=1e-5)
 
 
+def test_a_pruned_step_artifact_exports(api: Api, mlp_onnx: Path, tmp_path: Path) -> None:
+    """export.torch after prune.structured exports the pruned model: its Linear layers are narrower."""
+    model = api.upload("models", mlp_onnx).json()
+    steps = [
+        {"technique": "prune.structured", "params": {"sparsity": 0.5}},
+        {"technique": "export.torch", "params": {"timing_budget_s": 0.2, "batch_sizes": [4]}},
+    ]
+    submitted = api.post("/v1/jobs", json={"model_id": model["id"], "steps": steps})
+    job = api.wait_job(submitted.json()["id"])
+    assert job["status"] == "succeeded", job
+    program = torch.export.load(str(_download(api, job["steps"][1]["artifact_id"], tmp_path / "p.pt2")))
+    widths = sorted(
+        {dim for tensor in program.state_dict.values() if tensor.ndim == 2 for dim in tensor.shape}
+    )
+    assert 32 in widths and 64 in widths and max(widths) == 64  # 64 inputs; hidden layers cut from 64 to 32
+    hidden = [t for t in program.state_dict.values() if t.ndim == 2 and t.shape[1] != 64]
+    assert all(t.shape[1] == 32 for t in hidden), [tuple(t.shape) for t in hidden]
+
+
 def test_export_torch_must_be_the_last_step(api: Api, mlp_onnx: Path) -> None:
     model = api.upload("models", mlp_onnx).json()
     steps = [{"technique": "export.torch"}, {"technique": "quantize.dynamic"}]
