@@ -113,7 +113,9 @@ def test_worker_modules_reach_the_database_only_through_the_adapter() -> None:
 # database/Celery side nor anything that reaches a server; the child it runs in has no network anyway.
 ENGINE = WORKER.parent / "engine"
 SERVER_SIDE = frozenset({"worker", "sqlalchemy", "celery", "kombu", "redis", "psycopg", "boto3", "httpx"})
-SERVER_MODULES = frozenset({"service.db", "service.orm", "service.queue", "service.storage", "service.settings"})
+SERVER_MODULES = frozenset(
+    {"service.db", "service.orm", "service.queue", "service.storage", "service.settings"}
+)
 
 
 def server_reach(source: str) -> list[str]:
@@ -133,7 +135,9 @@ def _server_side(name: str) -> bool:
 
 
 def test_the_engine_check_catches_worker_and_server_imports() -> None:
-    source = "import celery\nfrom worker import records\nfrom service import db\nfrom service.errors import Problem\n"
+    source = "import celery\nfrom worker import records\nfrom service import db\n" + (
+        "from service.errors import Problem\n"
+    )
 
     assert server_reach(source) == ["celery", "service.db", "worker"]
 
