@@ -121,14 +121,22 @@ def _layer_reads(node: onnx.NodeProto, zeros: set[str]) -> list[str]:
     return [node.input[0]]
 
 
-def _zero_fills(nodes: list[Indexed], opset: int) -> set[str]:
-    """Outputs of ConstantOfShape nodes that fill with zeros."""
-    filled = set()
+# Ops whose output is all zeros when their data input is (torch's exporter slices one zero state per layer).
+ZERO_KEEPING = frozenset(
+    {"Slice", "Expand", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Gather", "Cast", "Identity", "Split"}
+)
+
+
+def _zero_fills(nodes: list[Indexed], consts: dict[str, np.ndarray], opset: int) -> set[str]:
+    """Values known to be all zeros: ConstantOfShape zero fills, and slices and reshapes of zeros."""
+    filled = {name for name, value in consts.items() if value.size and not np.any(value)}
     for _, node in nodes:
         if node.op_type == "ConstantOfShape":
             value = attributes(node, opset).get("value")
             if value is None or not np.any(value):
                 filled.add(node.output[0])
+        elif node.op_type in ZERO_KEEPING and node.input and node.input[0] in filled:
+            filled.update(name for name in node.output if name)
     return filled
 
 
@@ -176,7 +184,7 @@ def build_module(model: onnx.ModelProto) -> OnnxModule:
     nodes = _fold_constants(_topological(graph), consts, opset)
     fused = _bias_adds(nodes, consts, graph_outputs)
     skipped = {id(add) for add in fused.values()}
-    zeros = _zero_fills(nodes, opset)
+    zeros = _zero_fills(nodes, consts, opset)
     steps: list[Step] = []
     modules: dict[str, nn.Module] = {}
     taken: set[str] = set()
