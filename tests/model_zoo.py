@@ -59,6 +59,19 @@ class DigitsCNN(nn.Module):
         return self.head(y)
 
 
+class DigitsRecurrent(nn.Module):
+    """A digit's 8 rows as 8 time steps of 8 pixels through an LSTM or GRU; the last state classified."""
+
+    def __init__(self, kind: str = "lstm", hidden: int = 64) -> None:
+        super().__init__()
+        self.recurrent = (nn.LSTM if kind == "lstm" else nn.GRU)(8, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps, _ = self.recurrent(x.squeeze(1))
+        return self.head(steps[:, -1])
+
+
 def train(model: nn.Module, epochs: int = 15, seed: int = 0) -> nn.Module:
     """Fit on the digits training split with Adam; returns the model in eval mode."""
     torch.manual_seed(seed)

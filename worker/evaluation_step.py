@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.contract import TechniqueError
+from service.catalog import CATALOG
 from service.datasets import service as datasets_service
 from service.datasets.inspect import check_against_signature
 from service.errors import DatasetMismatch
@@ -70,6 +71,12 @@ def evaluate_job(
     warnings = comparison.setdefault("verdict", {}).setdefault("warnings", [])
     for step in records.call(job_steps.of_job, job_id=job.id):
         warnings.extend(f"step {step.index} ({step.technique}): {text}" for text in step.warnings or [])
+        spec = CATALOG.get(step.technique)
+        if spec is not None and not spec.writes_onnx:
+            warnings.append(
+                f"step {step.index} ({step.technique}) wrote a {spec.output_suffix} file: this comparison is"
+                " of the ONNX model it was made from; its own timings are in the step's metrics"
+            )
         _fold_step_budget(comparison["verdict"], (step.metrics or {}).get("within_accuracy_budget"))
     return comparison
 

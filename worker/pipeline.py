@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from engine.contract import TechniqueError
-from service.catalog import referenced_dataset_ids
+from service.catalog import CATALOG, referenced_dataset_ids
 from service.db import utcnow
 from service.errors import Problem
 from service.failures import Cancelled, ModelRejected
@@ -88,7 +88,10 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
         current = files.fetch_artifact(model.normalized_artifact_id, workdir / "normalized.onnx")
     for step in steps:
         previous = current
-        current = _run_step(lease, settings, job, step, current, signature, workdir, journal)
+        produced = _run_step(lease, settings, job, step, current, signature, workdir, journal)
+        if not CATALOG[step.technique].writes_onnx:
+            continue  # a final format (a .pt2): the evaluation compares the ONNX model it was made from
+        current = produced
         if previous != original:
             previous.unlink(missing_ok=True)  # stored as the earlier step's artifact; no need for a copy
     evaluation = job.evaluation or {}
@@ -116,7 +119,7 @@ def _run_step(
     journal: JobLog,
 ) -> Path:
     """Run one step (or reuse its artifact from an earlier attempt) and return its output model."""
-    output = workdir / f"step{step.index}.onnx"
+    output = workdir / f"step{step.index}{CATALOG[step.technique].output_suffix}"
     if step.status == JobStatus.SUCCEEDED and step.artifact_id is not None:
         reused = step.artifact_id
         journal.info("reused the artifact of an earlier attempt", step=step.index, artifact_id=reused)

@@ -58,7 +58,7 @@ def record_step(
             step_id=step.id,
             started=started,
             stored=stored,
-            filename=f"{job.id}-step{step.index}-{step.technique.replace('.', '-')}.onnx",
+            filename=f"{job.id}-step{step.index}-{step.technique.replace('.', '-')}{_suffix(output)}",
             quota_bytes=quota_bytes,
             metrics=metrics,
             warnings=warnings,
@@ -134,3 +134,8 @@ def flatten_metrics(comparison: dict[str, Any]) -> list[dict[str, Any]]:
                     {"subject": subject, "name": f"accuracy_{metric}", "batch_size": None, "value": value}
                 )
     return [row for row in rows if isinstance(row["value"], int | float)]
+
+
+def _suffix(output: Path | None) -> str:
+    """The artifact's file extension: the step's output format (.onnx, or .pt2 for export.torch)."""
+    return output.suffix if output is not None and output.suffix else ".onnx"

@@ -1,7 +1,7 @@
 """The ONNX <-> torch bridge: ONNX graphs as trainable torch modules, and back to ONNX.
 
-Conv, ConvTranspose, Gemm / MatMul by a constant, BatchNormalization, LayerNormalization and
-embedding Gathers become real nn layers; every other node is a torch function run in topological
+Conv, ConvTranspose, Gemm / MatMul by a constant, BatchNormalization, LayerNormalization,
+embedding Gathers, LSTM and GRU become real nn layers; every other node is a torch function run in topological
 order.
 """
 
@@ -15,6 +15,7 @@ from engine.bridge import (  # noqa: F401 - register ops
     ops_conv_transpose,
     ops_elementwise,
     ops_nn,
+    ops_recurrent,
     ops_reduce,
     ops_resize,
     ops_shape,

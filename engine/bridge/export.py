@@ -19,7 +19,7 @@ from engine.example_shapes import BATCH_EXAMPLE, Dim, Shape, concrete_shapes, fi
 MIN_OPSET, MAX_OPSET = 13, 20
 RUN_ERRORS = (RuntimeError, IndexError, ValueError)
 # Ops a bridged layer exports as: its weighted node takes the original node's name back.
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Gather"})
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Gather", "LSTM", "GRU"})
 
 
 def _dim_names(spec: TensorSpec) -> dict[int, str]:

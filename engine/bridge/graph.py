@@ -13,6 +13,7 @@ from torch import nn
 
 from engine.bridge import layers
 from engine.bridge.module import OnnxModule, Step, TensorSpec, layer_key
+from engine.bridge.ops_recurrent import recurrent_layer
 from engine.bridge.registry import HANDLERS, Call
 from engine.bridge.support import attributes, check_supported, node_name, opset_of
 
@@ -103,7 +104,50 @@ def _layer(
         return layers.layer_norm(node, attrs, consts, ranks.get(node.input[0]))
     if kind == "Gather":
         return layers.embedding(node, attrs, consts)
+    if kind in ("LSTM", "GRU"):
+        return recurrent_layer(node, attrs, consts)
     return None
+
+
+def _layer_reads(node: onnx.NodeProto, zeros: set[str]) -> list[str]:
+    """The inputs a layer's step still reads, at their ONNX positions; weights live in the layer."""
+    if node.op_type == "Gather":
+        return ["", node.input[1]]
+    if node.op_type in ("LSTM", "GRU"):
+        # Sequence lengths and initial states stay inputs; W, R and B are the layer's. A state of
+        # zeros sized from the batch (torch's exporter writes one) is the layer's default: reading
+        # none leaves the shape arithmetic unused, so torch.export need not trace it.
+        return [node.input[0], "", "", "", *(name if name not in zeros else "" for name in node.input[4:])]
+    return [node.input[0]]
+
+
+# Ops whose output is all zeros when their data input is (torch's exporter slices one zero state per layer).
+ZERO_KEEPING = frozenset(
+    {"Slice", "Expand", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Gather", "Cast", "Identity", "Split"}
+)
+
+
+def _zero_fills(nodes: list[Indexed], consts: dict[str, np.ndarray], opset: int) -> set[str]:
+    """Values known to be all zeros: ConstantOfShape zero fills, and slices and reshapes of zeros."""
+    filled = {name for name, value in consts.items() if value.size and not np.any(value)}
+    for _, node in nodes:
+        if node.op_type == "ConstantOfShape":
+            value = attributes(node, opset).get("value")
+            if value is None or not np.any(value):
+                filled.add(node.output[0])
+        elif node.op_type in ZERO_KEEPING and node.input and node.input[0] in filled:
+            filled.update(name for name in node.output if name)
+    return filled
+
+
+def _live(steps: list[Step], outputs: set[str]) -> list[Step]:
+    """The steps whose results reach a graph output, in order."""
+    needed, kept = set(outputs), []
+    for step in reversed(steps):
+        if needed.intersection(step.outputs):
+            kept.append(step)
+            needed.update(name for name in step.inputs if name)
+    return kept[::-1]
 
 
 def _fold(node: onnx.NodeProto, attrs: dict[str, Any], consts: dict[str, np.ndarray], opset: int) -> None:
@@ -140,6 +184,7 @@ def build_module(model: onnx.ModelProto) -> OnnxModule:
     nodes = _fold_constants(_topological(graph), consts, opset)
     fused = _bias_adds(nodes, consts, graph_outputs)
     skipped = {id(add) for add in fused.values()}
+    zeros = _zero_fills(nodes, consts, opset)
     steps: list[Step] = []
     modules: dict[str, nn.Module] = {}
     taken: set[str] = set()
@@ -155,11 +200,13 @@ def build_module(model: onnx.ModelProto) -> OnnxModule:
         if layer is not None:
             key = layer_key(name, taken)
             modules[key] = layer
-            reads = ["", node.input[1]] if node.op_type == "Gather" else [node.input[0]]
+            reads = _layer_reads(node, zeros)
             steps.append(Step(name, node.op_type, reads, outputs, attrs, [None] * len(reads), key))
         else:
             known = [consts.get(n) if n else None for n in node.input]
             steps.append(Step(name, node.op_type, list(node.input), outputs, attrs, known))
+    steps = _live(steps, graph_outputs)
+    modules = {key: layer for key, layer in modules.items() if any(step.layer == key for step in steps)}
     used = {n for step in steps for n in step.inputs} | graph_outputs
     inputs = [_spec(v) for v in graph.input if v.name not in consts]
     kept = {name: value for name, value in consts.items() if name in used}

@@ -50,7 +50,8 @@ def _problem(node: onnx.NodeProto, opset: int) -> tuple[str, str | None] | None:
     if node.op_type not in HANDLERS:
         return node.op_type, None
     check = VALIDATORS.get(node.op_type)
-    reason = check(attributes(node, opset)) if check else None
+    # Some settings are inputs (LSTM peepholes, sequence lengths): the check sees which are given.
+    reason = check({**attributes(node, opset), "_inputs": list(node.input)}) if check else None
     return (node.op_type, reason) if reason else None
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from engine.evaluate import advice
 from engine.evaluate.accuracy import within_budget
-from engine.evaluate.precision import DYNAMIC_INT8
+from engine.evaluate.precision import DYNAMIC_INT8, STATIC_INT8
+from engine.evaluate.recurrent_verdict import recurrent_warnings
 
 # Below this speedup a difference is within run-to-run noise on a shared CPU.
 FASTER_THRESHOLD = 1.05
@@ -59,6 +60,11 @@ def judge(
             f" ({_fidelity_summary(fidelity)})"
         )
     warnings += _fidelity_warnings(fidelity, hint)
+    quantized = candidate_kind in (DYNAMIC_INT8, STATIC_INT8)
+    warnings += recurrent_warnings(
+        baseline_ops=baseline_ops, candidate_ops=candidate_ops, quantized=quantized, faster=faster,
+        fidelity=fidelity, low_cosine=LOW_COSINE, over_budget=within is False,
+    )  # fmt: skip
     return {"smaller": smaller, "faster": faster, "within_accuracy_budget": within, "warnings": warnings}
 
 

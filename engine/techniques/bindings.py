@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.contract import TechniqueBinding
+from engine.techniques.export import torch as export_torch
 from engine.techniques.prune import magnitude as prune_magnitude
 from engine.techniques.prune import nm as prune_nm
 from engine.techniques.prune import structured as prune_structured
@@ -17,6 +18,7 @@ from engine.techniques.quantize import dynamic as quantize_dynamic
 from engine.techniques.quantize import fp16 as quantize_fp16
 from engine.techniques.quantize import static as quantize_static
 from engine.techniques.quantize.auto import technique as quantize_auto
+from service.catalog.export_torch import TorchExportParams
 from service.catalog.prune import MagnitudePruneParams, NMPruneParams, StructuredPruneParams
 from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
@@ -31,4 +33,5 @@ BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "prune.magnitude": TechniqueBinding[MagnitudePruneParams](prune_magnitude, MagnitudePruneParams),
     "prune.nm": TechniqueBinding[NMPruneParams](prune_nm, NMPruneParams),
     "prune.structured": TechniqueBinding[StructuredPruneParams](prune_structured, StructuredPruneParams),
+    "export.torch": TechniqueBinding[TorchExportParams](export_torch, TorchExportParams),
 }

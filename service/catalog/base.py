@@ -45,6 +45,13 @@ class TechniqueSpec:
     queue: Queue
     params: type[TechniqueParams]
     implementation: str
+    # What the step writes: an ONNX model the next step and the evaluation read, or a final format.
+    output_suffix: str = ".onnx"
+
+    @property
+    def writes_onnx(self) -> bool:
+        """Whether later steps and the job's evaluation can read this step's output."""
+        return self.output_suffix == ".onnx"
 
     def describe(self) -> dict[str, Any]:
         """The entry as served by GET /v1/techniques."""

@@ -33,6 +33,12 @@ def normalized_steps(request: JobCreate) -> tuple[list[dict[str, Any]], Queue]:
         except ValidationError as exc:
             prefix = f"step {index} ({step.technique}): "
             raise InvalidParams.from_validation(exc.errors(), prefix=prefix, step=index) from None
+        if not spec.writes_onnx and index < len(request.steps) - 1:
+            raise InvalidParams(
+                f"step {index} ({step.technique}) writes a {spec.output_suffix} file, which no later step"
+                " can read; make it the job's last step",
+                step=index,
+            )
         if spec.queue is Queue.GPU:
             queue = Queue.GPU
         steps.append({"technique": spec.name, "params": params.model_dump(mode="json")})

@@ -11,12 +11,22 @@ from onnx import TensorProto, helper, numpy_helper
 HIDDEN, FEATURES, STEPS = 32, 16, 50
 
 
-def write_lstm(path: Path) -> Path:
-    """x (batch, steps, features) -> an LSTM -> its last hidden state; gate rows differ 100x in scale."""
+def write_lstm(path: Path, dead_feature_weight: float | None = None) -> Path:
+    """x (batch, steps, features) -> an LSTM -> its last hidden state; gate rows differ 100x in scale.
+
+    With `dead_feature_weight`, every gate reads feature 0 with that weight: an input that is always
+    zero (padding) costs nothing in float, but it sets every row's int8 scale, so the real weights
+    round to a few levels.
+    """
     rng = np.random.default_rng(0)
     rows = np.geomspace(0.01, 1.0, 4 * HIDDEN).astype(np.float32)[:, None]
     weight = (rng.normal(0, 1, (1, 4 * HIDDEN, FEATURES)) * rows).astype(np.float32)
+    if dead_feature_weight is not None:
+        weight = (rng.normal(0, 0.3, weight.shape)).astype(np.float32)
+        weight[..., 0] = dead_feature_weight
     recurrent = (rng.normal(0, 1, (1, 4 * HIDDEN, HIDDEN)) * rows * 0.3).astype(np.float32)
+    if dead_feature_weight is not None:
+        recurrent = rng.normal(0, 0.3, recurrent.shape).astype(np.float32)
     axes = numpy_helper.from_array(np.array([0], np.int64), "axes")
     graph = helper.make_graph(
         [
@@ -34,3 +44,10 @@ def write_lstm(path: Path) -> Path:
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
     return path
+
+
+def dead_feature_inputs(samples: int, seed: int = 0) -> np.ndarray:
+    """Inputs for `write_lstm(..., dead_feature_weight)`: normal features, feature 0 always zero."""
+    x = np.random.default_rng(seed).normal(0, 1, (samples, STEPS, FEATURES)).astype(np.float32)
+    x[..., 0] = 0.0
+    return x

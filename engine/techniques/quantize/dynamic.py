@@ -29,8 +29,9 @@ def run(model_path: Path, output_path: Path, params: DynamicQuantParams, ctx: St
     supported = sorted({*IntegerOpsRegistry, "Gemm"})
     unknown = sorted(set(params.op_types or ()) - set(supported))
     if unknown:
+        why = "; onnxruntime has no int8 GRU kernel" if "GRU" in unknown else ""
         raise TechniqueError(
-            InvalidParams, f"cannot quantize op types {unknown} dynamically; supported: {supported}"
+            InvalidParams, f"cannot quantize op types {unknown} dynamically{why}; supported: {supported}"
         )
     warnings: list[str] = []
     ctx.workdir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +45,11 @@ def run(model_path: Path, output_path: Path, params: DynamicQuantParams, ctx: St
     if missing:
         warnings.append(f"nodes_to_exclude names nodes that are not in the model: {missing}")
     requested = set(params.op_types or supported)
+    if grus := sum(op_type == "GRU" for op_type in nodes.values()):
+        warnings.append(
+            f"onnxruntime has no int8 GRU kernel: the model's {grus} GRU node(s) stay float32;"
+            " only the layers around them are quantized"
+        )
     op_types, excluded = _ort_selection(nodes, requested, set(params.nodes_to_exclude))
 
     ctx.progress(0.4, "quantizing")

@@ -1,0 +1,1 @@
+"""Techniques whose output is a model in another format than ONNX."""

@@ -1,0 +1,122 @@
+"""Timing an exported torch program against the fp32 torch module, with onnxruntime for reference."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.evaluate.benchmark import MIN_ROUNDS, keep_timing, percentiles
+from engine.evaluate.fidelity import fidelity
+
+WARMUP_RUNS = 3
+# Below this ratio a difference is within run-to-run noise on a shared CPU (as in the verdict).
+FASTER = 1.05
+RUNNERS = ("torch_fp32", "program", "onnxruntime")
+
+
+@dataclass
+class ProgramTiming:
+    """p50/p95/p99 per batch size for each runner, and the program's outputs against fp32 torch."""
+
+    latency_ms: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    fidelity: dict[str, Any] = field(default_factory=dict)
+
+    def speedup(self, over: str) -> dict[str, float]:
+        """The program's p50 speedup over another runner, per batch size."""
+        return {batch: runs[over]["p50"] / runs["program"]["p50"] for batch, runs in self.latency_ms.items()}
+
+    def as_metrics(self) -> dict[str, Any]:
+        """The step metrics: latencies, speedups and fidelity."""
+        return {
+            "latency_ms": self.latency_ms,
+            "speedup_vs_torch_fp32": self.speedup("torch_fp32"),
+            "speedup_vs_onnxruntime": self.speedup("onnxruntime"),
+            "fidelity_vs_torch_fp32": self.fidelity,
+        }
+
+    def warnings(self, weights: str) -> list[str]:
+        """What the figures say a torch deployment loses or gains."""
+        notes = []
+        slow = {batch: value for batch, value in self.speedup("torch_fp32").items() if value < FASTER}
+        if slow and weights == "int8":
+            shown = ", ".join(f"batch {batch}: {value:.2f}x" for batch, value in slow.items())
+            notes.append(
+                f"torchao int8 is not faster than the fp32 torch module on this CPU ({shown}); export with"
+                ' weights "fp32", or deploy the ONNX model with quantize.dynamic on onnxruntime'
+            )
+        behind = {
+            batch: 1 / value for batch, value in self.speedup("onnxruntime").items() if value < 1 / FASTER
+        }
+        if behind:
+            shown = ", ".join(f"batch {batch}: {value:.2f}x" for batch, value in behind.items())
+            notes.append(f"onnxruntime runs the ONNX model faster than this torch program ({shown})")
+        return notes
+
+
+def time_program(
+    module: Any,
+    program: Any,
+    onnx_path: Path,
+    *,
+    batch_sizes: Sequence[int],
+    budget_s: float,
+    threads: int,
+) -> ProgramTiming:
+    """Warm up, then alternate the three runners (order rotating each round) at each batch size."""
+    import torch
+
+    from engine.bridge.equivalence import random_inputs
+    from engine.bridge.export import example_inputs
+    from engine.evaluate.sessions import make_session
+
+    session = make_session(onnx_path, threads)
+    names = [spec.name for spec in module.inputs]
+    timing = ProgramTiming()
+    for batch in batch_sizes:
+        inputs = random_inputs(example_inputs(module, batch=batch), seed=batch)
+        feeds = {name: x.numpy() for name, x in zip(names, inputs, strict=True)}
+
+        def in_torch(runner: Callable[..., Any], inputs: list[Any] = inputs) -> Callable[[], object]:
+            def call() -> object:
+                with torch.inference_mode():
+                    return runner(*inputs)
+
+            return call
+
+        def in_onnxruntime(feeds: dict[str, Any] = feeds) -> object:
+            return session.run(None, feeds)
+
+        runners = [in_torch(module), in_torch(program), in_onnxruntime]
+        timing.latency_ms[str(batch)] = {
+            name: percentiles(ms) for name, ms in zip(RUNNERS, _interleaved(runners, budget_s), strict=True)
+        }
+    with torch.inference_mode():
+        reference, candidate = (_first(runner(*inputs)) for runner in (module, program))
+    timing.fidelity = fidelity(reference.float().numpy(), candidate.float().numpy())
+    return timing
+
+
+def _first(result: Any) -> Any:
+    return result if not isinstance(result, tuple | list) else result[0]
+
+
+def _interleaved(runners: Sequence[Callable[[], object]], budget_s: float) -> list[np.ndarray]:
+    for _ in range(WARMUP_RUNS):
+        for runner in runners:
+            runner()
+    times: list[list[float]] = [[] for _ in runners]
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < MIN_ROUNDS or keep_timing(rounds, time.perf_counter() - start, budget_s):
+        shift = rounds % len(runners)
+        for which in [*range(shift, len(runners)), *range(shift)]:
+            before = time.perf_counter()
+            runners[which]()
+            times[which].append((time.perf_counter() - before) * 1000.0)
+        rounds += 1
+    return [np.array(ms) for ms in times]
