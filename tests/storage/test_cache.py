@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import cast
 
 import pytest
-
-from typing import cast
 
 from service.storage import ArtifactStore, open_store
 from service.storage.s3 import S3Store
