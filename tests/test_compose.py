@@ -97,3 +97,18 @@ def test_the_first_key_command_is_documented() -> None:
 
     assert command in (ROOT / "README.md").read_text()
     assert command in COMPOSE_FILE.read_text()
+
+
+def test_the_api_and_workers_share_no_disk_only_the_s3_store(services: dict[str, Any]) -> None:
+    store = services["seaweedfs"]
+    users = ["api", "worker-cpu", "worker-gpu", "worker-webhooks", "sweeper", "migrate"]
+
+    assert store["healthcheck"]["test"] and "8333" in " ".join(store["healthcheck"]["test"])
+    for name in users:
+        env = services[name]["environment"]
+        assert env["MODELPRESS_STORAGE_URL"].startswith("s3://"), name
+        assert env["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333", name
+        assert "MODELPRESS_STORAGE_DIR" not in env, name
+        assert not services[name].get("volumes"), f"{name} mounts a volume: workers must not share disk"
+        if name != "migrate":
+            assert services[name]["depends_on"]["seaweedfs"]["condition"] == "service_healthy", name
