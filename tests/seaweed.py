@@ -101,7 +101,8 @@ def start_seaweed(timeout_s: float = 60) -> SeaweedS3:
     grpc = {name: _free_port() for name in ports}
     command = [
         weed_binary(), "server", "-s3", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.volumeSizeLimitMB=64", "-volume.max=0", "-s3.port.iceberg=0",
+        "-master.volumeSizeLimitMB=64", "-volume.max=0",
+        f"-s3.port.iceberg={_free_port()}", f"-s3.port.lance={_free_port()}",
         *(f"-{name}.port={port}" for name, port in ports.items()),
         *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
     ]  # fmt: skip
