@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from tests.chaos.live import start_api, stop_api
 from tests.scale.deployment import deployment
 from tests.seaweed import SeaweedS3
 
@@ -74,6 +75,21 @@ def test_api_and_two_workers_share_only_the_services(
         assert hashlib.sha256(content.content).hexdigest() == artifact["sha256"]
         ranged = client.get(f"/v1/artifacts/{artifact['id']}/content", headers={"Range": "bytes=4-19"})
         assert ranged.status_code == 206 and ranged.content == content.content[4:20]
+
+        # An operator who turns on presigned downloads sends clients to the store itself.
+        presigning = start_api(
+            tmp_path / "presigning-api.log",
+            **deployed.env,
+            MODELPRESS_HOME=str(tmp_path / "presigning-api"),
+            MODELPRESS_STORAGE_PRESIGNED_DOWNLOADS="true",
+        )
+        try:
+            with presigning.client(deployed.key) as direct:
+                redirect = direct.get(f"/v1/artifacts/{artifact['id']}/content")
+        finally:
+            stop_api(presigning)
+        assert redirect.status_code == 307 and redirect.headers["etag"] == f'"{artifact["sha256"]}"'
+        assert httpx.get(redirect.headers["location"], timeout=30).content == content.content
 
         # Each worker fetched inputs into its own cache: both did work, neither used the other's disk.
         cached = [_files_under(folder / "scratch" / "cache") for folder in deployed.worker_folders]
