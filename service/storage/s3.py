@@ -146,8 +146,10 @@ class S3Store:
 
     def open_range(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Stream bytes [start, end] inclusive, straight from the server's response."""
-        span = f"bytes={start}-{'' if end is None else end}"
-        response = self.client.get_object(Bucket=self.bucket, Key=self.key(sha256), Range=span)
+        ranged = (
+            {} if start == 0 and end is None else {"Range": f"bytes={start}-{'' if end is None else end}"}
+        )
+        response = self.client.get_object(Bucket=self.bucket, Key=self.key(sha256), **ranged)
         body = response["Body"]
         try:
             yield from body.iter_chunks(CHUNK)
