@@ -30,7 +30,9 @@ def _compose() -> list[str]:
 
 def _config(*args: str) -> subprocess.CompletedProcess[str]:
     # The file refuses to start without a database password; any value makes it complete.
-    env = {**os.environ, "POSTGRES_PASSWORD": "not-a-secret"}
+    # AWS_* of this process (the SeaweedFS fixture sets them) would override the file's defaults.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["POSTGRES_PASSWORD"] = "not-a-secret"
     command = [*_compose(), "-f", str(COMPOSE_FILE), "--profile", "gpu", "config", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
