@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.chaos.live import start_api, stop_api
+from service.storage import open_store
+from tests.chaos.live import MULTIPART, multipart_body, start_api, stop_api
 from tests.scale.deployment import deployment
 from tests.seaweed import SeaweedS3
 
@@ -43,9 +44,14 @@ def test_api_and_two_workers_share_only_the_services(
 ) -> None:
     prefix = f"scale-{uuid.uuid4().hex[:8]}"
     database = os.environ.get("MODELPRESS_TEST_DATABASE", "modelpress_test") + "_scale"
+    store = open_store(f"s3://{s3_bucket}/{prefix}")
+    part = str(5 * 1024 * 1024)  # S3's smallest part: an oversized upload has sent one before its 413
     with (
         deployment(
-            tmp_path, storage_url=f"s3://{s3_bucket}/{prefix}", database=database, extra_env=seaweed.env()
+            tmp_path,
+            storage_url=f"s3://{s3_bucket}/{prefix}",
+            database=database,
+            extra_env=seaweed.env() | {"MODELPRESS_STORAGE_PART_BYTES": part},
         ) as deployed,
         deployed.client() as client,
     ):
@@ -90,6 +96,18 @@ def test_api_and_two_workers_share_only_the_services(
             stop_api(presigning)
         assert redirect.status_code == 307 and redirect.headers["etag"] == f'"{artifact["sha256"]}"'
         assert httpx.get(redirect.headers["location"], timeout=30).content == content.content
+
+        # An upload refused half-way (past the size limit) leaves no object and no multipart part.
+        objects_before = sorted(store.objects())
+        chunks = (os.urandom(1024 * 1024) for _ in range(12))  # past the tests' 8 MiB limit
+        refused = client.post(
+            "/v1/models",
+            content=multipart_body(chunks, filename="huge.onnx"),
+            headers={"Content-Type": MULTIPART},
+        )
+        assert refused.status_code == 413, refused.text
+        assert sorted(store.objects()) == objects_before
+        assert store.remove_stale_uploads(0) == 0
 
         # Each worker fetched inputs into its own cache: both did work, neither used the other's disk.
         cached = [_files_under(folder / "scratch" / "cache") for folder in deployed.worker_folders]
