@@ -143,3 +143,17 @@ def test_presigned_url_serves_the_bytes_on_s3_only(store: ArtifactStore, store_u
         assert fetched.status_code == 200 and fetched.content == content
         assert "model.onnx" in fetched.headers["content-disposition"]
     store.check()
+
+
+def test_the_storage_url_picks_the_backend(tmp_path: Path, s3_bucket: str) -> None:
+    from service.settings import Settings
+    from service.storage import LocalStore, store_for
+    from service.storage.s3 import S3Store
+
+    shorthand = store_for(Settings(storage_dir=tmp_path / "dir"))
+    s3 = store_for(Settings(storage_url=f"s3://{s3_bucket}/some/prefix"))
+
+    assert isinstance(shorthand, LocalStore) and shorthand.root == (tmp_path / "dir").resolve()
+    assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == (s3_bucket, "some/prefix/")
+    with pytest.raises(ValueError):
+        Settings(storage_url="ftp://example.org/store")
