@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve worker test lint bench bench-load bench-coverage bench-roundtrip example clean chaos chaos-report
+.PHONY: install serve worker test lint bench bench-load bench-coverage bench-roundtrip bench-scale example clean chaos chaos-report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ bench-load: $(STAMP)
 ## Every technique over real models from PyPI wheels, through the embedded service (bench/COVERAGE.md).
 bench-coverage: $(STAMP)
 	$(BIN)/python -m bench.coverage.run
+
+## Service overhead per job and jobs/minute with 1 and 2 workers, local store vs SeaweedFS S3 (bench/SCALE.md).
+bench-scale: $(STAMP)
+	nice -n 10 $(BIN)/python -m bench.scale
 
 ## Latency of the original vs its unpruned bridge round trip (bench/ROUNDTRIP.md).
 bench-roundtrip: $(STAMP)

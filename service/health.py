@@ -13,7 +13,6 @@ from service.deps import SettingsDep
 from service.queue import get_celery
 from service.settings import Settings
 from service.storage import get_store
-from service.storage.local import LocalStore
 from service.workers import registry
 
 router = APIRouter(tags=["service"])
@@ -38,9 +37,7 @@ def _check_broker() -> str:
 
 
 def _check_store() -> str:
-    store = get_store()
-    if isinstance(store, LocalStore) and not (store.root / "objects").is_dir():
-        raise OSError("store directory missing")
+    get_store().check()
     return "ok"
 
 

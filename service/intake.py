@@ -8,8 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import Header, Request
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,7 +43,7 @@ class Checks:
 
     head: Callable[[bytes], None] | None = None
     fields: Callable[[dict[str, str]], object] | None = None
-    file: Callable[[Path], object] | None = None
+    file: Callable[[BinaryIO], object] | None = None
 
 
 @dataclass

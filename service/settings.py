@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import tempfile
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
@@ -24,7 +25,25 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="Folder for the embedded database, broker and store")
     database_url: str = ""
     broker_url: str = ""
-    storage_dir: Path | None = None
+    storage_dir: Path | None = Field(None, description="Shorthand for storage_url=file://<folder>")
+    storage_url: str = Field(
+        "",
+        pattern="^((file|s3)://.+)?$",
+        description="file:///folder (default: under home) or s3://bucket/prefix",
+    )
+    storage_part_bytes: int = Field(
+        8 * 1024**2, ge=5 * 1024**2, description="Multipart upload part size for the S3 store"
+    )
+    storage_presigned_downloads: bool = Field(
+        False, description="Redirect artifact downloads to a presigned store URL (S3 store only)"
+    )
+    storage_presign_expiry_s: int = Field(300, ge=1, le=7 * 24 * 3600)
+    scratch_dir: Path | None = Field(
+        None, description="A worker's private folder for job files and its cache"
+    )
+    worker_cache_bytes: int = Field(
+        2 * 1024**3, ge=0, description="Room for a worker's local cache of store objects (by SHA-256)"
+    )
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     max_json_body_bytes: int = Field(1024**2, ge=1024, description="Largest body of a non-upload request")
     max_header_bytes: int = Field(
@@ -146,6 +165,16 @@ class Settings(BaseSettings):
     def resolved_storage_dir(self) -> Path:
         """The artifact store's root folder."""
         return (self.storage_dir or self.home / "artifacts").resolve()
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """The artifact store's URL: MODELPRESS_STORAGE_URL, else the local folder."""
+        return self.storage_url or self.resolved_storage_dir.as_uri()
+
+    @property
+    def resolved_scratch_dir(self) -> Path:
+        """The worker's private scratch folder."""
+        return (self.scratch_dir or Path(tempfile.gettempdir()) / "modelpress-scratch").resolve()
 
     @property
     def is_embedded(self) -> bool:

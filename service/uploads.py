@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from fastapi import Request
 from python_multipart import MultipartParser
@@ -16,7 +15,6 @@ from starlette.requests import ClientDisconnect
 
 from service.errors import InvalidRequest, PayloadTooLarge
 from service.storage import StoredObject, StoreWriter
-from service.storage.local import LocalWriter
 
 HEAD_BYTES = 512
 MAX_FIELD_BYTES = 4096
@@ -133,14 +131,14 @@ async def receive_upload(
     file_field: str = "file",
     check_head: Callable[[bytes], None] | None = None,
     check_fields: Callable[[dict[str, str]], object] | None = None,
-    check_file: Callable[[Path], object] | None = None,
+    check_file: Callable[[BinaryIO], object] | None = None,
 ) -> ReceivedUpload:
     """Stream a multipart/form-data body's file part into the store; 413 past max_bytes.
 
     `check_head` sees the file's first bytes as soon as they arrive and may raise a Problem, which
     ends the request without reading (or storing) the rest. `check_fields` (the text fields) and
-    `check_file` (the complete file, when it is a local one) run before the bytes are committed, so
-    a refused upload leaves nothing in the store.
+    `check_file` (the complete file, read back seekable from the store's staging area) run before
+    the bytes are committed, so a refused upload leaves nothing in the store.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or not options.get(b"boundary"):
@@ -183,13 +181,19 @@ async def receive_upload(
     try:
         if check_fields is not None:
             check_fields(receiver.fields)
-        if check_file is not None and isinstance(receiver.writer, LocalWriter):
+        staged = getattr(receiver.writer, "staged", None)  # a replay's hash-only writer keeps nothing
+        if check_file is not None and staged is not None:
             # A file check may read the whole file (a dataset's values): off the event loop.
-            await run_in_threadpool(check_file, receiver.writer.pending_path())
+            await run_in_threadpool(_check_staged, staged, check_file)
     except BaseException:
         receiver.writer.abort()
         raise
     return ReceivedUpload(receiver.writer.commit(), receiver.filename, receiver.head, receiver.fields)
+
+
+def _check_staged(staged: Callable[[], BinaryIO], check_file: Callable[[BinaryIO], object]) -> None:
+    with staged() as handle:
+        check_file(handle)
 
 
 def _callbacks(receiver: _Receiver) -> dict[str, object]:

@@ -35,4 +35,5 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.files",
     "tests.fixtures.clean_tree",
+    "tests.fixtures.storage",
 ]

@@ -30,7 +30,9 @@ def _compose() -> list[str]:
 
 def _config(*args: str) -> subprocess.CompletedProcess[str]:
     # The file refuses to start without a database password; any value makes it complete.
-    env = {**os.environ, "POSTGRES_PASSWORD": "not-a-secret"}
+    # AWS_* of this process (the SeaweedFS fixture sets them) would override the file's defaults.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["POSTGRES_PASSWORD"] = "not-a-secret"
     command = [*_compose(), "-f", str(COMPOSE_FILE), "--profile", "gpu", "config", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
@@ -97,3 +99,18 @@ def test_the_first_key_command_is_documented() -> None:
 
     assert command in (ROOT / "README.md").read_text()
     assert command in COMPOSE_FILE.read_text()
+
+
+def test_the_api_and_workers_share_no_disk_only_the_s3_store(services: dict[str, Any]) -> None:
+    store = services["seaweedfs"]
+    users = ["api", "worker-cpu", "worker-gpu", "worker-webhooks", "sweeper", "migrate"]
+
+    assert store["healthcheck"]["test"] and "8333" in " ".join(store["healthcheck"]["test"])
+    for name in users:
+        env = services[name]["environment"]
+        assert env["MODELPRESS_STORAGE_URL"].startswith("s3://"), name
+        assert env["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333", name
+        assert "MODELPRESS_STORAGE_DIR" not in env, name
+        assert not services[name].get("volumes"), f"{name} mounts a volume: workers must not share disk"
+        if name != "migrate":
+            assert services[name]["depends_on"]["seaweedfs"]["condition"] == "service_healthy", name

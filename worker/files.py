@@ -13,28 +13,41 @@ from service.artifacts import service as artifacts_service
 from service.datasets import service as datasets_service
 from service.datasets.inspect import read_npz_headers
 from service.errors import InvalidDataset
+from service.settings import get_settings
 from service.storage import get_store
 from worker import records
+from worker.cache import ObjectCache
 
-SCRATCH = Path(tempfile.gettempdir()) / "modelpress-scratch"
+# Set by tests; otherwise MODELPRESS_SCRATCH_DIR (this worker's private folder, never the API's disk).
+SCRATCH: Path | None = None
+
+
+def scratch_root() -> Path:
+    """This worker's private scratch folder: per-process job folders and the object cache."""
+    return SCRATCH or get_settings().resolved_scratch_dir
+
+
+def object_cache() -> ObjectCache:
+    """The worker's cache of store objects, shared by its pool processes."""
+    return ObjectCache(scratch_root() / "cache", get_settings().worker_cache_bytes)
 
 
 def job_workdir(job_id: uuid.UUID) -> Path:
     """A fresh private directory for one attempt of a job, under this process's scratch folder."""
-    owner = SCRATCH / str(os.getpid())
+    owner = scratch_root() / str(os.getpid())
     owner.mkdir(mode=0o700, parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"job-{job_id}-", dir=owner))
 
 
 def claim_scratch() -> None:
     """A new pool process empties the folder of its pid: what is there belonged to a dead process."""
-    shutil.rmtree(SCRATCH / str(os.getpid()), ignore_errors=True)
+    shutil.rmtree(scratch_root() / str(os.getpid()), ignore_errors=True)
 
 
 def remove_orphan_scratch() -> int:
     """Delete the scratch folders of processes that no longer run (a killed worker's job folders)."""
     removed = 0
-    for owner in SCRATCH.glob("*"):
+    for owner in scratch_root().glob("*"):
         if owner.name.isdigit() and not _running(int(owner.name)):
             shutil.rmtree(owner, ignore_errors=True)
             removed += 1
@@ -52,9 +65,9 @@ def _running(pid: int) -> bool:
 
 
 def fetch_artifact(artifact_id: uuid.UUID, destination: Path) -> Path:
-    """Copy a stored artifact to a local file."""
-    sha256 = records.call(artifacts_service.content_sha256, artifact_id=artifact_id)
-    return get_store().fetch_to(sha256, destination)
+    """Copy a stored artifact to a local file, through the worker's cache."""
+    sha256, size = records.call(artifacts_service.content_address, artifact_id=artifact_id)
+    return object_cache().fetch(get_store(), sha256, destination, size)
 
 
 def fetch_datasets(dataset_ids: list[str], folder: Path) -> dict[str, str]:

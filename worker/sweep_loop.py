@@ -16,7 +16,7 @@ from pathlib import Path
 
 from service.observability.logging import configure_logging
 from service.settings import Settings, get_settings
-from service.storage import LocalStore, get_store
+from service.storage import get_store
 from service.workers import registry
 from worker import records, sweeper
 
@@ -29,11 +29,8 @@ def sweep_once(settings: Settings) -> None:
         sweeper.sweep(settings)
         if pruned := records.call(registry.prune, timeout_s=settings.worker_timeout_s):
             log.info("pruned %d dead worker rows", pruned)
-        store = get_store()
-        if isinstance(store, LocalStore) and (
-            removed := store.remove_stale_uploads(settings.stale_temp_after_s)
-        ):
-            log.info("removed %d abandoned uploads", removed)
+        if removed := get_store().remove_stale_uploads(settings.stale_temp_after_s):
+            log.info("removed %d abandoned uploads (and their multipart parts)", removed)
     except Exception as exc:
         log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
 

@@ -6,13 +6,13 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from service.artifacts import service as artifacts_service
 from service.artifacts.orm import Artifact
 from service.artifacts.ranges import parse_range
 from service.artifacts.schemas import ArtifactRead
-from service.deps import SessionDep, TenantDep
+from service.deps import SessionDep, SettingsDep, TenantDep
 from service.errors import NotFound
 from service.storage import get_store
 
@@ -35,10 +35,19 @@ def get_artifact(artifact_id: uuid.UUID, session: SessionDep, tenant: TenantDep)
 @router.get(
     "/{artifact_id}/content",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "Partial content"},
+        307: {"description": "Presigned store URL (when the operator enables presigned downloads)"},
+    },
 )
-def get_content(artifact_id: uuid.UUID, request: Request, session: SessionDep, tenant: TenantDep) -> Response:
-    """The artifact's bytes, streamed; ETag is the SHA-256; single Range requests are honoured."""
+def get_content(
+    artifact_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep, tenant: TenantDep
+) -> Response:
+    """The artifact's bytes, streamed; ETag is the SHA-256; single Range requests are honoured.
+
+    With presigned downloads on (S3 store), a 307 sends the client to the store itself.
+    """
     artifact = _get(session, tenant, artifact_id)
     etag = f'"{artifact.sha256}"'
     headers = {
@@ -49,6 +58,12 @@ def get_content(artifact_id: uuid.UUID, request: Request, session: SessionDep, t
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     store = get_store()
+    if settings.storage_presigned_downloads and (
+        url := store.download_url(
+            artifact.sha256, _safe_name(artifact.filename), settings.storage_presign_expiry_s
+        )
+    ):
+        return RedirectResponse(url, status_code=307, headers={"ETag": etag})
     size = artifact.size_bytes
     requested = request.headers.get("range")
     span = parse_range(requested, size) if requested else None

@@ -59,12 +59,14 @@ def add_output(
     return artifact
 
 
-def content_sha256(*, session: Session, artifact_id: uuid.UUID) -> str:
-    """The store key of an artifact's bytes (for a worker fetching its inputs)."""
-    sha256 = session.scalar(select(Artifact.sha256).where(Artifact.id == artifact_id))
-    if sha256 is None:
+def content_address(*, session: Session, artifact_id: uuid.UUID) -> tuple[str, int]:
+    """The store key and size of an artifact's bytes (for a worker fetching its inputs)."""
+    row = session.execute(
+        select(Artifact.sha256, Artifact.size_bytes).where(Artifact.id == artifact_id)
+    ).first()
+    if row is None:
         raise LookupError(f"artifact {artifact_id} is missing")
-    return sha256
+    return row[0], row[1]
 
 
 def references(*, session: Session, artifact_id: uuid.UUID) -> list[str]:

@@ -19,7 +19,6 @@ from service.http_server import uvicorn_options
 from service.observability.logging import configure_logging
 from service.settings import Settings, get_settings
 from service.storage import get_store
-from service.storage.local import LocalStore
 from service.tenants import service as tenants_service
 from service.tenants.orm import Tenant
 from service.workers import registry
@@ -81,11 +80,9 @@ def _forget_worker(pid: int) -> None:
 
 def _remove_leftovers(settings: Settings) -> None:
     """Temporary uploads of a killed API: in embedded mode this is the only API, so all are stale."""
-    store = get_store()
-    if isinstance(store, LocalStore):
-        removed = store.remove_stale_uploads(0 if settings.is_embedded else settings.stale_temp_after_s)
-        if removed:
-            print(f"removed {removed} unfinished uploads left by an earlier run", flush=True)
+    removed = get_store().remove_stale_uploads(0 if settings.is_embedded else settings.stale_temp_after_s)
+    if removed:
+        print(f"removed {removed} unfinished uploads left by an earlier run", flush=True)
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

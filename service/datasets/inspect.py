@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from service.datasets.npy import read_npy_header
 from service.datasets.values import check_numeric, scan_values
@@ -19,14 +20,14 @@ MAX_INFLATED_BYTES = 16 * 1024**3
 LABELS = "labels"
 
 
-def read_npz_headers(path: Path, *, scan: bool = False) -> dict[str, dict[str, Any]]:
+def read_npz_headers(source: Path | BinaryIO, *, scan: bool = False) -> dict[str, dict[str, Any]]:
     """{array name: {dtype, shape}} from each member's .npy header; refuses non-numeric arrays.
 
     With `scan`, every value is read too, chunk by chunk (service/datasets/values.py): non-finite
     floats are refused, and integer arrays record their "min" and "max".
     """
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(source)
     except zipfile.BadZipFile as exc:
         raise InvalidDataset("the file is not an .npz archive (a zip of .npy arrays)") from exc
     arrays: dict[str, dict[str, Any]] = {}
@@ -36,7 +37,7 @@ def read_npz_headers(path: Path, *, scan: bool = False) -> dict[str, dict[str, A
             raise InvalidDataset(
                 f"the archive holds {len(members)} members; at most {MAX_ARRAYS} are allowed"
             )
-        _check_expansion(members, path.stat().st_size)
+        _check_expansion(members, _size(source))
         for member in members:
             if not member.filename.endswith(".npy") or "/" in member.filename:
                 raise InvalidDataset(f"member '{member.filename}' is not a top-level .npy array")
@@ -56,6 +57,13 @@ def read_npz_headers(path: Path, *, scan: bool = False) -> dict[str, dict[str, A
     if not arrays:
         raise InvalidDataset("the archive holds no arrays")
     return arrays
+
+
+def _size(source: Path | BinaryIO) -> int:
+    """The archive's size in bytes, of a path or of a seekable file."""
+    if isinstance(source, Path):
+        return source.stat().st_size
+    return source.seek(0, os.SEEK_END)
 
 
 def _check_expansion(members: list[zipfile.ZipInfo], file_bytes: int) -> None:

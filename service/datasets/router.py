@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request, Response, status
 
@@ -30,9 +29,9 @@ async def upload_dataset(
     """Upload an .npz whose arrays are named after the model's inputs, plus optional `labels`."""
     inspected: dict[str, dict[str, Any]] = {}
 
-    def check_file(path: Path) -> None:
+    def check_file(staged: BinaryIO) -> None:
         # Every value is read once here (in a worker thread, chunk by chunk) before the bytes commit.
-        inspected.update(read_npz_headers(path, scan=True))
+        inspected.update(read_npz_headers(staged, scan=True))
         count_samples(inspected)
 
     async with intake.receive(

@@ -17,7 +17,6 @@ from service.errors import NotFound
 from service.jobs.usage import refuse_while_used
 from service.pagination import page_of, paginate
 from service.storage import get_store
-from service.storage.local import LocalStore
 from service.uploads import ReceivedUpload
 
 
@@ -32,9 +31,8 @@ def create_dataset(
 ) -> Dataset:
     """Record an uploaded .npz; `arrays` is what its scan found, else its headers are read now."""
     if arrays is None:
-        store = get_store()
-        assert isinstance(store, LocalStore)  # an S3 backend would fetch to a temp file here
-        arrays = read_npz_headers(store.path(upload.stored.sha256))
+        with get_store().reader(upload.stored.sha256) as stored:
+            arrays = read_npz_headers(stored)
     samples = count_samples(arrays)
     artifact = artifacts_service.add_upload(
         session=session,

@@ -10,8 +10,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from service.storage.base import StoredObject
+from service.storage.base import StoredObject, copy_stream, valid_digest
 
 CHUNK = 1024 * 1024
 
@@ -51,14 +52,16 @@ class LocalWriter:
         self._file.close()
         self._path.unlink(missing_ok=True)
 
-    def pending_path(self) -> Path:
+    def staged(self) -> BinaryIO:
         """The bytes written so far, flushed to their temporary file, to inspect before commit."""
         self._file.flush()
-        return self._path
+        return self._path.open("rb")
 
 
 class LocalStore:
     """Artifacts in a local (or mounted) directory."""
+
+    remote = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -79,9 +82,7 @@ class LocalStore:
 
     def path(self, sha256: str) -> Path:
         """Where an object lives."""
-        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
-            raise ValueError("not a sha256 digest")
-        return self.root / "objects" / sha256[:2] / sha256
+        return self.root / "objects" / sha256[:2] / valid_digest(sha256)
 
     def writer(self) -> LocalWriter:
         """Start writing a new object."""
@@ -111,15 +112,21 @@ class LocalStore:
 
     def put_file(self, source: Path) -> StoredObject:
         """Store a local file by streaming it through a writer."""
-        writer = self.writer()
-        try:
-            with source.open("rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    writer.write(chunk)
-        except BaseException:
-            writer.abort()
-            raise
-        return writer.commit()
+        with source.open("rb") as handle:
+            return copy_stream(self, handle, CHUNK)
+
+    def reader(self, sha256: str) -> BinaryIO:
+        """The object's file, open for reading."""
+        return self.path(sha256).open("rb")
+
+    def check(self) -> None:
+        """Raise when the store's folder is gone (an unmounted volume)."""
+        if not (self.root / "objects").is_dir():
+            raise OSError("store directory missing")
+
+    def download_url(self, sha256: str, filename: str, expires_s: int) -> str | None:  # noqa: ARG002
+        """None: a local store has no URL of its own; the API streams the bytes."""
+        return None
 
     def objects(self) -> Iterator[tuple[str, float]]:
         """Every stored object: (sha256, modification time)."""
