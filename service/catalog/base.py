@@ -45,6 +45,8 @@ class TechniqueSpec:
     queue: Queue
     params: type[TechniqueParams]
     implementation: str
+    # A step that trains (fine-tuning, distillation, QAT) runs on the GPU pool whenever one is alive.
+    trains: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The entry as served by GET /v1/techniques."""
@@ -52,6 +54,7 @@ class TechniqueSpec:
             "name": self.name,
             "summary": self.summary,
             "queue": self.queue.value,
+            "trains": self.trains,
             "params_schema": self.params.model_json_schema(),
         }
 
