@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from engine.contract import TechniqueError
-from service.catalog import referenced_dataset_ids
+from service.catalog import Queue, referenced_dataset_ids
 from service.db import utcnow
 from service.errors import Problem
 from service.failures import Cancelled, ModelRejected
@@ -19,6 +19,7 @@ from service.jobs import service as jobs_service
 from service.jobs.orm import JobStatus
 from service.models.orm import ModelStatus
 from service.settings import Settings
+from service.workers import capability
 from worker import files, records
 from worker.evaluation_step import evaluate_job
 from worker.joblog import JobLog
@@ -78,6 +79,9 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     if model.status == ModelStatus.REJECTED:
         raise TechniqueError(ModelRejected, "the model was rejected at ingest", model_error=model.error)
     assert model.onnx_artifact_id is not None
+    gpu_available = records.call(capability.gpu_alive, timeout_s=settings.worker_timeout_s)
+    if _moved(lease, journal, job, _next_pool(job, gpu_available)):
+        return
     lease.advance("preparing", started=True)
     original = files.fetch_artifact(model.onnx_artifact_id, workdir / "original.onnx")
     steps = list(job.steps)
@@ -87,11 +91,15 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     if model.normalized_artifact_id is not None:
         current = files.fetch_artifact(model.normalized_artifact_id, workdir / "normalized.onnx")
     for step in steps:
+        if not _done(step) and _moved(lease, journal, job, _next_pool(job, gpu_available, step.index)):
+            return
         previous = current
         current = _run_step(lease, settings, job, step, current, signature, workdir, journal)
         if previous != original:
             previous.unlink(missing_ok=True)  # stored as the earlier step's artifact; no need for a copy
     evaluation = job.evaluation or {}
+    if _moved(lease, journal, job, capability.pool_for_evaluation(evaluation)):
+        return
     journal.info(
         "evaluating the original against the compressed model",
         metric=evaluation.get("metric"),
@@ -103,6 +111,29 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     _log_result(journal, comparison)
     journal.info("job succeeded", artifact_id=steps[-1].artifact_id)
     record_success(lease, comparison, journal=journal)
+
+
+def _done(step: JobStep) -> bool:
+    """A step an earlier attempt (or another pool's worker) finished: its artifact is reused."""
+    return step.status == JobStatus.SUCCEEDED and step.artifact_id is not None
+
+
+def _next_pool(job: Job, gpu_available: bool, start: int = 0) -> Queue:
+    """The pool of the first part of the job still to do from step `start`: a step, else the evaluation."""
+    for step in job.steps[start:]:
+        if not _done(step):
+            return capability.pool_for_step(step.technique, gpu_available=gpu_available)
+    return capability.pool_for_evaluation(job.evaluation or {})
+
+
+def _moved(lease: Lease, journal: JobLog, job: Job, pool: Queue) -> bool:
+    """Hand the job to `pool`'s queue when this worker's queue is another; True when it moved."""
+    if pool.value == job.queue:
+        return False
+    journal.info(f"moving to the {pool.value} pool", from_queue=job.queue, to_queue=pool.value)
+    journal.flush()
+    lease.hand_over(pool.value, f"waiting for a {pool.value} worker")
+    return True
 
 
 def _run_step(
@@ -117,10 +148,9 @@ def _run_step(
 ) -> Path:
     """Run one step (or reuse its artifact from an earlier attempt) and return its output model."""
     output = workdir / f"step{step.index}.onnx"
-    if step.status == JobStatus.SUCCEEDED and step.artifact_id is not None:
-        reused = step.artifact_id
+    if _done(step) and (reused := step.artifact_id) is not None:
         journal.info("reused the artifact of an earlier attempt", step=step.index, artifact_id=reused)
-        return files.fetch_artifact(step.artifact_id, output)
+        return files.fetch_artifact(reused, output)
     total = len(job.steps) + 1
     stage = f"step {step.index + 1}/{len(job.steps)}: {step.technique}"
     lease.advance(stage, step.index / total)
