@@ -67,7 +67,7 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
 def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: Path, journal: JobLog) -> None:
     # Rows are read in a short session and used detached: no transaction stays open during long work.
     job, model = records.call(jobs_service.job_and_model, job_id=job_id)
-    journal.info(f"attempt {job.attempts} started", attempt=job.attempts)
+    journal.info(f"attempt {job.attempts} started", attempt=job.attempts, queue=job.queue)
     if model.status == ModelStatus.PENDING and not job.cancel_requested:
         # Ingest publishes the job again when it finishes; this attempt does not count.
         journal.info("waiting for the model's ingest; the job runs when it ends")

@@ -37,7 +37,9 @@ def input_dims(model_path: Path) -> list[tuple[str, list[int | None]]]:
         if value.name in constants:
             continue
         dims = value.type.tensor_type.shape.dim
-        found.append((value.name, [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]))
+        found.append(
+            (value.name, [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims])
+        )
     return found
 
 

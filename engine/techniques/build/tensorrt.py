@@ -67,7 +67,7 @@ def run(model_path: Path, output_path: Path, params: TensorRTBuildParams, ctx: S
 
 
 def import_tensorrt() -> Any:
-    """The tensorrt module, or a problem saying this worker has none (the API refuses such jobs when it can)."""
+    """The tensorrt module, or a problem saying this worker has none (the API refuses it when it can)."""
     try:
         import tensorrt
     except ImportError as exc:
@@ -92,8 +92,8 @@ def precision_flags(precision: str, major: int) -> list[str]:
         if precision == "best":
             raise TechniqueError(
                 TensorRTBuildFailed,
-                "precision 'best' needs TensorRT 10's weakly typed networks; TensorRT 11 takes types from the "
-                "model: use quantize.fp16 (float32 I/O) or a Q/DQ model and precision fp16/int8",
+                "precision 'best' needs TensorRT 10's weakly typed networks; TensorRT 11 takes types "
+                "from the model: use quantize.fp16 (float32 I/O) or a Q/DQ model and precision fp16/int8",
             )
         return []
     return {"fp32": [], "fp16": ["FP16"], "int8": ["INT8"], "best": ["FP16", "INT8"]}[precision]
@@ -106,7 +106,8 @@ def parse(trt: Any, network: Any, logger: Any, model_path: Path) -> None:
         return
     errors = [parser.get_error(i) for i in range(parser.num_errors)]
     described = [
-        {"node": e.node_name(), "op": e.node_operator(), "message": e.desc(), "code": str(e.code())} for e in errors
+        {"node": e.node_name(), "op": e.node_operator(), "message": e.desc(), "code": str(e.code())}
+        for e in errors
     ]
     first = described[0] if described else {"node": "?", "op": "?", "message": "unknown parser error"}
     raise TechniqueError(
@@ -165,10 +166,11 @@ def _progress_monitor(trt: Any, ctx: StepContext, timeout_s: int) -> Any:
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
 
-        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+        # The signatures are TensorRT's (it calls them positionally); unused parameters stay named.
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:  # noqa: ARG002
             ctx.progress(0.0, f"TensorRT: {phase_name}")
 
-        def step_complete(self, phase_name: str, step: int) -> bool:
+        def step_complete(self, phase_name: str, step: int) -> bool:  # noqa: ARG002
             return time.monotonic() < deadline  # False cancels the build
 
         def phase_finish(self, phase_name: str) -> None:
