@@ -77,3 +77,17 @@ def test_a_failed_build_names_memory_and_time_outs() -> None:
     assert build.build_failure(["Requested amount of GPU memory: out of memory"], 60).slug == "resource-limit"
     assert build.build_failure(["Build was cancelled by the progress monitor"], 60).slug == "timeout"
     assert build.build_failure([], 60).slug == "tensorrt-build-failed"
+
+
+def test_a_cuda_evaluation_on_a_worker_without_a_gpu_says_so(cnn_onnx: Path) -> None:
+    import torch
+
+    from engine.evaluate.cuda import cuda_latency
+
+    if torch.cuda.is_available():  # a GPU machine: the same call measures (tests/gpu checks the figures)
+        assert cuda_latency([cnn_onnx, cnn_onnx], [1], warmup_runs=1, budget_s=0.1)["batches"]["1"]
+        return
+    with pytest.raises(TechniqueError) as raised:
+        cuda_latency([cnn_onnx, cnn_onnx], [1, 8], warmup_runs=1, budget_s=0.1)
+    assert raised.value.slug == "no-capable-worker"
+    assert "has no GPU" in raised.value.detail
