@@ -121,6 +121,15 @@ def test_gpu_steps_are_refused_with_409_when_no_gpu_worker_is_alive(
     assert len(tenant.get("/v1/jobs").json()["items"]) == before  # nothing queued
 
 
+def test_tensorrt_build_must_be_the_last_step(tenant: Api, model: dict[str, Any]) -> None:
+    body = tensorrt_job(model["id"])
+    body["steps"].reverse()
+    response = submit(tenant, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["type"] == PROBLEMS + "invalid-params"
+    assert "must be the job's last step" in response.json()["detail"]
+
+
 def test_a_gpu_worker_without_tensorrt_is_named_as_what_is_missing(
     tenant: Api, model: dict[str, Any]
 ) -> None:
