@@ -28,13 +28,22 @@ RUN pip install '.[worker]'
 USER modelpress
 CMD ["celery", "-A", "worker.app", "worker", "-Q", "cpu", "--concurrency", "2", "--loglevel", "INFO"]
 
+# TensorRT (10.x in this base) comes from the base image, which also has CUDA and cuDNN. It gets the
+# shared worker packages and onnxruntime-gpu only: never the CPU onnxruntime (the two conflict).
 FROM nvcr.io/nvidia/tensorrt:25.10-py3 AS worker-gpu
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/modelpress modelpress \
+    && install -d -o modelpress -g modelpress /data
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY service ./service
 COPY migrations ./migrations
 COPY worker ./worker
 COPY engine ./engine
-RUN pip install '.[worker]' onnxruntime-gpu
+# torch from PyPI is the CUDA build; the base's TensorRT stays the one tensorrt.build imports.
+RUN pip install '.[worker-common]' onnxruntime-gpu==1.31.1 \
+    && python -c "import tensorrt, onnxruntime; assert 'CUDAExecutionProvider' in onnxruntime.get_available_providers()"
+USER modelpress
 # One task per process: a GPU build holds the device, and a fresh process frees it completely.
+# One worker per GPU: compose gives each worker-gpu service one device (CUDA_VISIBLE_DEVICES inside).
 CMD ["celery", "-A", "worker.app", "worker", "-Q", "gpu", "--concurrency", "1", "--max-tasks-per-child", "1", "--loglevel", "INFO"]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve worker test lint bench bench-load bench-coverage bench-roundtrip bench-scale example clean chaos chaos-report
+.PHONY: install serve worker test test-gpu test-tensorrt lint bench bench-load bench-coverage bench-roundtrip bench-scale example clean chaos chaos-report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ worker: $(STAMP)
 test: $(STAMP)
 	bash scripts/test-prereqs.sh
 	$(BIN)/pytest
+
+## The GPU tests (deselected by `make test` through pyproject's `-m 'not gpu and not tensorrt'`): on a
+## machine with an NVIDIA GPU and torch's CUDA build; the TensorRT ones need TensorRT too. Not run in CI.
+test-gpu: $(STAMP)
+	$(BIN)/pytest -m "gpu and not tensorrt" tests/gpu
+
+test-tensorrt: $(STAMP)
+	$(BIN)/pytest -m tensorrt tests/gpu
 
 ## Fault and security tests alone (part of `make test` too); they check, but do not rewrite, the figures.
 ## The outage tests stop and start their own Postgres cluster and redis-server on free loopback ports

@@ -145,7 +145,7 @@ class Overloaded(Problem):
 
 
 class NoCapableWorker(Problem):
-    status, slug, title = 422, "no-capable-worker", "No live worker can run this step"
+    status, slug, title = 409, "no-capable-worker", "No live worker can run this step"
 
 
 class StorageQuotaExceeded(Problem):

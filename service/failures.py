@@ -118,3 +118,19 @@ class MaxAttempts(Problem):
 def problem_for(slug: str) -> type[Problem]:
     """The class of a problem type named by its slug (as a sandbox child reports it); else StepError."""
     return {kind.slug: kind for kind in problem_types()}.get(slug, StepError)
+
+
+class TensorRTUnavailable(Problem):
+    status, slug, title = (
+        503,
+        "tensorrt-unavailable",
+        "The worker that took the step has no TensorRT",
+    )
+
+
+class TensorRTBuildFailed(Problem):
+    status, slug, title = 422, "tensorrt-build-failed", "TensorRT could not build an engine from the model"
+
+
+class UnboundedDimension(Problem):
+    status, slug, title = 422, "unbounded-dimension", "A dynamic input dimension has no bound for an engine"

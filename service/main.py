@@ -18,6 +18,7 @@ from service.models.router import router as models_router
 from service.request_limits import RequestLimits
 from service.settings import Settings, get_settings
 from service.webhooks.router import router as webhooks_router
+from service.workers.router import router as workers_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         report_router,
         artifacts_router,
         webhooks_router,
+        workers_router,
     ):
         app.include_router(router)
     # Inside the observability middlewares, so that shed requests are logged and counted too.

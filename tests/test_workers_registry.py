@@ -61,6 +61,12 @@ def probe_worker(database: str, broker: str, tmp_path: Path) -> Iterator[subproc
 def test_a_worker_registers_and_beats(probe_worker: subprocess.Popen[bytes]) -> None:
     row = _wait_row(probe_worker.pid)
     assert row.queues.startswith("registry-probe-") and row.pool == WorkerPool.CPU
+    # The hardware it probed at start: this machine's cores, its torch, and no GPU on a CPU box.
+    assert row.hardware["cores"] == os.cpu_count()
+    assert row.hardware["torch_version"] and row.hardware["cpu_model"]
+    assert (
+        row.gpu_name == row.hardware["gpu_name"] and row.tensorrt_version == row.hardware["tensorrt_version"]
+    )
     deadline = time.monotonic() + 20
     while (later := _row(probe_worker.pid)) is not None and later.last_seen <= row.last_seen:
         assert time.monotonic() < deadline, "last_seen never advanced"

@@ -61,6 +61,7 @@ def evaluate_job(
                 "warmup_runs": settings.bench_warmup_runs,
                 "min_runs": settings.bench_min_runs,
                 "max_accuracy_drop": evaluation.get("max_accuracy_drop"),
+                "device": evaluation.get("device", "cpu"),
             },
             box=box,
             limits=SandboxLimits(

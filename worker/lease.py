@@ -6,7 +6,7 @@ import threading
 import uuid
 from typing import Any
 
-from service.jobs import lifecycle
+from service.jobs import handover, lifecycle
 from service.jobs.lifecycle import LeaseLost
 from service.jobs.orm import JobStatus
 from worker import records
@@ -50,6 +50,13 @@ class Lease:
         """Hand the job back to the queue without counting this attempt (its model is not ingested yet)."""
         if not records.call(
             lifecycle.requeue, job_id=self.job_id, token=self.token, stage=stage, refund_attempt=True
+        ):
+            raise LeaseLost(str(self.job_id))
+
+    def hand_over(self, queue_name: str, stage: str) -> None:
+        """Give the job to another pool's queue, this attempt not counted (its next part runs there)."""
+        if not records.call(
+            handover.hand_over, job_id=self.job_id, token=self.token, queue_name=queue_name, stage=stage
         ):
             raise LeaseLost(str(self.job_id))
 

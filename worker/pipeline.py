@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from engine.contract import TechniqueError
-from service.catalog import CATALOG, referenced_dataset_ids
+from service.catalog import CATALOG, Queue, referenced_dataset_ids
 from service.db import utcnow
 from service.errors import Problem
 from service.failures import Cancelled, ModelRejected
@@ -19,6 +19,7 @@ from service.jobs import service as jobs_service
 from service.jobs.orm import JobStatus
 from service.models.orm import ModelStatus
 from service.settings import Settings
+from service.workers import capability
 from worker import files, records
 from worker.evaluation_step import evaluate_job
 from worker.joblog import JobLog
@@ -66,7 +67,7 @@ def run_job(job_id: uuid.UUID, settings: Settings) -> None:
 def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: Path, journal: JobLog) -> None:
     # Rows are read in a short session and used detached: no transaction stays open during long work.
     job, model = records.call(jobs_service.job_and_model, job_id=job_id)
-    journal.info(f"attempt {job.attempts} started", attempt=job.attempts)
+    journal.info(f"attempt {job.attempts} started", attempt=job.attempts, queue=job.queue)
     if model.status == ModelStatus.PENDING and not job.cancel_requested:
         # Ingest publishes the job again when it finishes; this attempt does not count.
         journal.info("waiting for the model's ingest; the job runs when it ends")
@@ -78,6 +79,9 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     if model.status == ModelStatus.REJECTED:
         raise TechniqueError(ModelRejected, "the model was rejected at ingest", model_error=model.error)
     assert model.onnx_artifact_id is not None
+    gpu_available = records.call(capability.gpu_alive, timeout_s=settings.worker_timeout_s)
+    if _moved(lease, journal, job, _next_pool(job, gpu_available)):
+        return
     lease.advance("preparing", started=True)
     original = files.fetch_artifact(model.onnx_artifact_id, workdir / "original.onnx")
     steps = list(job.steps)
@@ -86,15 +90,26 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     current = original
     if model.normalized_artifact_id is not None:
         current = files.fetch_artifact(model.normalized_artifact_id, workdir / "normalized.onnx")
+    engine_input: Path | None = None
     for step in steps:
+        if not _done(step) and _moved(lease, journal, job, _next_pool(job, gpu_available, step.index)):
+            return
         previous = current
         produced = _run_step(lease, settings, job, step, current, signature, workdir, journal)
         if not CATALOG[step.technique].writes_onnx:
             continue  # a final format (a .pt2): the evaluation compares the ONNX model it was made from
         current = produced
-        if previous != original:
+        if step.technique in capability.TENSORRT_TECHNIQUES:
+            engine_input = previous  # kept: the comparison measures the ONNX the engine was built from
+        elif previous != original:
             previous.unlink(missing_ok=True)  # stored as the earlier step's artifact; no need for a copy
+    if engine_input is not None:
+        # Engines are not timed yet (execute_async_v3 is not wired): compare the model they came from.
+        journal.warning("the engine itself is not timed; the comparison measures the ONNX it was built from")
+        current = engine_input
     evaluation = job.evaluation or {}
+    if _moved(lease, journal, job, capability.pool_for_evaluation(evaluation)):
+        return
     journal.info(
         "evaluating the original against the compressed model",
         metric=evaluation.get("metric"),
@@ -106,6 +121,29 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     _log_result(journal, comparison)
     journal.info("job succeeded", artifact_id=steps[-1].artifact_id)
     record_success(lease, comparison, journal=journal)
+
+
+def _done(step: JobStep) -> bool:
+    """A step an earlier attempt (or another pool's worker) finished: its artifact is reused."""
+    return step.status == JobStatus.SUCCEEDED and step.artifact_id is not None
+
+
+def _next_pool(job: Job, gpu_available: bool, start: int = 0) -> Queue:
+    """The pool of the first part of the job still to do from step `start`: a step, else the evaluation."""
+    for step in job.steps[start:]:
+        if not _done(step):
+            return capability.pool_for_step(step.technique, gpu_available=gpu_available)
+    return capability.pool_for_evaluation(job.evaluation or {})
+
+
+def _moved(lease: Lease, journal: JobLog, job: Job, pool: Queue) -> bool:
+    """Hand the job to `pool`'s queue when this worker's queue is another; True when it moved."""
+    if pool.value == job.queue:
+        return False
+    journal.info(f"moving to the {pool.value} pool", from_queue=job.queue, to_queue=pool.value)
+    journal.flush()
+    lease.hand_over(pool.value, f"waiting for a {pool.value} worker")
+    return True
 
 
 def _run_step(
@@ -120,10 +158,9 @@ def _run_step(
 ) -> Path:
     """Run one step (or reuse its artifact from an earlier attempt) and return its output model."""
     output = workdir / f"step{step.index}{CATALOG[step.technique].output_suffix}"
-    if step.status == JobStatus.SUCCEEDED and step.artifact_id is not None:
-        reused = step.artifact_id
+    if _done(step) and (reused := step.artifact_id) is not None:
         journal.info("reused the artifact of an earlier attempt", step=step.index, artifact_id=reused)
-        return files.fetch_artifact(step.artifact_id, output)
+        return files.fetch_artifact(reused, output)
     total = len(job.steps) + 1
     stage = f"step {step.index + 1}/{len(job.steps)}: {step.technique}"
     lease.advance(stage, step.index / total)

@@ -10,7 +10,7 @@ from typing import Any
 from service.artifacts.service import collect_garbage
 from service.db import utcnow
 from service.failures import MaxAttempts
-from service.jobs import recovery
+from service.jobs import recovery, stranded
 from service.jobs.deletion import purge_finished
 from service.models import lifecycle as models_lifecycle
 from service.settings import Settings
@@ -28,6 +28,14 @@ def sweep(settings: Settings) -> dict[str, int]:
         recovery.expire_leases, now=now, max_attempts=settings.max_attempts, lost_error=_worker_lost
     )
     counts["cancelled"] = records.call(recovery.cancel_requested)
+    # A lease and a sweep after its pool's last worker died, a GPU job fails instead of waiting forever.
+    counts.update(
+        records.call(
+            stranded.resolve,
+            stale_before=now - timedelta(seconds=settings.lease_seconds),
+            timeout_s=settings.worker_timeout_s,
+        )
+    )
     stale = now - timedelta(seconds=settings.requeue_after_s)
     counts["published"] = records.call(recovery.republish_lost, stale_before=stale)
     counts["ingests"] = records.call(

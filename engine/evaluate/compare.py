@@ -13,6 +13,7 @@ import onnxruntime as ort
 from engine.contract import TechniqueError
 from engine.evaluate import accuracy as acc
 from engine.evaluate.benchmark import PairTiming, percentiles, throughput, time_pair
+from engine.evaluate.cuda import cuda_latency, require_cuda
 from engine.evaluate.describe import describe_loaded, op_histogram
 from engine.evaluate.environment import environment
 from engine.evaluate.fidelity import fidelity
@@ -38,8 +39,12 @@ def compare_models(
     warmup_runs: int,
     min_runs: int,
     max_accuracy_drop: float | None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Measure both models on this machine, interleaved, and return the comparison object.
+
+    With `device="cuda"` the comparison also carries `gpu`: both models timed on this worker's GPU
+    through torch (engine.evaluate.cuda), after the CPU measurements (accuracy stays onnxruntime's).
 
     Each batch size gets `warmup_runs` untimed runs per model, then alternating timed runs until
     `time_budget_s` is spent (never fewer than 3); when the budget allows fewer than `min_runs`,
@@ -59,6 +64,8 @@ def compare_models(
     paths = (Path(baseline_path), Path(candidate_path))
     models = [onnx.load(str(path)) for path in paths]
     sides = [describe_loaded(model, path) for model, path in zip(models, paths, strict=True)]
+    if device == "cuda":
+        require_cuda()  # before any CPU work: a job that landed on a CPU box says so at once
     sessions = [make_session(path, threads) for path in paths]
     # Generated inputs take a size the original runs at; the candidate must run there too.
     data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0], quiet=True))
@@ -111,7 +118,7 @@ def compare_models(
         density=candidate["nonzero_parameters"] / max(candidate["parameters"], 1),
         node_errors=errors or (),
     )
-    return {
+    comparison = {
         "baseline": baseline,
         "candidate": candidate,
         "delta": delta,
@@ -119,6 +126,11 @@ def compare_models(
         "node_errors": errors,
         "environment": environment(threads),
     }
+    if device == "cuda":
+        comparison["gpu"] = cuda_latency(
+            list(paths), [int(batch) for batch in timings], warmup_runs=warmup_runs, budget_s=time_budget_s
+        )
+    return comparison
 
 
 def _time_batches(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.contract import TechniqueBinding
+from engine.techniques.build import tensorrt as tensorrt_build
 from engine.techniques.export import torch as export_torch
 from engine.techniques.prune import magnitude as prune_magnitude
 from engine.techniques.prune import nm as prune_nm
@@ -24,6 +25,7 @@ from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
 from service.catalog.quantize_fp16 import Fp16Params
 from service.catalog.quantize_static import StaticQuantParams
+from service.catalog.tensorrt import TensorRTBuildParams
 
 BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "quantize.dynamic": TechniqueBinding[DynamicQuantParams](quantize_dynamic, DynamicQuantParams),
@@ -34,4 +36,5 @@ BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "prune.nm": TechniqueBinding[NMPruneParams](prune_nm, NMPruneParams),
     "prune.structured": TechniqueBinding[StructuredPruneParams](prune_structured, StructuredPruneParams),
     "export.torch": TechniqueBinding[TorchExportParams](export_torch, TorchExportParams),
+    "tensorrt.build": TechniqueBinding[TensorRTBuildParams](tensorrt_build, TensorRTBuildParams),
 }

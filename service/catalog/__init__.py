@@ -9,6 +9,7 @@ from service.catalog.quantize import QUANTIZE_TECHNIQUES
 from service.catalog.quantize_auto import AUTO_TECHNIQUES
 from service.catalog.quantize_fp16 import FP16_TECHNIQUES
 from service.catalog.quantize_static import STATIC_TECHNIQUES
+from service.catalog.tensorrt import TENSORRT_TECHNIQUES
 
 CATALOG: dict[str, TechniqueSpec] = {
     spec.name: spec
@@ -19,6 +20,7 @@ CATALOG: dict[str, TechniqueSpec] = {
         *AUTO_TECHNIQUES,
         *PRUNE_TECHNIQUES,
         *EXPORT_TECHNIQUES,
+        *TENSORRT_TECHNIQUES,
     )
 }
 

@@ -53,12 +53,16 @@ class TechniqueSpec:
         """Whether later steps and the job's evaluation can read this step's output."""
         return self.output_suffix == ".onnx"
 
+    # A step that trains (fine-tuning, distillation, QAT) runs on the GPU pool whenever one is alive.
+    trains: bool = False
+
     def describe(self) -> dict[str, Any]:
         """The entry as served by GET /v1/techniques."""
         return {
             "name": self.name,
             "summary": self.summary,
             "queue": self.queue.value,
+            "trains": self.trains,
             "params_schema": self.params.model_json_schema(),
         }
 

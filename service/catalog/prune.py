@@ -157,5 +157,6 @@ PRUNE_TECHNIQUES = (
         queue=Queue.CPU,
         params=StructuredPruneParams,
         implementation="engine.techniques.prune.structured",
+        trains=True,
     ),
 )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import commands, compress, keys, logs, serve
+from service.cli import commands, compress, keys, logs, serve, workers
 
 app = typer.Typer(no_args_is_help=True, help="ModelPress: compress neural networks behind an HTTP API.")
 app.add_typer(keys.app, name="keys")
 app.command("serve")(serve.serve)
 app.command("migrate")(serve.migrate)
+app.command("workers")(workers.workers)
 for command in (
     commands.upload,
     commands.dataset,

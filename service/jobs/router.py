@@ -41,6 +41,7 @@ def create_job(
         request=body,
         idempotency_key=idempotency_key,
         active_jobs_limit=settings.quota_concurrent_jobs,
+        worker_timeout_s=settings.worker_timeout_s,
     )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers.update(polling.retry_after(job.status))

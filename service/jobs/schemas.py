@@ -50,6 +50,9 @@ class EvaluationCreate(BaseModel):
     batch_sizes: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
         default_factory=lambda: [1, 8], min_length=1, max_length=6
     )
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="where both models are timed; `cuda` needs a live GPU worker (409 otherwise)"
+    )
 
 
 class JobCreate(BaseModel):

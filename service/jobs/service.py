@@ -18,6 +18,7 @@ from service.jobs.schemas import JobCreate, JobRead
 from service.jobs.validation import check_references, normalized_steps
 from service.models.orm import Model, ModelStatus
 from service.pagination import Page, page_of, paginate
+from service.workers import capability
 
 
 def request_fingerprint(request: JobCreate) -> str:
@@ -33,6 +34,7 @@ def create_job(
     request: JobCreate,
     idempotency_key: str | None,
     active_jobs_limit: int | None = None,
+    worker_timeout_s: float = 30.0,
 ) -> tuple[Job, bool]:
     """Record a job and publish it after commit; returns (job, created); 429 over the job quota."""
     fingerprint = request_fingerprint(request)
@@ -40,10 +42,15 @@ def create_job(
         existing = _by_key(session, tenant_id, idempotency_key)
         if existing is not None:
             return _replay(existing, fingerprint), False
-    steps, job_queue = normalized_steps(request)
+    steps, _ = normalized_steps(request)
     model = check_references(session=session, tenant_id=tenant_id, request=request, steps=steps)
     evaluation = request.evaluation.model_dump(mode="json")
     evaluation["batch_sizes"] = sorted(set(request.evaluation.batch_sizes))
+    techniques = [step["technique"] for step in steps]
+    capability.require(session, capability.needs_of(techniques, evaluation), timeout_s=worker_timeout_s)
+    # The first step's pool; each later step moves the job to its own pool (worker/pipeline.py).
+    gpu_available = capability.gpu_alive(session, timeout_s=worker_timeout_s)
+    job_queue = capability.pool_for_step(techniques[0], gpu_available=gpu_available)
     if active_jobs_limit is not None:
         quotas.check_active_jobs(session=session, tenant_id=tenant_id, limit=active_jobs_limit)
     job = Job(

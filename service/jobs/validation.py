@@ -41,6 +41,9 @@ def normalized_steps(request: JobCreate) -> tuple[list[dict[str, Any]], Queue]:
             )
         if spec.queue is Queue.GPU:
             queue = Queue.GPU
+        if step.technique == "tensorrt.build" and index != len(request.steps) - 1:
+            # Every technique reads ONNX; an engine is an end product.
+            raise InvalidParams(f"step {index} (tensorrt.build): it must be the job's last step", step=index)
         steps.append({"technique": spec.name, "params": params.model_dump(mode="json")})
     return steps, queue
 

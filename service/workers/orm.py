@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, utcnow
@@ -30,3 +31,8 @@ class Worker(Base):
     pool: Mapped[str] = mapped_column(String(10))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # What worker/hardware.py probed at start: CPU model and int8 flags, cores, memory, GPU, versions.
+    hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Copied out of `hardware`: the two facts that decide whether a GPU step can run anywhere.
+    gpu_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    tensorrt_version: Mapped[str | None] = mapped_column(String(40), default=None)

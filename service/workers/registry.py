@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -17,9 +18,20 @@ def pool_for(queues: list[str]) -> str:
     return WorkerPool.GPU if queues and set(queues) == {"gpu"} else WorkerPool.CPU
 
 
-def register(session: Session, *, hostname: str, pid: int, queues: list[str]) -> uuid.UUID:
-    """Add this worker's row and return its id."""
-    worker = Worker(hostname=hostname, pid=pid, queues=",".join(queues), pool=pool_for(queues))
+def register(
+    session: Session, *, hostname: str, pid: int, queues: list[str], hardware: dict[str, Any] | None = None
+) -> uuid.UUID:
+    """Add this worker's row, with the hardware it probed, and return its id."""
+    found = hardware or {}
+    worker = Worker(
+        hostname=hostname,
+        pid=pid,
+        queues=",".join(queues),
+        pool=pool_for(queues),
+        hardware=found,
+        gpu_name=found.get("gpu_name"),
+        tensorrt_version=found.get("tensorrt_version"),
+    )
     session.add(worker)
     session.commit()
     return worker.id
@@ -48,6 +60,17 @@ def live_count(session: Session, *, timeout_s: float) -> int:
     """How many workers were seen within the timeout."""
     since = utcnow() - timedelta(seconds=timeout_s)
     return int(session.scalar(select(func.count()).select_from(Worker).where(Worker.last_seen >= since)) or 0)
+
+
+def live(session: Session, *, timeout_s: float) -> list[Worker]:
+    """The workers seen within the timeout, oldest first."""
+    since = utcnow() - timedelta(seconds=timeout_s)
+    return list(session.scalars(select(Worker).where(Worker.last_seen >= since).order_by(Worker.started_at)))
+
+
+def everyone(session: Session) -> list[Worker]:
+    """Every row, live or not yet pruned (the operator's view)."""
+    return list(session.scalars(select(Worker).order_by(Worker.started_at)))
 
 
 def prune(session: Session, *, timeout_s: float) -> int:

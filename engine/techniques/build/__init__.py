@@ -1,0 +1,1 @@
+"""Techniques that compile a model for one runtime (TensorRT engines)."""
