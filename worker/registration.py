@@ -10,7 +10,7 @@ from celery import signals
 from service.db import get_engine
 from service.settings import get_settings
 from service.workers.heartbeat import Heartbeat
-from worker import files
+from worker import capabilities, files
 
 log = logging.getLogger("modelpress.workers")
 
@@ -24,7 +24,12 @@ def _register(sender: Any = None, **_: Any) -> None:
     if removed := files.remove_orphan_scratch():
         log.info("removed the job folders of %d processes that no longer run", removed)
     queues = sorted(sender.app.amqp.queues.consume_from) if sender is not None else []
-    heartbeat = Heartbeat(queues, interval_s=settings.worker_heartbeat_s, timeout_s=settings.worker_timeout_s)
+    heartbeat = Heartbeat(
+        queues,
+        interval_s=settings.worker_heartbeat_s,
+        timeout_s=settings.worker_timeout_s,
+        capabilities=capabilities.probe(),
+    )
     heartbeat.start()
     _heartbeat.append(heartbeat)
 

@@ -8,6 +8,7 @@ from service.catalog.quantize import QUANTIZE_TECHNIQUES
 from service.catalog.quantize_auto import AUTO_TECHNIQUES
 from service.catalog.quantize_fp16 import FP16_TECHNIQUES
 from service.catalog.quantize_static import STATIC_TECHNIQUES
+from service.catalog.quantize_weight_only import WEIGHT_ONLY_TECHNIQUES
 
 CATALOG: dict[str, TechniqueSpec] = {
     spec.name: spec
@@ -16,6 +17,7 @@ CATALOG: dict[str, TechniqueSpec] = {
         *STATIC_TECHNIQUES,
         *FP16_TECHNIQUES,
         *AUTO_TECHNIQUES,
+        *WEIGHT_ONLY_TECHNIQUES,
         *PRUNE_TECHNIQUES,
     )
 }

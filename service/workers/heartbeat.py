@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import uuid
+from typing import Any
 
 from service.db import new_session
 from service.workers import registry
@@ -17,8 +18,16 @@ log = logging.getLogger("modelpress.workers")
 class Heartbeat:
     """Registers this process as a worker and keeps its row fresh until stopped."""
 
-    def __init__(self, queues: list[str], *, interval_s: float, timeout_s: float) -> None:
+    def __init__(
+        self,
+        queues: list[str],
+        *,
+        interval_s: float,
+        timeout_s: float,
+        capabilities: dict[str, Any] | None = None,
+    ) -> None:
         self.queues, self.interval_s, self.timeout_s = queues, interval_s, timeout_s
+        self.capabilities = capabilities
         self.worker_id: uuid.UUID | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -45,7 +54,11 @@ class Heartbeat:
         with new_session() as session:
             registry.prune(session, timeout_s=self.timeout_s)
             self.worker_id = registry.register(
-                session, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues
+                session,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues,
+                capabilities=self.capabilities,
             )
         log.info("worker registered as %s (queues %s)", self.worker_id, ",".join(self.queues))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, utcnow
@@ -30,3 +31,6 @@ class Worker(Base):
     pool: Mapped[str] = mapped_column(String(10))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # What this worker's libraries can run, e.g. {"weight_only_algorithms": ["rtn", "hqq", "gptq"]};
+    # None for a worker of an older release, which reported nothing.
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -17,9 +18,18 @@ def pool_for(queues: list[str]) -> str:
     return WorkerPool.GPU if queues and set(queues) == {"gpu"} else WorkerPool.CPU
 
 
-def register(session: Session, *, hostname: str, pid: int, queues: list[str]) -> uuid.UUID:
+def register(
+    session: Session,
+    *,
+    hostname: str,
+    pid: int,
+    queues: list[str],
+    capabilities: dict[str, Any] | None = None,
+) -> uuid.UUID:
     """Add this worker's row and return its id."""
-    worker = Worker(hostname=hostname, pid=pid, queues=",".join(queues), pool=pool_for(queues))
+    worker = Worker(
+        hostname=hostname, pid=pid, queues=",".join(queues), pool=pool_for(queues), capabilities=capabilities
+    )
     session.add(worker)
     session.commit()
     return worker.id
@@ -56,3 +66,14 @@ def prune(session: Session, *, timeout_s: float) -> int:
     removed = session.execute(delete(Worker).where(Worker.last_seen < since)).rowcount  # type: ignore[attr-defined]
     session.commit()
     return int(removed)
+
+
+def live_capabilities(
+    session: Session, *, timeout_s: float, pool: str = WorkerPool.CPU
+) -> list[dict[str, Any]]:
+    """The capabilities of each live worker of a pool that reported them."""
+    since = utcnow() - timedelta(seconds=timeout_s)
+    rows = session.scalars(
+        select(Worker.capabilities).where(Worker.last_seen >= since, Worker.pool == pool)
+    ).all()
+    return [row for row in rows if row is not None]
