@@ -35,7 +35,7 @@ class WeightOnlyParams(TechniqueParams):
         default_factory=lambda: list[WeightOnlyOp](["MatMul"]),
         min_length=1,
         max_length=2,
-        description="Op types quantized: MatMul weights, and Gather for embedding tables (rtn, hqq)",
+        description="Op types quantized: MatMul weights, and Gather for embedding tables (rtn only)",
     )
     nodes_to_exclude: NodeNames = Field(default_factory=list, description="Node names kept in float")
     dataset_id: str | None = Field(
@@ -60,8 +60,8 @@ class WeightOnlyParams(TechniqueParams):
             raise ValueError(f"{self.algorithm} needs no calibration data; dataset_id is for gptq")
         if "Gather" in self.op_types and self.bits != 4:
             raise ValueError("Gather (embedding) weights quantize to 4 bits only")
-        if self.algorithm == "gptq" and "Gather" in self.op_types:
-            raise ValueError("gptq quantizes MatMul only; use rtn or hqq for Gather")
+        if self.algorithm != "rtn" and "Gather" in self.op_types:
+            raise ValueError(f"{self.algorithm} quantizes MatMul only; use rtn for Gather")
         return self
 
     def is_symmetric(self) -> bool:
