@@ -34,9 +34,19 @@ RECIPES: dict[str, dict[str, Any]] = {
     "int4 rtn": {"algorithm": "rtn"},
     "int4 rtn + embedding (Gather)": {"algorithm": "rtn", "op_types": ["MatMul", "Gather"]},
     "int4 hqq": {"algorithm": "hqq"},
-    "int4 gptq": {"algorithm": "gptq", "dataset_id": "calibration", "calibration_samples": CALIBRATION_SEQUENCES},
+    "int4 gptq": {
+        "algorithm": "gptq",
+        "dataset_id": "calibration",
+        "calibration_samples": CALIBRATION_SEQUENCES,
+    },
 }
-GOALS = {"size_ratio": 0.35, "decode_speedup": 1.5, "perplexity": 0.10, "gptq_perplexity": 0.05, "cosine": 0.995}
+GOALS = {
+    "size_ratio": 0.35,
+    "decode_speedup": 1.5,
+    "perplexity": 0.10,
+    "gptq_perplexity": 0.05,
+    "cosine": 0.995,
+}
 
 
 def corpus_tokens(tokenizer: Any) -> np.ndarray:
@@ -48,9 +58,14 @@ def corpus_tokens(tokenizer: Any) -> np.ndarray:
     return ids[: windows * SEQUENCE].reshape(windows, SEQUENCE)
 
 
-def quantize(model: Path, name: str, params: dict[str, Any], signature: dict[str, Any], datasets: dict[str, Path]) -> tuple[Path, float, dict[str, Any]]:
+def quantize(
+    model: Path, name: str, params: dict[str, Any], signature: dict[str, Any], datasets: dict[str, Path]
+) -> tuple[Path, float, dict[str, Any]]:
     """Run the technique; returns the candidate, the seconds it took and its step metrics."""
-    output = WORK / f"{model.stem}-{name.replace(' ', '_').replace('+', '').replace('(', '').replace(')', '')}.onnx"
+    output = (
+        WORK
+        / f"{model.stem}-{name.replace(' ', '_').replace('+', '').replace('(', '').replace(')', '')}.onnx"
+    )
     ctx = StepContext(workdir=WORK, datasets=datasets, signature=signature, threads=THREADS)
     started = time.perf_counter()
     outcome = weight_only.run(model, output, WeightOnlyParams(**params), ctx)
@@ -66,7 +81,9 @@ def smollm2_rows(tokens: np.ndarray) -> list[dict[str, Any]]:
     np.savez(WORK / "calibration.npz", input_ids=tokens[-CALIBRATION_SEQUENCES:])
     rows = []
     for name, params in RECIPES.items():
-        candidate, seconds, metrics = quantize(model, name, params, signature, {"calibration": WORK / "calibration.npz"})
+        candidate, seconds, metrics = quantize(
+            model, name, params, signature, {"calibration": WORK / "calibration.npz"}
+        )
         comparison = compare_models(
             str(model), str(candidate), signature=signature, dataset_path=str(WORK / "eval.npz"),
             metric="perplexity", batch_sizes=[1, 4], threads=THREADS, time_budget_s=6.0, warmup_runs=1,

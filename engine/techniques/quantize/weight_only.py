@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 # Protobuf cannot serialize a model past 2 GiB.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 QUANTIZED_OPS = {"MatMulNBits", "GatherBlockQuantized"}
+HQQ_SPEED = (
+    "hqq stores float zero points, for which onnxruntime's CPU MatMulNBits kernels have no int4 fast path:"
+    " expect it slower than the fp32 model (SmolLM2-135M decoded at 0.18x, bench/WEIGHT_ONLY.md);"
+    " for speed use rtn or gptq"
+)
 
 
 def run(model_path: Path, output_path: Path, params: WeightOnlyParams, ctx: StepContext) -> StepOutcome:
@@ -51,7 +56,7 @@ def run(model_path: Path, output_path: Path, params: WeightOnlyParams, ctx: Step
     onnx.save(quantized, str(output_path), save_as_external_data=large, location=f"{output_path.name}.data")
     ctx.progress(1.0, "quantized")
     census = _census(quantized)
-    warnings = []
+    warnings = [HQQ_SPEED] if params.algorithm == "hqq" else []
     left = len(before) - len(params.nodes_to_exclude) - census["quantized_nodes"]
     if left > 0:
         warnings.append(
