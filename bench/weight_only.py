@@ -85,11 +85,20 @@ def smollm2_rows(tokens: np.ndarray) -> list[dict[str, Any]]:
             model, name, params, signature, {"calibration": WORK / "calibration.npz"}
         )
         comparison = compare_models(
-            str(model), str(candidate), signature=signature, dataset_path=str(WORK / "eval.npz"),
-            metric="perplexity", batch_sizes=[1, 4], threads=THREADS, time_budget_s=6.0, warmup_runs=1,
-            min_runs=3, max_accuracy_drop=GOALS["gptq_perplexity" if params["algorithm"] == "gptq" else "perplexity"],
-            prompt_length=PROMPT, new_tokens=NEW_TOKENS,
-        )  # fmt: skip
+            str(model),
+            str(candidate),
+            signature=signature,
+            dataset_path=str(WORK / "eval.npz"),
+            metric="perplexity",
+            batch_sizes=[1, 4],
+            threads=THREADS,
+            time_budget_s=6.0,
+            warmup_runs=1,
+            min_runs=3,
+            max_accuracy_drop=GOALS["gptq_perplexity" if params["algorithm"] == "gptq" else "perplexity"],
+            prompt_length=PROMPT,
+            new_tokens=NEW_TOKENS,
+        )
         rows.append({"recipe": name, "seconds": seconds, "metrics": metrics, "comparison": comparison})
         print(name, json.dumps(comparison["delta"], default=str)[:400], flush=True)
         candidate.unlink()
@@ -103,25 +112,47 @@ def minilm_row(tokens: np.ndarray) -> dict[str, Any]:
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=49152, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536,
-        max_position_embeddings=512, attn_implementation="eager",
-    )  # fmt: skip
+        vocab_size=49152,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+        attn_implementation="eager",
+    )
     encoder = BertModel(config).eval()
     path = WORK / "minilm.onnx"
     ids, mask = torch.from_numpy(tokens[:2, :16]), torch.ones(2, 16, dtype=torch.int64)
     with torch.no_grad():
         torch.onnx.export(
-            encoder, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-            output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in ("input_ids", "attention_mask", "last_hidden_state")},
-        )  # fmt: skip
+            encoder,
+            (ids, mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["last_hidden_state"],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={
+                name: {0: "batch", 1: "sequence"}
+                for name in ("input_ids", "attention_mask", "last_hidden_state")
+            },
+        )
     signature = summarize(onnx.load(str(path)), "onnx")["signature"]
     np.savez(WORK / "minilm.npz", input_ids=tokens[:64, :128], attention_mask=np.ones((64, 128), np.int64))
     candidate, seconds, metrics = quantize(path, "int8 rtn", {"algorithm": "rtn", "bits": 8}, signature, {})
     comparison = compare_models(
-        str(path), str(candidate), signature=signature, dataset_path=str(WORK / "minilm.npz"), metric=None,
-        batch_sizes=[1, 8], threads=THREADS, time_budget_s=3.0, warmup_runs=3, min_runs=10, max_accuracy_drop=None,
-    )  # fmt: skip
+        str(path),
+        str(candidate),
+        signature=signature,
+        dataset_path=str(WORK / "minilm.npz"),
+        metric=None,
+        batch_sizes=[1, 8],
+        threads=THREADS,
+        time_budget_s=3.0,
+        warmup_runs=3,
+        min_runs=10,
+        max_accuracy_drop=None,
+    )
     return {"recipe": "int8 rtn (MatMul)", "seconds": seconds, "metrics": metrics, "comparison": comparison}
 
 
@@ -135,9 +166,14 @@ def main() -> None:
     rows = smollm2_rows(tokens)
     encoder = minilm_row(tokens)
     run = {
-        "host": host, "at": at.strftime("%Y-%m-%d %H:%M UTC"), "seconds": time.perf_counter() - started,
-        "sequences": [int(n) for n in tokens.shape], "load_end": os.getloadavg()[0], "smollm2": rows, "minilm": encoder,
-    }  # fmt: skip
+        "host": host,
+        "at": at.strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": time.perf_counter() - started,
+        "sequences": [int(n) for n in tokens.shape],
+        "load_end": os.getloadavg()[0],
+        "smollm2": rows,
+        "minilm": encoder,
+    }
     (WORK / "results.json").write_text(json.dumps(run, default=str, indent=1))
     from bench.weight_only_report import write_report
 

