@@ -73,7 +73,7 @@ def write_tokens(path: Path, count: int = 16, offset: int = 0) -> Path:
 
 
 class DigitsMatMulMLP(nn.Module):
-    """The digits MLP over a one-token sequence, so its Linear layers export as MatMul (as in a transformer)."""
+    """The digits MLP over a one-token sequence, so its Linear layers export as MatMul, as in transformers."""
 
     def __init__(self, hidden: int = 128) -> None:
         super().__init__()
