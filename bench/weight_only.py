@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import torch
 
 from bench import smollm2
 from bench.machine import machine
@@ -100,14 +102,26 @@ def smollm2_rows(tokens: np.ndarray) -> list[dict[str, Any]]:
             new_tokens=NEW_TOKENS,
         )
         rows.append({"recipe": name, "seconds": seconds, "metrics": metrics, "comparison": comparison})
+        # A long run: keep every finished pair, so a later failure loses nothing measured.
+        (WORK / "smollm2_rows.json").write_text(json.dumps(rows, default=str, indent=1))
         print(name, json.dumps(comparison["delta"], default=str)[:400], flush=True)
         candidate.unlink()
     return rows
 
 
+class _HiddenStates(torch.nn.Module):
+    """Tokens and mask in, last_hidden_state out: the positional call the TorchScript exporter makes."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
 def minilm_row(tokens: np.ndarray) -> dict[str, Any]:
     """A MiniLM-L6-shaped BERT encoder (random weights), int8 weight-only rtn, on the corpus's tokens."""
-    import torch
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
@@ -120,7 +134,7 @@ def minilm_row(tokens: np.ndarray) -> dict[str, Any]:
         max_position_embeddings=512,
         attn_implementation="eager",
     )
-    encoder = BertModel(config).eval()
+    encoder = _HiddenStates(BertModel(config).eval())
     path = WORK / "minilm.onnx"
     ids, mask = torch.from_numpy(tokens[:2, :16]), torch.ones(2, 16, dtype=torch.int64)
     with torch.no_grad():
@@ -163,6 +177,11 @@ def main() -> None:
     started, at = time.perf_counter(), datetime.now(UTC)
     host = machine()
     tokens = corpus_tokens(smollm2.tokenizer())
+    if "--encoder-only" in sys.argv:
+        encoder = minilm_row(tokens)
+        (WORK / "minilm.json").write_text(json.dumps(encoder, default=str, indent=1))
+        print(json.dumps(encoder["comparison"]["delta"], default=str))
+        return
     rows = smollm2_rows(tokens)
     encoder = minilm_row(tokens)
     run = {
