@@ -94,7 +94,8 @@ def test_gptq_on_the_tiny_decoder_reports_perplexity_and_generation_speed(
     increase = candidate["accuracy"]["perplexity"] / baseline["accuracy"]["perplexity"] - 1
     assert comparison["delta"]["accuracy_drop"] == pytest.approx(increase)
     assert comparison["delta"]["perplexity_increase"] == pytest.approx(increase)
-    assert comparison["verdict"]["within_accuracy_budget"] is (increase <= 0.2)
+    # GPTQ compensates its rounding error on the calibration tokens: the 20% budget holds.
+    assert increase <= 0.2 and comparison["verdict"]["within_accuracy_budget"] is True
     for side in (baseline, candidate):
         for batch in ("1", "2"):
             figures = side["generation"][batch]
