@@ -60,8 +60,10 @@ def evaluate_job(
                 "time_budget_s": settings.bench_time_budget_s,
                 "warmup_runs": settings.bench_warmup_runs,
                 "min_runs": settings.bench_min_runs,
-                "max_accuracy_drop": evaluation.get("max_accuracy_drop"),
                 "device": evaluation.get("device", "cpu"),
+                "max_accuracy_drop": _budget(evaluation),
+                "prompt_length": evaluation.get("prompt_length") or 32,
+                "new_tokens": evaluation.get("new_tokens") or 32,
             },
             box=box,
             limits=SandboxLimits(
@@ -80,6 +82,12 @@ def evaluate_job(
             )
         _fold_step_budget(comparison["verdict"], (step.metrics or {}).get("within_accuracy_budget"))
     return comparison
+
+
+def _budget(evaluation: dict[str, Any]) -> float | None:
+    """The accuracy budget: a language model's perplexity budget when one was given."""
+    increase = evaluation.get("max_perplexity_increase")
+    return float(increase) if increase is not None else evaluation.get("max_accuracy_drop")
 
 
 def _fold_step_budget(verdict: dict[str, Any], step_within: object) -> None:

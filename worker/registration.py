@@ -10,7 +10,7 @@ from celery import signals
 from service.db import get_engine
 from service.settings import get_settings
 from service.workers.heartbeat import Heartbeat
-from worker import files, hardware
+from worker import capabilities, files, hardware
 
 log = logging.getLogger("modelpress.workers")
 
@@ -29,6 +29,7 @@ def _register(sender: Any = None, **_: Any) -> None:
         interval_s=settings.worker_heartbeat_s,
         timeout_s=settings.worker_timeout_s,
         hardware=hardware.probe(),
+        capabilities=capabilities.probe(),
     )
     heartbeat.start()
     _heartbeat.append(heartbeat)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.evaluate.precision import DYNAMIC_INT8, FLOAT16, STATIC_INT8, WEIGHT_ONLY
+from engine.evaluate.precision import BLOCK_WEIGHTS, DYNAMIC_INT8, FLOAT16, STATIC_INT8, WEIGHT_ONLY
 
 # Below this share of non-zero weights a candidate counts as pruned.
 PRUNED_DENSITY = 0.9
@@ -30,6 +30,12 @@ def not_faster(kind: str | None) -> str | None:
         )
     if kind == WEIGHT_ONLY:
         return "weight-only quantization saves memory, not time, on a CPU; for speed try quantize.static"
+    if kind == BLOCK_WEIGHTS:
+        return (
+            "block-wise low-bit weights pay off where reading weights dominates (large MatMuls, small"
+            " batches: decoding); at these sizes unpacking costs more than it saves; keep accuracy_level"
+            " 4 (int8 compute), or for encoders and large batches try quantize.dynamic or quantize.static"
+        )
     return None
 
 
@@ -40,7 +46,7 @@ def not_smaller(kind: str | None, density: float | None) -> str | None:
             f"{1 - density:.0%} of the weights are zero but still stored densely; prune.structured removes"
             " whole channels and shrinks the file, or follow the pruning with quantize.static"
         )
-    if kind in (DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY):
+    if kind in (DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY, BLOCK_WEIGHTS):
         return (
             "the int8 model's scales, zero points and added nodes outweigh what its quantized weights"
             " save (few or small weights were quantized)"
@@ -61,6 +67,8 @@ def over_budget(
         DYNAMIC_INT8: f"try per_channel true, or quantize.auto with {budget} (calibrated static int8 that"
         " keeps the most sensitive nodes in float)",
         WEIGHT_ONLY: f"try quantize.auto with {budget}",
+        BLOCK_WEIGHTS: "try a smaller block_size, algorithm hqq or gptq, bits 8, or keep the most"
+        " sensitive MatMuls (often the output projection, lm_head) in float with nodes_to_exclude",
         FLOAT16: "keep the diverging op types in float32 (quantize.fp16 op_block_list or nodes_to_exclude)",
     }
     parts = [hints[kind]] if kind in hints else []

@@ -14,6 +14,7 @@ from engine.contract import TechniqueError
 from engine.evaluate import accuracy as acc
 from engine.evaluate.benchmark import PairTiming, percentiles, throughput, time_pair
 from engine.evaluate.cuda import cuda_latency, require_cuda
+from engine.evaluate.decoder_compare import compare_decoders
 from engine.evaluate.describe import describe_loaded, op_histogram
 from engine.evaluate.environment import environment
 from engine.evaluate.fidelity import fidelity
@@ -40,6 +41,8 @@ def compare_models(
     min_runs: int,
     max_accuracy_drop: float | None,
     device: str = "cpu",
+    prompt_length: int = 32,
+    new_tokens: int = 32,
 ) -> dict[str, Any]:
     """Measure both models on this machine, interleaved, and return the comparison object.
 
@@ -56,7 +59,17 @@ def compare_models(
 
     When the candidate holds quantized or float16 nodes, `node_errors` lists the nodes whose outputs
     diverge most from the original's (engine.evaluate.node_errors, within `time_budget_s`); else None.
+
+    A decoder (the signature's `decoder` entry, engine.ingest.decoder) is compared as a language
+    model instead: perplexity and generation speed (engine.evaluate.decoder_compare).
     """
+    if signature.get("decoder") is not None:
+        return compare_decoders(
+            (Path(baseline_path), Path(candidate_path)), signature["decoder"], dataset_path=dataset_path,
+            metric=metric, batch_sizes=batch_sizes, prompt_length=prompt_length, new_tokens=new_tokens,
+            threads=threads, time_budget_s=time_budget_s, warmup_runs=warmup_runs,
+            max_accuracy_drop=max_accuracy_drop,
+        )  # fmt: skip
     if metric is not None:
         acc.check_metric(metric)
     if not batch_sizes or min(batch_sizes) < 1:

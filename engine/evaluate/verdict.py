@@ -51,8 +51,7 @@ def judge(
         within = within_budget(accuracy_drop, max_accuracy_drop)
         if not within:
             warnings.append(
-                f"{metric} dropped by {accuracy_drop:.4f}, more than the allowed {max_accuracy_drop:.4f}"
-                + (f"; {hint}" if hint else "")
+                _over_budget_text(metric, accuracy_drop, max_accuracy_drop) + (f"; {hint}" if hint else "")
             )
     elif max_accuracy_drop is not None:
         warnings.append(
@@ -66,6 +65,13 @@ def judge(
         fidelity=fidelity, low_cosine=LOW_COSINE, over_budget=within is False,
     )  # fmt: skip
     return {"smaller": smaller, "faster": faster, "within_accuracy_budget": within, "warnings": warnings}
+
+
+def _over_budget_text(metric: str | None, drop: float, budget: float) -> str:
+    # Perplexity's drop is a relative increase: lower is better, and a percentage reads naturally.
+    if metric == "perplexity":
+        return f"perplexity rose by {drop:.1%}, more than the allowed {budget:.1%}"
+    return f"{metric} dropped by {drop:.4f}, more than the allowed {budget:.4f}"
 
 
 def _speed_warnings(

@@ -8,13 +8,18 @@ import onnx
 
 from engine.evaluate.describe import op_histogram
 from engine.evaluate.parameters import count_parameters
+from engine.ingest.decoder import decoder_layout
 
 
 def summarize(model: onnx.ModelProto, source_format: str) -> dict[str, Any]:
     """The ingest record; `model` must hold its weights (external data loaded)."""
+    described: dict[str, Any] = signature(model)
+    layout = decoder_layout(described)
+    if layout is not None:
+        described["decoder"] = layout
     return {
         "format": source_format,
-        "signature": signature(model),
+        "signature": described,
         "parameters": count_parameters(model).parameters,
         "opset": opset(model),
         "op_histogram": op_histogram(model),

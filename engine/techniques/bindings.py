@@ -18,6 +18,7 @@ from engine.techniques.prune import structured as prune_structured
 from engine.techniques.quantize import dynamic as quantize_dynamic
 from engine.techniques.quantize import fp16 as quantize_fp16
 from engine.techniques.quantize import static as quantize_static
+from engine.techniques.quantize import weight_only as quantize_weight_only
 from engine.techniques.quantize.auto import technique as quantize_auto
 from service.catalog.export_torch import TorchExportParams
 from service.catalog.prune import MagnitudePruneParams, NMPruneParams, StructuredPruneParams
@@ -25,12 +26,14 @@ from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
 from service.catalog.quantize_fp16 import Fp16Params
 from service.catalog.quantize_static import StaticQuantParams
+from service.catalog.quantize_weight_only import WeightOnlyParams
 from service.catalog.tensorrt import TensorRTBuildParams
 
 BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "quantize.dynamic": TechniqueBinding[DynamicQuantParams](quantize_dynamic, DynamicQuantParams),
     "quantize.static": TechniqueBinding[StaticQuantParams](quantize_static, StaticQuantParams),
     "quantize.fp16": TechniqueBinding[Fp16Params](quantize_fp16, Fp16Params),
+    "quantize.weight_only": TechniqueBinding[WeightOnlyParams](quantize_weight_only, WeightOnlyParams),
     "quantize.auto": TechniqueBinding[AutoQuantParams](quantize_auto, AutoQuantParams),
     "prune.magnitude": TechniqueBinding[MagnitudePruneParams](prune_magnitude, MagnitudePruneParams),
     "prune.nm": TechniqueBinding[NMPruneParams](prune_nm, NMPruneParams),

@@ -9,6 +9,7 @@ from service.catalog.quantize import QUANTIZE_TECHNIQUES
 from service.catalog.quantize_auto import AUTO_TECHNIQUES
 from service.catalog.quantize_fp16 import FP16_TECHNIQUES
 from service.catalog.quantize_static import STATIC_TECHNIQUES
+from service.catalog.quantize_weight_only import WEIGHT_ONLY_TECHNIQUES
 from service.catalog.tensorrt import TENSORRT_TECHNIQUES
 
 CATALOG: dict[str, TechniqueSpec] = {
@@ -18,6 +19,7 @@ CATALOG: dict[str, TechniqueSpec] = {
         *STATIC_TECHNIQUES,
         *FP16_TECHNIQUES,
         *AUTO_TECHNIQUES,
+        *WEIGHT_ONLY_TECHNIQUES,
         *PRUNE_TECHNIQUES,
         *EXPORT_TECHNIQUES,
         *TENSORRT_TECHNIQUES,

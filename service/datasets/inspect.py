@@ -8,6 +8,8 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from service.datasets.npy import read_npy_header
 from service.datasets.values import check_numeric, scan_values
 from service.errors import DatasetMismatch, InvalidDataset
@@ -89,6 +91,9 @@ def count_samples(arrays: dict[str, dict[str, Any]]) -> int:
 
 def check_against_signature(arrays: dict[str, dict[str, Any]], signature: dict[str, Any]) -> None:
     """422 naming the array that does not fit the model's inputs (name, dtype or shape)."""
+    if signature.get("decoder") is not None:
+        check_token_dataset(arrays, signature["decoder"])
+        return
     inputs = {spec["name"]: spec for spec in signature.get("inputs", [])}
     missing = sorted(set(inputs) - set(arrays))
     if missing:
@@ -108,3 +113,36 @@ def check_against_signature(arrays: dict[str, dict[str, Any]], signature: dict[s
         for axis, (want, got) in enumerate(zip(expected, actual, strict=True)):
             if axis > 0 and isinstance(want, int) and want != got:
                 raise DatasetMismatch(f"array '{name}' has shape {actual}; the model expects {expected}")
+
+
+TOKEN_ARRAYS = ("input_ids", "attention_mask")
+
+
+def check_token_dataset(arrays: dict[str, dict[str, Any]], decoder: dict[str, Any]) -> None:
+    """A language model's dataset: integer `input_ids` (sequences, length), optional `attention_mask`.
+
+    The cache and position inputs are the evaluator's to build, so the dataset holds only tokens.
+    """
+    if "input_ids" not in arrays:
+        raise DatasetMismatch(
+            "a language model's dataset needs an 'input_ids' array of token ids", expected=list(TOKEN_ARRAYS)
+        )
+    extra = sorted(set(arrays) - {*TOKEN_ARRAYS, LABELS})
+    if extra:
+        raise DatasetMismatch(
+            f"arrays {extra} are not token arrays (a language model's dataset holds {list(TOKEN_ARRAYS)})"
+        )
+    ids = arrays["input_ids"]
+    if np.dtype(ids["dtype"]).kind not in "iu" or len(ids["shape"]) != 2 or ids["shape"][1] < 2:
+        raise DatasetMismatch(
+            f"input_ids is {ids['dtype']} {ids['shape']}; token ids must be integers shaped"
+            " (sequences, length >= 2)"
+        )
+    mask = arrays.get("attention_mask")
+    if mask is not None and list(mask["shape"]) != list(ids["shape"]):
+        raise DatasetMismatch(f"attention_mask has shape {mask['shape']}; input_ids has {ids['shape']}")
+    vocab = decoder.get("vocab_size")
+    if vocab and "max" in ids and (ids["min"] < 0 or ids["max"] >= vocab):
+        raise DatasetMismatch(
+            f"token ids range from {ids['min']} to {ids['max']}; the model's vocabulary has {vocab} tokens"
+        )

@@ -7,7 +7,8 @@ from typing import Any
 from service.datasets.inspect import LABELS
 from service.errors import DatasetMismatch
 
-REGRESSION_METRICS = frozenset({"mse", "mae"})
+# Perplexity scores token ids, which are not class labels of the first output.
+REGRESSION_METRICS = frozenset({"mse", "mae", "perplexity"})
 
 
 def check_label_range(

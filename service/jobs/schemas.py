@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints
+from pydantic import AfterValidator, AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints, model_validator
 
 from service.settings import get_settings
 from service.webhooks.addresses import submit_refusal
@@ -45,14 +45,40 @@ class EvaluationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_id: uuid.UUID | None = None
-    metric: Literal["top1", "top5", "mse", "mae"] | None = None
+    metric: Literal["top1", "top5", "mse", "mae", "perplexity"] | None = Field(
+        None, description="perplexity: language models (decoders), on a dataset of input_ids"
+    )
     max_accuracy_drop: float | None = Field(None, ge=0, le=1e6)
+    max_perplexity_increase: float | None = Field(
+        None, ge=0, le=1e6, description="Largest relative perplexity increase allowed (0.05 = 5%)"
+    )
     batch_sizes: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
         default_factory=lambda: [1, 8], min_length=1, max_length=6
     )
     device: Literal["cpu", "cuda"] = Field(
         "cpu", description="where both models are timed; `cuda` needs a live GPU worker (409 otherwise)"
     )
+    prompt_length: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Decoders: prompt tokens prefilled before the first token (default 32)",
+    )
+    new_tokens: int | None = Field(
+        None,
+        ge=2,
+        le=1024,
+        description="Decoders: tokens generated greedily for decode tokens/s (default 32)",
+    )
+
+    @model_validator(mode="after")
+    def _perplexity_budget(self) -> Self:
+        """A perplexity budget implies the perplexity metric and cannot go with another one."""
+        if self.max_perplexity_increase is not None:
+            if self.metric not in (None, "perplexity"):
+                raise ValueError(f"max_perplexity_increase needs metric 'perplexity', not '{self.metric}'")
+            self.metric = "perplexity"
+        return self
 
 
 class JobCreate(BaseModel):

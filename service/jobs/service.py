@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from service import quotas
 from service.errors import Conflict, IdempotencyMismatch, NotFound
 from service.jobs import documents, lifecycle
+from service.jobs.capabilities import check_step_capabilities
 from service.jobs.orm import FINAL_STATUSES, Job, JobStep
 from service.jobs.schemas import JobCreate, JobRead
 from service.jobs.validation import check_references, normalized_steps
@@ -44,6 +45,7 @@ def create_job(
             return _replay(existing, fingerprint), False
     steps, _ = normalized_steps(request)
     model = check_references(session=session, tenant_id=tenant_id, request=request, steps=steps)
+    check_step_capabilities(session, steps)
     evaluation = request.evaluation.model_dump(mode="json")
     evaluation["batch_sizes"] = sorted(set(request.evaluation.batch_sizes))
     techniques = [step["technique"] for step in steps]

@@ -67,6 +67,7 @@ def check_references(
         for dataset_id in dict.fromkeys(dataset_ids)
     }
     if model.status == ModelStatus.READY and model.signature:
+        _check_language_metric(request, model.signature)
         for dataset in datasets.values():
             check_against_signature(dataset.arrays, model.signature)
         for dataset_id, metric, where in _labelled_uses(request, steps):
@@ -84,11 +85,29 @@ def check_references(
 def _check_metric_has_labels(request: JobCreate, arrays: dict[str, Any]) -> None:
     # Without labels the evaluation can only report fidelity: a named metric would be silently dropped.
     metric = request.evaluation.metric
+    if metric == "perplexity":
+        if "input_ids" not in arrays:
+            raise InvalidParams(
+                "evaluation.metric 'perplexity' needs an evaluation dataset with an 'input_ids' array"
+                " of token ids",
+                errors=[{"loc": ["evaluation", "metric"], "msg": "needs token ids", "type": "value_error"}],
+            )
+        return
     if metric and "labels" not in arrays:
         raise InvalidParams(
             f"evaluation.metric '{metric}' needs an evaluation dataset with a 'labels' array; "
             "drop the metric to measure fidelity to the original model instead",
             errors=[{"loc": ["evaluation", "metric"], "msg": "needs labelled data", "type": "value_error"}],
+        )
+
+
+def _check_language_metric(request: JobCreate, signature: dict[str, Any]) -> None:
+    """Perplexity scores next-token logits: only a model ingest recognized as a decoder has them."""
+    if request.evaluation.metric == "perplexity" and signature.get("decoder") is None:
+        raise InvalidParams(
+            "evaluation.metric 'perplexity' is for language models: this model's signature is not a"
+            " decoder's (inputs input_ids and attention_mask, output logits)",
+            errors=[{"loc": ["evaluation", "metric"], "msg": "not a decoder", "type": "value_error"}],
         )
 
 

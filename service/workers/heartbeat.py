@@ -25,9 +25,11 @@ class Heartbeat:
         interval_s: float,
         timeout_s: float,
         hardware: dict[str, Any] | None = None,
+        capabilities: dict[str, Any] | None = None,
     ) -> None:
         self.queues, self.interval_s, self.timeout_s = queues, interval_s, timeout_s
         self.hardware = hardware or {}
+        self.capabilities = capabilities
         self.worker_id: uuid.UUID | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,6 +61,7 @@ class Heartbeat:
                 pid=os.getpid(),
                 queues=self.queues,
                 hardware=self.hardware,
+                capabilities=self.capabilities,
             )
         log.info("worker registered as %s (queues %s)", self.worker_id, ",".join(self.queues))
 

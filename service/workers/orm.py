@@ -36,3 +36,6 @@ class Worker(Base):
     # Copied out of `hardware`: the two facts that decide whether a GPU step can run anywhere.
     gpu_name: Mapped[str | None] = mapped_column(String(255), default=None)
     tensorrt_version: Mapped[str | None] = mapped_column(String(40), default=None)
+    # What this worker's libraries can run, e.g. {"weight_only_algorithms": ["rtn", "hqq", "gptq"]};
+    # None for a worker of an older release, which reported nothing.
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

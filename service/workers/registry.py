@@ -19,9 +19,15 @@ def pool_for(queues: list[str]) -> str:
 
 
 def register(
-    session: Session, *, hostname: str, pid: int, queues: list[str], hardware: dict[str, Any] | None = None
+    session: Session,
+    *,
+    hostname: str,
+    pid: int,
+    queues: list[str],
+    hardware: dict[str, Any] | None = None,
+    capabilities: dict[str, Any] | None = None,
 ) -> uuid.UUID:
-    """Add this worker's row, with the hardware it probed, and return its id."""
+    """Add this worker's row, with the hardware it probed and what its libraries can run; return its id."""
     found = hardware or {}
     worker = Worker(
         hostname=hostname,
@@ -31,6 +37,7 @@ def register(
         hardware=found,
         gpu_name=found.get("gpu_name"),
         tensorrt_version=found.get("tensorrt_version"),
+        capabilities=capabilities,
     )
     session.add(worker)
     session.commit()
@@ -79,3 +86,14 @@ def prune(session: Session, *, timeout_s: float) -> int:
     removed = session.execute(delete(Worker).where(Worker.last_seen < since)).rowcount  # type: ignore[attr-defined]
     session.commit()
     return int(removed)
+
+
+def live_capabilities(
+    session: Session, *, timeout_s: float, pool: str = WorkerPool.CPU
+) -> list[dict[str, Any]]:
+    """The capabilities of each live worker of a pool that reported them."""
+    since = utcnow() - timedelta(seconds=timeout_s)
+    rows = session.scalars(
+        select(Worker.capabilities).where(Worker.last_seen >= since, Worker.pool == pool)
+    ).all()
+    return [row for row in rows if row is not None]

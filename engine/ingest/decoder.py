@@ -1,0 +1,59 @@
+"""Recognize a causal language model's decoder signature (token ids in, logits and KV cache out)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+PAST = re.compile(r"^past_key_values\.(\d+)\.(key|value)$")
+PRESENT = "present.{layer}.{kind}"
+TOKEN_INPUTS = ("input_ids", "attention_mask")
+
+
+def decoder_layout(signature: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What evaluation needs to drive the model as a decoder, or None when it is not one.
+
+    A decoder takes `input_ids` and `attention_mask` (optionally `position_ids` and
+    `past_key_values.<layer>.key|value`) and returns `logits` (optionally `present.<layer>.key|value`).
+    A KV cache counts only when every past input has a matching present output and its head count
+    and head size are fixed numbers, since an empty cache for the first pass must be built from them.
+    """
+    inputs = {spec["name"]: spec for spec in signature.get("inputs", [])}
+    outputs = {spec["name"]: spec for spec in signature.get("outputs", [])}
+    if not all(name in inputs for name in TOKEN_INPUTS) or "logits" not in outputs:
+        return None
+    past = sorted(
+        (int(match[1]), 0 if match[2] == "key" else 1, name) for name in inputs if (match := PAST.match(name))
+    )
+    known = {*TOKEN_INPUTS, "position_ids", *(name for _, _, name in past)}
+    if set(inputs) - known:
+        return None  # other inputs (e.g. use_cache_branch) mean a calling convention not driven here
+    logits_shape = outputs["logits"].get("shape") or []
+    layout: dict[str, Any] = {
+        "position_ids": "position_ids" in inputs,
+        "vocab_size": logits_shape[-1] if logits_shape and isinstance(logits_shape[-1], int) else None,
+        "past_inputs": [],
+        "present_outputs": [],
+        "kv_heads": None,
+        "head_dim": None,
+        "cache_dtype": None,
+    }
+    if not past:
+        return layout
+    presents = [PRESENT.format(layer=layer, kind=("key", "value")[kind]) for layer, kind, _ in past]
+    shapes = [inputs[name].get("shape") or [] for _, _, name in past]
+    dims = {(shape[1], shape[3]) for shape in shapes if len(shape) == 4}
+    if any(name not in outputs for name in presents) or len(dims) != 1:
+        return None
+    heads, head_dim = next(iter(dims))
+    if not isinstance(heads, int) or not isinstance(head_dim, int):
+        return None
+    layout.update(
+        past_inputs=[name for _, _, name in past],
+        present_outputs=presents,
+        kv_heads=heads,
+        head_dim=head_dim,
+        cache_dtype=inputs[past[0][2]]["dtype"],
+    )
+    return layout

@@ -1,0 +1,99 @@
+"""Language-model evaluation against transformers itself: perplexity, greedy decoding with the KV cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from engine.evaluate.generation import generate
+from engine.evaluate.perplexity import score_tokens
+from engine.evaluate.sessions import make_session
+from engine.ingest.decoder import decoder_layout
+from engine.ingest.summary import summarize
+from tests import language_models
+from tests.decoder_export import export_decoder
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """A 2-layer Llama with random weights (a sharp, non-uniform next-token distribution) and its export."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    config = LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, attn_implementation="eager",
+    )  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    return model, export_decoder(model, tmp_path_factory.mktemp("decoder") / "decoder.onnx")
+
+
+def _layout(path: Path) -> dict[str, Any]:
+    layout = summarize(onnx.load(str(path)), "onnx")["signature"]["decoder"]
+    assert layout is not None
+    return layout
+
+
+def test_perplexity_is_the_exponential_of_transformers_own_shifted_loss(untrained: tuple[Any, Path]) -> None:
+    model, path = untrained
+    ids = language_models.token_windows(3, length=48)
+
+    score = score_tokens(make_session(path, 1), _layout(path), ids, np.ones_like(ids))
+
+    with torch.no_grad():
+        losses = [
+            model(input_ids=torch.from_numpy(row[None]), labels=torch.from_numpy(row[None])).loss
+            for row in ids
+        ]
+    assert score.tokens == 3 * 47
+    assert score.perplexity == pytest.approx(
+        float(np.exp(np.mean([float(loss) for loss in losses]))), rel=1e-4
+    )
+
+
+def test_padding_is_left_out_of_the_loss(untrained: tuple[Any, Path]) -> None:
+    _, path = untrained
+    ids = language_models.token_windows(2, length=32)
+    mask = np.ones_like(ids)
+    mask[1, 20:] = 0
+    session, layout = make_session(path, 1), _layout(path)
+
+    padded = score_tokens(session, layout, ids, mask)
+    first = score_tokens(session, layout, ids[:1], mask[:1])
+    second = score_tokens(session, layout, ids[1:, :20], mask[1:, :20])
+
+    assert padded.tokens == 31 + 19 == first.tokens + second.tokens
+    total = first.tokens * np.log(first.perplexity) + second.tokens * np.log(second.perplexity)
+    assert padded.perplexity == pytest.approx(float(np.exp(total / padded.tokens)), rel=1e-5)
+
+
+def test_greedy_decoding_with_the_cache_matches_transformers_generate(untrained: tuple[Any, Path]) -> None:
+    model, path = untrained
+    prompt = language_models.token_windows(2, length=12)
+
+    _, _, produced = generate(make_session(path, 1), _layout(path), prompt, new_tokens=10)
+
+    with torch.no_grad():
+        expected = model.generate(
+            torch.from_numpy(prompt), max_new_tokens=10, min_new_tokens=10, do_sample=False
+        )
+    np.testing.assert_array_equal(produced, expected[:, 12:].numpy())
+
+
+def test_a_classifier_is_not_a_decoder(mlp_onnx: Path) -> None:
+    signature = summarize(onnx.load(str(mlp_onnx)), "onnx")["signature"]
+
+    assert "decoder" not in signature
+    no_cache = {
+        "inputs": [{"name": "input_ids"}, {"name": "attention_mask"}],
+        "outputs": [{"name": "logits"}],
+    }
+    assert decoder_layout(no_cache) == {
+        "position_ids": False, "vocab_size": None, "past_inputs": [], "present_outputs": [], "kv_heads": None,
+        "head_dim": None, "cache_dtype": None,
+    }  # fmt: skip
