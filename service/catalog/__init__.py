@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from service.catalog.base import Queue, TechniqueParams, TechniqueSpec, referenced_dataset_ids
+from service.catalog.base import (
+    Queue,
+    TechniqueParams,
+    TechniqueSpec,
+    referenced_dataset_ids,
+    referenced_model_ids,
+)
+from service.catalog.distill import DISTILL_TECHNIQUES
 from service.catalog.prune import PRUNE_TECHNIQUES
 from service.catalog.quantize import QUANTIZE_TECHNIQUES
 from service.catalog.quantize_auto import AUTO_TECHNIQUES
@@ -17,7 +24,15 @@ CATALOG: dict[str, TechniqueSpec] = {
         *FP16_TECHNIQUES,
         *AUTO_TECHNIQUES,
         *PRUNE_TECHNIQUES,
+        *DISTILL_TECHNIQUES,
     )
 }
 
-__all__ = ["CATALOG", "Queue", "TechniqueParams", "TechniqueSpec", "referenced_dataset_ids"]
+__all__ = [
+    "CATALOG",
+    "Queue",
+    "TechniqueParams",
+    "TechniqueSpec",
+    "referenced_dataset_ids",
+    "referenced_model_ids",
+]
