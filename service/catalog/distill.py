@@ -34,6 +34,20 @@ class DerivedStudent(BaseModel):
 class DistillParams(TrainingParams, TechniqueParams):
     """Train a student on the teacher's outputs: uploaded, derived by pruning, or the previous step's."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"dataset_id": "<dataset id>", "student": {"sparsity": 0.5}, "epochs": 8},
+                {"dataset_id": "<dataset id>", "student_model_id": "<model id>", "temperature": 2.0},
+                {
+                    "dataset_id": "<dataset id>",
+                    "features": [{"teacher": "/Relu_output_0", "student": "/Relu_output_0", "weight": 1.0}],
+                },
+            ]
+        },
+    )
+
     temperature: float = Field(
         1.0, gt=0.0, le=20.0, description="Softening of the class scores the distillation term matches"
     )
