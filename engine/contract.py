@@ -17,10 +17,13 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from service.catalog import TechniqueParams
 from service.errors import Problem
-from service.failures import DatasetMissing
+from service.failures import DatasetMissing, ModelMissing
 
 P_contra = TypeVar("P_contra", bound=TechniqueParams, contravariant=True)
 P = TypeVar("P", bound=TechniqueParams)
+
+# The key of the job's own model (as normalized at ingest) among a step's `models`.
+JOB_MODEL = "job"
 
 
 class TechniqueError(Exception):
@@ -69,6 +72,8 @@ class StepContext:
     signature: Mapping[str, Any] = field(default_factory=dict)
     threads: int = 1
     progress: Callable[[float, str], None] = _ignore_progress
+    # Other models the step may read: uploaded ones by id, and the job's own model under JOB_MODEL.
+    models: Mapping[str, Path] = field(default_factory=dict)
 
     def dataset(self, dataset_id: str) -> Path:
         """Local path of a dataset the step's parameters named."""
@@ -76,6 +81,13 @@ class StepContext:
             return self.datasets[dataset_id]
         except KeyError:
             raise TechniqueError(DatasetMissing, f"dataset {dataset_id} was not provided") from None
+
+    def model(self, key: str) -> Path:
+        """Local path of a model the step's parameters named (or JOB_MODEL: the job's model)."""
+        try:
+            return self.models[key]
+        except KeyError:
+            raise TechniqueError(ModelMissing, f"model {key} was not provided to the step") from None
 
 
 @dataclass

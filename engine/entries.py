@@ -24,6 +24,7 @@ def run_technique(
     datasets: dict[str, str],
     signature: dict[str, Any],
     threads: int,
+    models: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Validate params against the catalog, run the technique, return its metrics and warnings."""
     spec = CATALOG.get(technique)
@@ -43,6 +44,7 @@ def run_technique(
         signature=signature,
         threads=threads,
         progress=report_progress,
+        models={key: Path(value) for key, value in (models or {}).items()},
     )
     outcome = module.run(Path(model_path), Path(output_path), validated, context)
     if not Path(output_path).is_file():

@@ -158,3 +158,7 @@ class TooManyJobs(Problem):
 
 class IdempotencyKeyInUse(Problem):
     status, slug, title = 409, "idempotency-key-in-use", "A request with this Idempotency-Key is in progress"
+
+
+class IncompatibleStudent(Problem):
+    status, slug, title = 422, "incompatible-student", "The student model does not fit the teacher"

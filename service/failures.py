@@ -54,12 +54,20 @@ class DatasetMissing(Problem):
     status, slug, title = 422, "dataset-missing", "A dataset is missing"
 
 
+class ModelMissing(Problem):
+    status, slug, title = 422, "model-missing", "A model the step names is missing"
+
+
 class DatasetRequired(Problem):
     status, slug, title = 422, "dataset-required", "The step needs a dataset"
 
 
 class DatasetTooSmall(Problem):
     status, slug, title = 422, "dataset-too-small", "The dataset has too few samples for the step"
+
+
+class UnknownTensor(Problem):
+    status, slug, title = 422, "unknown-tensor", "A named tensor is not in the model"
 
 
 class NothingToPrune(Problem):

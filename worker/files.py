@@ -13,6 +13,7 @@ from service.artifacts import service as artifacts_service
 from service.datasets import service as datasets_service
 from service.datasets.inspect import read_npz_headers
 from service.errors import InvalidDataset
+from service.models import service as models_service
 from service.settings import get_settings
 from service.storage import get_store
 from worker import records
@@ -79,6 +80,18 @@ def fetch_datasets(dataset_ids: list[str], folder: Path) -> dict[str, str]:
         path = fetch_artifact(dataset.artifact_id, folder / f"{dataset_id}.npz")
         _check_values(dataset_id, path)
         paths[dataset_id] = str(path)
+    return paths
+
+
+def fetch_models(model_ids: list[str], folder: Path) -> dict[str, str]:
+    """Copy the named uploaded models (their graphs as normalized at ingest) to local files; {id: path}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    for model_id in dict.fromkeys(model_ids):
+        model = records.call(models_service.stored_model, model_id=uuid.UUID(model_id))
+        artifact = model.normalized_artifact_id or model.onnx_artifact_id
+        assert artifact is not None
+        paths[model_id] = str(fetch_artifact(artifact, folder / f"{model_id}.onnx"))
     return paths
 
 

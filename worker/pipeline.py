@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from engine.contract import TechniqueError
-from service.catalog import CATALOG, Queue, referenced_dataset_ids
+from engine.contract import JOB_MODEL, TechniqueError
+from service.catalog import CATALOG, Queue, referenced_dataset_ids, referenced_model_ids
 from service.db import utcnow
 from service.errors import Problem
 from service.failures import Cancelled, ModelRejected
@@ -91,17 +91,18 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     if model.normalized_artifact_id is not None:
         current = files.fetch_artifact(model.normalized_artifact_id, workdir / "normalized.onnx")
     engine_input: Path | None = None
+    job_model = current
     for step in steps:
         if not _done(step) and _moved(lease, journal, job, _next_pool(job, gpu_available, step.index)):
             return
         previous = current
-        produced = _run_step(lease, settings, job, step, current, signature, workdir, journal)
+        produced = _run_step(lease, settings, job, step, (current, job_model), signature, workdir, journal)
         if not CATALOG[step.technique].writes_onnx:
             continue  # a final format (a .pt2): the evaluation compares the ONNX model it was made from
         current = produced
         if step.technique in capability.TENSORRT_TECHNIQUES:
             engine_input = previous  # kept: the comparison measures the ONNX the engine was built from
-        elif previous != original:
+        elif previous not in (original, job_model):
             previous.unlink(missing_ok=True)  # stored as the earlier step's artifact; no need for a copy
     if engine_input is not None:
         # Engines are not timed yet (execute_async_v3 is not wired): compare the model they came from.
@@ -151,12 +152,16 @@ def _run_step(
     settings: Settings,
     job: Job,
     step: JobStep,
-    current: Path,
+    models: tuple[Path, Path],
     signature: dict[str, Any],
     workdir: Path,
     journal: JobLog,
 ) -> Path:
-    """Run one step (or reuse its artifact from an earlier attempt) and return its output model."""
+    """Run one step (or reuse its artifact from an earlier attempt) and return its output model.
+
+    `models` is the step's input and the job's own model (a distillation step's default teacher).
+    """
+    current, job_model = models
     output = workdir / f"step{step.index}{CATALOG[step.technique].output_suffix}"
     if _done(step) and (reused := step.artifact_id) is not None:
         journal.info("reused the artifact of an earlier attempt", step=step.index, artifact_id=reused)
@@ -167,6 +172,7 @@ def _run_step(
     journal.info(f"{step.technique} started", step=step.index, technique=step.technique)
     journal.flush()
     datasets = files.fetch_datasets(referenced_dataset_ids(step.params), workdir / "datasets")
+    named = files.fetch_models(referenced_model_ids(step.params), workdir / "models")
     started = utcnow()
     with open_box() as box:
         try:
@@ -180,6 +186,10 @@ def _run_step(
                     "datasets": {key: box.admit(Path(path), f"{key}.npz") for key, path in datasets.items()},
                     "signature": signature,
                     "threads": settings.bench_threads,
+                    "models": {
+                        key: box.admit(Path(path), f"models/{key}.onnx")
+                        for key, path in {JOB_MODEL: str(job_model), **named}.items()
+                    },
                 },
                 box=box,
                 limits=SandboxLimits(

@@ -20,6 +20,8 @@ from engine.techniques.quantize import fp16 as quantize_fp16
 from engine.techniques.quantize import static as quantize_static
 from engine.techniques.quantize import weight_only as quantize_weight_only
 from engine.techniques.quantize.auto import technique as quantize_auto
+from engine.techniques.train import distill
+from service.catalog.distill import DistillParams
 from service.catalog.export_torch import TorchExportParams
 from service.catalog.prune import MagnitudePruneParams, NMPruneParams, StructuredPruneParams
 from service.catalog.quantize import DynamicQuantParams
@@ -40,4 +42,5 @@ BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "prune.structured": TechniqueBinding[StructuredPruneParams](prune_structured, StructuredPruneParams),
     "export.torch": TechniqueBinding[TorchExportParams](export_torch, TorchExportParams),
     "tensorrt.build": TechniqueBinding[TensorRTBuildParams](tensorrt_build, TensorRTBuildParams),
+    "distill": TechniqueBinding[DistillParams](distill, DistillParams),
 }

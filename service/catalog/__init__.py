@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from service.catalog.base import Queue, TechniqueParams, TechniqueSpec, referenced_dataset_ids
+from service.catalog.base import (
+    Queue,
+    TechniqueParams,
+    TechniqueSpec,
+    referenced_dataset_ids,
+    referenced_model_ids,
+)
+from service.catalog.distill import DISTILL_TECHNIQUES
 from service.catalog.export_torch import EXPORT_TECHNIQUES
 from service.catalog.prune import PRUNE_TECHNIQUES
 from service.catalog.quantize import QUANTIZE_TECHNIQUES
@@ -23,7 +30,15 @@ CATALOG: dict[str, TechniqueSpec] = {
         *PRUNE_TECHNIQUES,
         *EXPORT_TECHNIQUES,
         *TENSORRT_TECHNIQUES,
+        *DISTILL_TECHNIQUES,
     )
 }
 
-__all__ = ["CATALOG", "Queue", "TechniqueParams", "TechniqueSpec", "referenced_dataset_ids"]
+__all__ = [
+    "CATALOG",
+    "Queue",
+    "TechniqueParams",
+    "TechniqueSpec",
+    "referenced_dataset_ids",
+    "referenced_model_ids",
+]

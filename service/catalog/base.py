@@ -35,6 +35,10 @@ class TechniqueParams(BaseModel):
         """(dataset id, metric) for each dataset whose labels this step scores or trains on."""
         return []
 
+    def held_out_splits(self) -> list[tuple[str, float]]:
+        """(dataset id, fraction) for each dataset this step splits into training and held-out samples."""
+        return []
+
 
 @dataclass(frozen=True)
 class TechniqueSpec:
@@ -75,4 +79,15 @@ def referenced_dataset_ids(params: dict[str, Any]) -> list[str]:
             found.append(str(value))
         elif isinstance(value, dict):
             found.extend(referenced_dataset_ids(value))
+    return found
+
+
+def referenced_model_ids(params: dict[str, Any]) -> list[str]:
+    """Ids of the uploaded models a step's parameters name (keys ending in model_id, nested too)."""
+    found: list[str] = []
+    for key, value in params.items():
+        if key.endswith("model_id") and value:
+            found.append(str(value))
+        elif isinstance(value, dict):
+            found.extend(referenced_model_ids(value))
     return found

@@ -7,6 +7,23 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Fewer held-out (or training) samples than this cannot tell one epoch from the next.
+MIN_HELD_OUT = 2
+
+
+def held_out_count(samples: int, fraction: float) -> int:
+    """Samples the seeded split holds out of `samples` at `fraction`."""
+    return round(samples * fraction)
+
+
+def too_small_to_split(samples: int, fraction: float) -> bool:
+    """Whether a split at `fraction` leaves fewer than MIN_HELD_OUT samples on either side."""
+    if fraction == 0:
+        return False
+    held_out = held_out_count(samples, fraction)
+    return held_out < MIN_HELD_OUT or samples - held_out < MIN_HELD_OUT
+
+
 # Without `epochs` or `time_budget_s`: three passes, enough to recover most of what pruning took.
 DEFAULT_EPOCHS = 3
 MAX_EPOCHS = 1000

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.catalog import referenced_dataset_ids
+from service.catalog import referenced_dataset_ids, referenced_model_ids
 from service.errors import Conflict
 from service.jobs.orm import FINAL_STATUSES, Job, JobStep
 
@@ -27,6 +27,11 @@ def datasets_of(job: Job) -> set[str]:
     return named
 
 
+def models_of(job: Job) -> set[str]:
+    """Every uploaded model id a job's steps name besides its own model (students, teachers)."""
+    return {value for step in job.steps for value in referenced_model_ids(step.params)}
+
+
 def refuse_while_used(
     *,
     session: Session,
@@ -41,6 +46,7 @@ def refuse_while_used(
         job
         for job in active_jobs(session, tenant_id)
         if job.model_id == model_id
+        or (model_id is not None and str(model_id) in models_of(job))
         or (dataset_id is not None and str(dataset_id) in datasets_of(job))
         or (artifact_id is not None and _outputs(job, artifact_id))
     ]

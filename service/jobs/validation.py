@@ -9,11 +9,14 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from service.catalog import CATALOG, Queue, referenced_dataset_ids
+from service.catalog.training import too_small_to_split
 from service.datasets import service as datasets_service
 from service.datasets.inspect import check_against_signature
 from service.datasets.labels import check_label_range
 from service.errors import Conflict, InvalidParams, UnknownTechnique
+from service.failures import DatasetTooSmall
 from service.jobs.schemas import JobCreate
+from service.jobs.step_models import check_step_models
 from service.models import service as models_service
 from service.models.orm import Model, ModelStatus
 
@@ -66,6 +69,8 @@ def check_references(
         )
         for dataset_id in dict.fromkeys(dataset_ids)
     }
+    check_step_models(session=session, tenant_id=tenant_id, model=model, steps=steps)
+    _check_splits(steps, {str(key): dataset.arrays for key, dataset in datasets.items()})
     if model.status == ModelStatus.READY and model.signature:
         _check_language_metric(request, model.signature)
         for dataset in datasets.values():
@@ -80,6 +85,23 @@ def check_references(
     elif request.evaluation.metric:
         _check_metric_has_labels(request, {})
     return model
+
+
+def _check_splits(steps: list[dict[str, Any]], arrays: dict[str, dict[str, Any]]) -> None:
+    """422 where a step would hold out too few samples (or keep too few) of its dataset."""
+    for index, step in enumerate(steps):
+        params = CATALOG[step["technique"]].params.model_validate(step["params"])
+        for dataset_id, fraction in params.held_out_splits():
+            shapes = [spec.get("shape") or [0] for spec in arrays.get(dataset_id, {}).values()]
+            samples = int(shapes[0][0]) if shapes and isinstance(shapes[0][0], int) else None
+            if samples is not None and too_small_to_split(samples, fraction):
+                raise DatasetTooSmall(
+                    f"step {index} ({step['technique']}): the dataset's {samples} samples are too few to "
+                    f"hold out {fraction:g} of them for validation: upload more, or set "
+                    "validation_fraction to 0",
+                    step=index,
+                    samples=samples,
+                )
 
 
 def _check_metric_has_labels(request: JobCreate, arrays: dict[str, Any]) -> None:

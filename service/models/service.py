@@ -81,6 +81,14 @@ def get_model(*, session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) ->
     return model
 
 
+def stored_model(*, session: Session, model_id: uuid.UUID) -> Model:
+    """A model by id for the worker, whatever its tenant (the API checked ownership at submission)."""
+    model = session.get(Model, model_id)
+    if model is None or model.onnx_artifact_id is None:
+        raise NotFound(f"model {model_id} does not exist or has no ONNX artifact")
+    return model
+
+
 def list_models(
     *, session: Session, tenant_id: uuid.UUID, status: str | None, cursor: str | None, limit: int
 ) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from engine.contract import TechniqueError
 from engine.npz import load_arrays
+from service.catalog.training import MIN_HELD_OUT, held_out_count, too_small_to_split
 from service.errors import DatasetMismatch
 from service.failures import DatasetTooSmall
 
@@ -16,9 +17,6 @@ if TYPE_CHECKING:
     import torch
 
     from engine.bridge import OnnxModule, TensorSpec
-
-# Fewer held-out samples than this cannot tell one epoch from the next.
-MIN_HELD_OUT = 2
 
 
 @dataclass(frozen=True)
@@ -78,8 +76,8 @@ def split(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Sample
 
     if fraction == 0:
         return samples, None
-    held_out = round(len(samples) * fraction)
-    if held_out < MIN_HELD_OUT or len(samples) - held_out < MIN_HELD_OUT:
+    held_out = held_out_count(len(samples), fraction)
+    if too_small_to_split(len(samples), fraction):
         detail = (
             f"the dataset's {len(samples)} samples are too few to hold out {fraction:g} of them for "
             f"validation (at least {MIN_HELD_OUT} on each side): upload more, or set validation_fraction to 0"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from engine.bridge import OnnxModule
 
 Progress = Callable[[float, str], None]
+# A batch's loss for the student: replaces the default objective (distillation brings its own).
+Objective = Callable[["OnnxModule", Samples], "torch.Tensor"]
 
 
 def _usable(count: int, batch_size: int) -> int:
@@ -46,6 +48,7 @@ def _epoch(
     optimizer: torch.optim.Optimizer,
     clock: Clock,
     after_step: Callable[[], None] | None,
+    custom: Objective | None = None,
 ) -> tuple[float, int, float]:
     """One pass (cut short when the clock runs out): mean loss, samples seen, last learning rate."""
     import torch
@@ -59,14 +62,17 @@ def _epoch(
         for group in optimizer.param_groups:
             group["lr"] = rate
         optimizer.zero_grad()
-        value = objective(
-            student(*batch.inputs),
-            batch.inputs,
-            batch.labels,
-            teacher,
-            params.distillation,
-            params.temperature,
-        )
+        if custom is not None:
+            value = custom(student, batch)
+        else:
+            value = objective(
+                student(*batch.inputs),
+                batch.inputs,
+                batch.labels,
+                teacher,
+                params.distillation,
+                params.temperature,
+            )
         value.backward()
         optimizer.step()
         if after_step is not None:
@@ -87,8 +93,13 @@ def finetune(
     progress: Progress,
     span: tuple[float, float] = (0.0, 1.0),
     after_step: Callable[[], None] | None = None,
+    custom: tuple[str, Objective, Iterable[torch.nn.Parameter]] | None = None,
 ) -> dict[str, Any]:
-    """Train the student in place (`after_step` runs after each optimizer step); figures go to `progress`."""
+    """Train the student in place (`after_step` runs after each optimizer step); figures go to `progress`.
+
+    `custom` replaces the default objective: its name, the batch loss, and extra parameters it
+    trains along with the student (adapters).
+    """
     import torch
 
     started = time.monotonic()
@@ -97,11 +108,12 @@ def finetune(
     limit = params.epoch_limit
     per_epoch = -(-_usable(len(train), params.batch_size) // params.batch_size)
     clock = Clock(limit * per_epoch, params.time_budget_s)
-    optimizer = torch.optim.Adam(student.parameters(), lr=params.learning_rate)
+    extra = list(custom[2]) if custom is not None else []
+    optimizer = torch.optim.Adam([*student.parameters(), *extra], lr=params.learning_rate)
     teacher.eval()
     student.eval()
     report: dict[str, Any] = {
-        "objective": _objective_name(train, params),
+        "objective": custom[0] if custom is not None else _objective_name(train, params),
         "samples": len(train),
         "epochs": [],
     }
@@ -112,7 +124,8 @@ def finetune(
         best = (rank(report["before"]), 0, copy.deepcopy(student.state_dict()))
     report["stopped"], stale = "epochs", 0
     for epoch in range(1, limit + 1):
-        mean, seen, rate = _epoch(student, teacher, train, params, optimizer, clock, after_step)
+        loss_of = custom[1] if custom is not None else None
+        mean, seen, rate = _epoch(student, teacher, train, params, optimizer, clock, after_step, loss_of)
         record: dict[str, Any] = {"epoch": epoch, "loss": round(mean, 6), "learning_rate": rate}
         message = f"epoch {epoch}/{limit} loss {mean:.4f}"
         if seen < _usable(len(train), params.batch_size):
