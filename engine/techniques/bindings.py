@@ -15,17 +15,20 @@ from engine.techniques.prune import nm as prune_nm
 from engine.techniques.prune import structured as prune_structured
 from engine.techniques.quantize import dynamic as quantize_dynamic
 from engine.techniques.quantize import fp16 as quantize_fp16
+from engine.techniques.quantize import qat as quantize_qat
 from engine.techniques.quantize import static as quantize_static
 from engine.techniques.quantize.auto import technique as quantize_auto
 from service.catalog.prune import MagnitudePruneParams, NMPruneParams, StructuredPruneParams
 from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
 from service.catalog.quantize_fp16 import Fp16Params
+from service.catalog.quantize_qat import QatParams
 from service.catalog.quantize_static import StaticQuantParams
 
 BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "quantize.dynamic": TechniqueBinding[DynamicQuantParams](quantize_dynamic, DynamicQuantParams),
     "quantize.static": TechniqueBinding[StaticQuantParams](quantize_static, StaticQuantParams),
+    "quantize.qat": TechniqueBinding[QatParams](quantize_qat, QatParams),
     "quantize.fp16": TechniqueBinding[Fp16Params](quantize_fp16, Fp16Params),
     "quantize.auto": TechniqueBinding[AutoQuantParams](quantize_auto, AutoQuantParams),
     "prune.magnitude": TechniqueBinding[MagnitudePruneParams](prune_magnitude, MagnitudePruneParams),
