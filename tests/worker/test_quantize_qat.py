@@ -138,9 +138,7 @@ def test_learned_scales_move_and_keep_the_layout(cnn_onnx: Path, train_npz: Path
         for init in onnx.load(str(static_model)).graph.initializer
         if init.name.endswith("_scale") and init.data_type == onnx.TensorProto.FLOAT
     }
-    learned = {
-        init.name: numpy_helper.to_array(init) for init in onnx.load(str(output)).graph.initializer
-    }
+    learned = {init.name: numpy_helper.to_array(init) for init in onnx.load(str(output)).graph.initializer}
     assert any(not np.allclose(learned[name], value) for name, value in floats.items())
     assert _top1(output) >= _top1(cnn_onnx) - 0.03
 
