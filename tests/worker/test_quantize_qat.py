@@ -193,3 +193,17 @@ def test_a_dataset_for_another_model_is_a_clear_error(cnn_onnx: Path, tmp_path: 
 def test_bad_params_are_refused(params: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         QatParams(**params)
+
+
+def test_a_model_without_node_names_is_trained_through_every_layer(
+    cnn_onnx: Path, train_npz: Path, tmp_path: Path
+) -> None:
+    model = onnx.load(str(cnn_onnx))
+    for node in model.graph.node:
+        node.name = ""
+    unnamed = tmp_path / "unnamed.onnx"
+    onnx.save(model, str(unnamed))
+    outcome, output = _qat(unnamed, train_npz, tmp_path)
+    assert outcome.metrics["fake_quantized"]["weights"] == 3
+    assert outcome.warnings == []
+    assert _top1(output) >= _top1(cnn_onnx) - 0.02

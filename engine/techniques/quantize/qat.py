@@ -39,6 +39,27 @@ def _scaled(ctx: StepContext, share: float) -> Any:
     return lambda fraction, message: ctx.progress(share * fraction, message)
 
 
+def _named(model_path: Path, target: Path) -> Path:
+    """The model with a name on every node (how the QDQ model's nodes are matched to the float graph's)."""
+    import onnx
+
+    from engine.bridge.support import node_name
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    if all(node.name for node in model.graph.node):
+        return model_path
+    model = onnx.load(str(model_path))
+    taken = {node.name for node in model.graph.node}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = name = node_name(node, index)
+            if name in taken:
+                node.name = f"{name}_{index}"
+            taken.add(node.name)
+    onnx.save(model, str(target))
+    return target
+
+
 def run(model_path: Path, output_path: Path, params: QatParams, ctx: StepContext) -> StepOutcome:
     """Quantize statically, fine-tune through fake-quant, write the trained values into the QDQ model."""
     import onnx
@@ -55,7 +76,8 @@ def run(model_path: Path, output_path: Path, params: QatParams, ctx: StepContext
     torch.set_num_threads(max(1, ctx.threads))
     static_path = ctx.workdir / "qat-static.onnx"
     sub = dataclasses.replace(ctx, progress=_scaled(ctx, CALIBRATION_SPAN))
-    outcome, float_path = static.quantize(model_path, static_path, _static_params(params), sub)
+    source = _named(model_path, ctx.workdir / "qat-named.onnx")
+    outcome, float_path = static.quantize(source, static_path, _static_params(params), sub)
     float_model = onnx.load(str(float_path))
     qdq = onnx.load(str(static_path))
     graph = float_model.graph

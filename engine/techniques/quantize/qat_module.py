@@ -8,6 +8,7 @@ whose trained values could not be written back into the QDQ model are frozen.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,12 +79,18 @@ def _transposed(step: Step) -> bool | None:
     return True if step.op == "MatMul" else None
 
 
+def _always_eval(layer: nn.Module, mode: bool = True) -> nn.Module:  # noqa: ARG001 (train's signature)
+    """`train` for a frozen layer: it stays in eval mode (a batch norm normalizes as the int8 model will)."""
+    return nn.Module.train(layer, False)
+
+
 def _freeze(name: str, layer: nn.Module, plan: QatPlan) -> None:
     """Keep a layer's values as they are: nothing trains them, batch norms keep their statistics."""
     for parameter in layer.parameters():
         parameter.requires_grad_(False)
-    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-        layer.momentum = 0.0
+    # The fine-tuning loop switches the whole module to training mode each epoch.
+    layer.train = types.MethodType(_always_eval, layer)  # type: ignore[method-assign]
+    layer.eval()
     if any(True for _ in layer.parameters()):
         plan.frozen.append(name)
 
