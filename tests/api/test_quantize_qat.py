@@ -86,3 +86,22 @@ def test_bad_qat_params_are_422_problems(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == PROBLEMS + "invalid-params"
     assert tenant.get("/v1/jobs").json()["items"] == before
+
+
+def test_a_dataset_too_small_to_split_fails_the_step_with_a_clear_problem(
+    tenant: Api, uploads: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tiny = model_zoo.write_dataset(tmp_path_factory.mktemp("tiny") / "tiny.npz", limit=5)
+    dataset = tenant.upload("datasets", tiny).json()["id"]
+    training = {"dataset_id": dataset, "epochs": 1, "validation_fraction": 0.2}
+    body = {
+        "model_id": uploads["model"]["id"],
+        "steps": [{"technique": "quantize.qat", "params": {"training": training}}],
+    }
+    submitted = tenant.post("/v1/jobs", json=body)
+    assert submitted.status_code == 202, submitted.text
+    job = tenant.wait_job(submitted.json()["id"])
+    assert job["status"] == "failed", job
+    assert job["error"]["type"] == PROBLEMS + "dataset-too-small"
+    assert (job["error"]["step"], job["error"]["technique"]) == (0, "quantize.qat")
+    assert "too few to hold out" in job["error"]["detail"]
