@@ -17,6 +17,7 @@ from engine.techniques.prune import nm as prune_nm
 from engine.techniques.prune import structured as prune_structured
 from engine.techniques.quantize import dynamic as quantize_dynamic
 from engine.techniques.quantize import fp16 as quantize_fp16
+from engine.techniques.quantize import qat as quantize_qat
 from engine.techniques.quantize import static as quantize_static
 from engine.techniques.quantize import weight_only as quantize_weight_only
 from engine.techniques.quantize.auto import technique as quantize_auto
@@ -27,6 +28,7 @@ from service.catalog.prune import MagnitudePruneParams, NMPruneParams, Structure
 from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
 from service.catalog.quantize_fp16 import Fp16Params
+from service.catalog.quantize_qat import QatParams
 from service.catalog.quantize_static import StaticQuantParams
 from service.catalog.quantize_weight_only import WeightOnlyParams
 from service.catalog.tensorrt import TensorRTBuildParams
@@ -34,6 +36,7 @@ from service.catalog.tensorrt import TensorRTBuildParams
 BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "quantize.dynamic": TechniqueBinding[DynamicQuantParams](quantize_dynamic, DynamicQuantParams),
     "quantize.static": TechniqueBinding[StaticQuantParams](quantize_static, StaticQuantParams),
+    "quantize.qat": TechniqueBinding[QatParams](quantize_qat, QatParams),
     "quantize.fp16": TechniqueBinding[Fp16Params](quantize_fp16, Fp16Params),
     "quantize.weight_only": TechniqueBinding[WeightOnlyParams](quantize_weight_only, WeightOnlyParams),
     "quantize.auto": TechniqueBinding[AutoQuantParams](quantize_auto, AutoQuantParams),

@@ -15,6 +15,7 @@ from service.catalog.prune import PRUNE_TECHNIQUES
 from service.catalog.quantize import QUANTIZE_TECHNIQUES
 from service.catalog.quantize_auto import AUTO_TECHNIQUES
 from service.catalog.quantize_fp16 import FP16_TECHNIQUES
+from service.catalog.quantize_qat import QAT_TECHNIQUES
 from service.catalog.quantize_static import STATIC_TECHNIQUES
 from service.catalog.quantize_weight_only import WEIGHT_ONLY_TECHNIQUES
 from service.catalog.tensorrt import TENSORRT_TECHNIQUES
@@ -24,6 +25,7 @@ CATALOG: dict[str, TechniqueSpec] = {
     for spec in (
         *QUANTIZE_TECHNIQUES,
         *STATIC_TECHNIQUES,
+        *QAT_TECHNIQUES,
         *FP16_TECHNIQUES,
         *AUTO_TECHNIQUES,
         *WEIGHT_ONLY_TECHNIQUES,

@@ -28,6 +28,13 @@ MIN_CALIBRATION_SAMPLES = 300
 
 def run(model_path: Path, output_path: Path, params: StaticQuantParams, ctx: StepContext) -> StepOutcome:
     """Calibrate on the dataset, then write a QDQ int8 model."""
+    return quantize(model_path, output_path, params, ctx)[0]
+
+
+def quantize(
+    model_path: Path, output_path: Path, params: StaticQuantParams, ctx: StepContext
+) -> tuple[StepOutcome, Path]:
+    """Write the QDQ int8 model; also return the float graph it quantized (preprocessed, rules applied)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -92,7 +99,7 @@ def run(model_path: Path, output_path: Path, params: StaticQuantParams, ctx: Ste
     quantized = _quantized_ops(onnx.load(str(output_path), load_external_data=False))
     if not quantized:
         warnings.append("no node was quantized: the model has no op type onnxruntime quantizes statically")
-    return StepOutcome(
+    outcome = StepOutcome(
         metrics={
             "calibration_samples": reader.samples,
             "calibration_batches": len(reader),
@@ -105,6 +112,7 @@ def run(model_path: Path, output_path: Path, params: StaticQuantParams, ctx: Ste
         },
         warnings=warnings,
     )
+    return outcome, Path(prepared.path)
 
 
 def _check_selection(model: onnx.ModelProto, params: StaticQuantParams) -> None:
