@@ -17,6 +17,8 @@ from engine.techniques.quantize import dynamic as quantize_dynamic
 from engine.techniques.quantize import fp16 as quantize_fp16
 from engine.techniques.quantize import static as quantize_static
 from engine.techniques.quantize.auto import technique as quantize_auto
+from engine.techniques.search import run as optimize
+from service.catalog.optimize import OptimizeParams
 from service.catalog.prune import MagnitudePruneParams, NMPruneParams, StructuredPruneParams
 from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
@@ -31,4 +33,5 @@ BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "prune.magnitude": TechniqueBinding[MagnitudePruneParams](prune_magnitude, MagnitudePruneParams),
     "prune.nm": TechniqueBinding[NMPruneParams](prune_nm, NMPruneParams),
     "prune.structured": TechniqueBinding[StructuredPruneParams](prune_structured, StructuredPruneParams),
+    "optimize": TechniqueBinding[OptimizeParams](optimize, OptimizeParams),
 }

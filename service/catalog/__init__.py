@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.catalog.base import Queue, TechniqueParams, TechniqueSpec, referenced_dataset_ids
+from service.catalog.optimize import OPTIMIZE_TECHNIQUES
 from service.catalog.prune import PRUNE_TECHNIQUES
 from service.catalog.quantize import QUANTIZE_TECHNIQUES
 from service.catalog.quantize_auto import AUTO_TECHNIQUES
@@ -17,6 +18,7 @@ CATALOG: dict[str, TechniqueSpec] = {
         *FP16_TECHNIQUES,
         *AUTO_TECHNIQUES,
         *PRUNE_TECHNIQUES,
+        *OPTIMIZE_TECHNIQUES,
     )
 }
 

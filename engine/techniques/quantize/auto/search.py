@@ -28,6 +28,7 @@ class Trial:
     warnings: list[str] = field(default_factory=list)
     # What was quantized besides the exclusions: "static", "static, int8-kernel ops only", "dynamic".
     config: str = "static"
+    latency_percentiles_ms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The row of the trial table in the step's metrics."""
@@ -39,6 +40,7 @@ class Trial:
             "accuracy_drop": self.accuracy_drop,
             "within_budget": self.within_budget,
             "latency_ms": self.latency_ms,
+            "latency_percentiles_ms": dict(self.latency_percentiles_ms),
             "speedup": self.speedup,
             "size_bytes": self.size_bytes,
             "seconds": self.seconds,
