@@ -1,4 +1,4 @@
-"""optimize's search on real small models: candidates, reuse of a pruned model, the frontier and the choice."""
+"""optimize's search on real small models: candidates, a pruned model reused, the frontier, the choice."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def datasets(tmp_path_factory: pytest.TempPathFactory, digits_npz: Path) -> dict
     }
 
 
-def _optimize(model: Path, folder: Path, datasets: dict[str, Path], **params: object) -> tuple[StepOutcome, Path]:
+def _optimize(
+    model: Path, folder: Path, datasets: dict[str, Path], **params: object
+) -> tuple[StepOutcome, Path]:
     folder.mkdir()
     output = folder / "best.onnx"
     outcome = optimize.run(
@@ -56,12 +58,20 @@ def test_a_gemm_model_tries_dynamic_int8_first_and_chains_each_pruned_model_into
     assert len({c.prefix for c in chains}) == 2
     # CPUs run fp16 slower than fp32: only the size objective tries it.
     assert not any(step.technique == "quantize.fp16" for c in candidates for step in c.steps)
-    assert not any(c.steps[0].technique == "prune.structured" for c in build(params, {"Gemm"}, labelled=False))
+    unlabelled = build(params, {"Gemm"}, labelled=False)
+    assert not any(c.steps[0].technique == "prune.structured" for c in unlabelled)
 
 
 def test_the_frontier_keeps_only_undominated_measured_trials() -> None:
     def row(index: int, drop: float, p50: float, size: int, status: str = "ok") -> dict[str, object]:
-        return {"id": index, "status": status, "accuracy_drop": drop, "latency_ms": {"p50": p50}, "size_bytes": size}
+        latency = {"p50": p50}
+        return {
+            "id": index,
+            "status": status,
+            "accuracy_drop": drop,
+            "latency_ms": latency,
+            "size_bytes": size,
+        }
 
     rows = [row(0, 0.0, 10, 100), row(1, 0.01, 5, 30), row(2, 0.02, 6, 40), row(3, 0.0, 1, 1, "failed")]
     assert pareto(rows) == [0, 1]
