@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
@@ -16,6 +16,7 @@ ALL_TECHNIQUES: tuple[SearchTechnique, ...] = (
     "quantize.fp16",
     "prune.structured",
 )
+PruneRatio = Annotated[float, Field(gt=0.0, lt=1.0)]
 Objective = Literal["latency", "throughput", "size"]
 
 # Each preset is the full set of search settings it stands for; the request's own keys override it.
@@ -70,7 +71,7 @@ class OptimizeParams(TechniqueParams):
     metric: Literal["top1", "top5", "mse", "mae", "cosine"] | None = Field(
         None, description="As in quantize.auto: top1 with integer labels, cosine to the float model without"
     )
-    prune_ratios: list[float] = Field(
+    prune_ratios: list[PruneRatio] = Field(
         default_factory=lambda: [0.3, 0.5],
         max_length=6,
         description="Structured-pruning ratios tried, each fine-tuned once and reused by every quantizer",
