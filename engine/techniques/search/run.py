@@ -72,7 +72,7 @@ def _try(
     """Build one candidate (from its prefix's cached output) and measure it; a failure becomes its row."""
     began = time.monotonic()
     try:
-        path = _build(candidate.steps, built, ctx, workdir)
+        path = build_pipeline(candidate.steps, built, ctx, workdir)
         measured = judge.measure(path).__dict__
     except TechniqueError as error:
         return _row(index, candidate.steps, None, time.monotonic() - began, error.detail)
@@ -81,13 +81,13 @@ def _try(
     return _row(index, candidate.steps, measured, time.monotonic() - began)
 
 
-def _build(
+def build_pipeline(
     steps: tuple[Step, ...], built: dict[tuple[Step, ...], Path], ctx: StepContext, workdir: Path
 ) -> Path:
     """The model after `steps`, running only the steps no earlier candidate ran."""
     if steps in built:
         return built[steps]
-    source = _build(steps[:-1], built, ctx, workdir)
+    source = build_pipeline(steps[:-1], built, ctx, workdir)
     step = steps[-1]
     folder = workdir / f"build-{len(built)}"
     folder.mkdir()
