@@ -98,6 +98,24 @@ class OptimizeParams(TechniqueParams):
         return [(self.eval_dataset_id or self.dataset_id, self.metric)]
 
 
+# The job's evaluation settings optimize takes as its accuracy budget when its params leave them out.
+FROM_EVALUATION = {
+    "dataset_id": "eval_dataset_id",
+    "metric": "metric",
+    "max_accuracy_drop": "max_accuracy_drop",
+}
+
+
+def with_evaluation_defaults(params: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+    """optimize's params with the job's evaluation dataset, metric and accuracy budget where unset."""
+    inherited = {
+        target: evaluation[source]
+        for source, target in FROM_EVALUATION.items()
+        if evaluation.get(source) is not None and target not in params
+    }
+    return {**inherited, **params}
+
+
 OPTIMIZE_TECHNIQUES = (
     TechniqueSpec(
         name="optimize",

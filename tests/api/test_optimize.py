@@ -75,3 +75,40 @@ def test_the_catalog_serves_the_presets_and_their_expansions(api: Api) -> None:
     assert set(schema["presets"]) == {"cpu-latency", "smallest", "gpu-throughput"}
     assert schema["presets"]["smallest"]["objective"] == "size"
     assert {"objective", "time_budget_s", "techniques", "max_accuracy_drop"} <= set(schema["properties"])
+
+
+def test_the_accuracy_budget_comes_from_the_jobs_evaluation_unless_the_params_set_it(
+    api: Api, uploaded: dict[str, str]
+) -> None:
+    job = api.post(
+        "/v1/jobs",
+        json={
+            "model_id": uploaded["model"],
+            "steps": [
+                {"technique": "optimize", "params": {"dataset_id": uploaded["digits"], "time_budget_s": 1}}
+            ],
+            "evaluation": {"dataset_id": uploaded["digits"], "metric": "top1", "max_accuracy_drop": 0.02},
+        },
+    )
+    assert job.status_code == 202, job.text
+    params = job.json()["steps"][0]["params"]
+    assert (params["eval_dataset_id"], params["metric"], params["max_accuracy_drop"]) == (
+        uploaded["digits"],
+        "top1",
+        0.02,
+    )
+    api.wait_job(job.json()["id"])
+
+
+def test_optimize_beside_another_step_is_a_422(api: Api, uploaded: dict[str, str]) -> None:
+    response = api.post(
+        "/v1/jobs",
+        json={
+            "model_id": uploaded["model"],
+            "steps": [
+                {"technique": "prune.structured", "params": {}},
+                {"technique": "optimize", "params": {"dataset_id": uploaded["digits"]}},
+            ],
+        },
+    )
+    assert response.status_code == 422 and "only step" in response.json()["detail"]
