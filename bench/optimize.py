@@ -197,12 +197,13 @@ def main() -> None:
     parser.add_argument("--models", default="mlp,attention,conv")
     args = parser.parse_args()
     rows = []
+    command = f"nice -n 10 python -m bench.optimize --budget {args.budget:g} --models {args.models}"
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models.split(","):
             rows.append(bench_model(name, Path(folder), args.budget))
+            # Written after every model, so a run cut short still leaves the models it finished.
+            RESULTS.write_text(report(rows, args.budget, command))
             print(f"{name} done", flush=True)
-    command = f"nice -n 10 python -m bench.optimize --budget {args.budget:g} --models {args.models}"
-    RESULTS.write_text(report(rows, args.budget, command))
     print(RESULTS.read_text())
 
 
