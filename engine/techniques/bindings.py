@@ -21,9 +21,11 @@ from engine.techniques.quantize import qat as quantize_qat
 from engine.techniques.quantize import static as quantize_static
 from engine.techniques.quantize import weight_only as quantize_weight_only
 from engine.techniques.quantize.auto import technique as quantize_auto
+from engine.techniques.search import run as optimize
 from engine.techniques.train import distill
 from service.catalog.distill import DistillParams
 from service.catalog.export_torch import TorchExportParams
+from service.catalog.optimize import OptimizeParams
 from service.catalog.prune import MagnitudePruneParams, NMPruneParams, StructuredPruneParams
 from service.catalog.quantize import DynamicQuantParams
 from service.catalog.quantize_auto import AutoQuantParams
@@ -46,4 +48,5 @@ BINDINGS: dict[str, TechniqueBinding[Any]] = {
     "export.torch": TechniqueBinding[TorchExportParams](export_torch, TorchExportParams),
     "tensorrt.build": TechniqueBinding[TensorRTBuildParams](tensorrt_build, TensorRTBuildParams),
     "distill": TechniqueBinding[DistillParams](distill, DistillParams),
+    "optimize": TechniqueBinding[OptimizeParams](optimize, OptimizeParams),
 }

@@ -11,6 +11,7 @@ from service.catalog.base import (
 )
 from service.catalog.distill import DISTILL_TECHNIQUES
 from service.catalog.export_torch import EXPORT_TECHNIQUES
+from service.catalog.optimize import OPTIMIZE_TECHNIQUES
 from service.catalog.prune import PRUNE_TECHNIQUES
 from service.catalog.quantize import QUANTIZE_TECHNIQUES
 from service.catalog.quantize_auto import AUTO_TECHNIQUES
@@ -33,6 +34,7 @@ CATALOG: dict[str, TechniqueSpec] = {
         *EXPORT_TECHNIQUES,
         *TENSORRT_TECHNIQUES,
         *DISTILL_TECHNIQUES,
+        *OPTIMIZE_TECHNIQUES,
     )
 }
 

@@ -44,6 +44,11 @@ class AutoQuantParams(TechniqueParams):
         " and per tensor for MatMul/Gemm (quantize.static's default); in dynamic mode per channel for LSTM"
         " models only (quantize.dynamic's default)",
     )
+    try_dynamic: bool = Field(
+        True,
+        description="In static mode, also try dynamic int8 on models with MatMul, Gemm or LSTM nodes (it is"
+        " often the faster one on transformers and recurrent nets)",
+    )
     calibration_method: Literal["MinMax", "Entropy", "Percentile"] = Field(
         "MinMax", description="How activation ranges are chosen (static mode)"
     )

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from service.catalog import CATALOG, Queue, referenced_dataset_ids
+from service.catalog.optimize import with_evaluation_defaults
 from service.catalog.training import too_small_to_split
 from service.datasets import service as datasets_service
 from service.datasets.inspect import check_against_signature
@@ -25,14 +26,21 @@ def normalized_steps(request: JobCreate) -> tuple[list[dict[str, Any]], Queue]:
     """Validate each step's params (422 before anything is queued) and pick the job's queue."""
     steps: list[dict[str, Any]] = []
     queue = Queue.CPU
+    if len(request.steps) > 1 and any(step.technique == "optimize" for step in request.steps):
+        raise InvalidParams(
+            "optimize searches whole pipelines itself: it must be the job's only step",
+            errors=[{"loc": ["steps"], "msg": "optimize with other steps", "type": "value_error"}],
+        )
+    evaluation = request.evaluation.model_dump(mode="json")
     for index, step in enumerate(request.steps):
         spec = CATALOG.get(step.technique)
         if spec is None:
             raise UnknownTechnique(
                 f"step {index}: unknown technique '{step.technique}'", known=sorted(CATALOG), step=index
             )
+        raw = with_evaluation_defaults(step.params, evaluation) if spec.name == "optimize" else step.params
         try:
-            params = spec.params.model_validate(step.params)
+            params = spec.params.model_validate(raw)
         except ValidationError as exc:
             prefix = f"step {index} ({step.technique}): "
             raise InvalidParams.from_validation(exc.errors(), prefix=prefix, step=index) from None

@@ -79,7 +79,8 @@ def test_a_miss_is_followed_by_a_trial_of_the_int8_kernel_ops_only(
     # Rounding the sharpened logits and the probabilities to 8 bits is what costs the accuracy.
     assert second["accuracy_drop"] < first["accuracy_drop"]
     budget = (first["accuracy_drop"] + second["accuracy_drop"]) / 2
-    outcome, output = _auto(sharpened_mlp, tmp_path / "budget", data, max_accuracy_drop=budget)
+    # Two trials: the dynamic one a Gemm model also gets would compete (tested below).
+    outcome, output = _auto(sharpened_mlp, tmp_path / "budget", data, max_accuracy_drop=budget, max_trials=2)
     metrics = outcome.metrics
     assert metrics["within_accuracy_budget"] is True and metrics["chosen_trial"] == 1
     assert metrics["search_stopped"] == f"trial 1 ({KERNEL_ONLY}) met the budget"
@@ -87,12 +88,16 @@ def test_a_miss_is_followed_by_a_trial_of_the_int8_kernel_ops_only(
     assert _reads_dequantized(output, "sharpen") and not _reads_dequantized(output, "softmax")
 
 
-def test_a_budget_the_first_trial_meets_adds_no_trial(
+def test_a_budget_the_first_trial_meets_adds_only_the_dynamic_trial(
     mlp_onnx: Path, data: dict[str, Path], tmp_path: Path
 ) -> None:
+    """A Gemm model gets dynamic int8 as a competitor; no exclusion search follows a met budget."""
     outcome, _ = _auto(mlp_onnx, tmp_path / "mlp", data, max_accuracy_drop=1.0)
-    assert [row["config"] for row in outcome.metrics["trials"]] == ["static"]
-    assert outcome.metrics["search_stopped"] == "the first trial met the budget"
+    trials = outcome.metrics["trials"]
+    assert [row["config"] for row in trials] == ["static", "dynamic"]
+    fastest = max(trials, key=lambda row: row["speedup"])
+    assert outcome.metrics["chosen_trial"] == fastest["trial"]
+    assert outcome.metrics["search_stopped"].endswith("met the budget")
 
 
 def test_an_lstm_model_gets_a_dynamic_trial_in_static_mode(tmp_path: Path) -> None:
@@ -151,3 +156,27 @@ def test_outputs_that_are_not_class_scores_are_judged_by_cosine(
     cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert metrics["accuracy"] == pytest.approx(float(np.mean(cosines)), abs=1e-6)
     assert metrics["accuracy_drop"] == pytest.approx(1.0 - metrics["accuracy"], abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def encoder_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained one-layer transformer encoder over the digits' rows, as ONNX."""
+    from tests.worker.int8_models import TinyEncoder
+
+    model = model_zoo.trained(TinyEncoder, epochs=8)
+    return model_zoo.export_onnx(model, tmp_path_factory.mktemp("encoder") / "encoder.onnx")
+
+
+def test_a_transformer_encoder_gets_dynamic_int8_next_to_static(
+    encoder_onnx: Path, data: dict[str, Path], tmp_path: Path
+) -> None:
+    """Static alone ended a real encoder at 1.09x where dynamic ran 2x: both compete, the faster wins."""
+    outcome, output = _auto(encoder_onnx, tmp_path / "encoder", data, max_accuracy_drop=0.5, metric="cosine")
+    trials = outcome.metrics["trials"]
+    assert "dynamic" in [row["config"] for row in trials]
+    within = [row for row in trials if row["within_budget"]]
+    chosen = trials[outcome.metrics["chosen_trial"]]
+    assert chosen["speedup"] == max(row["speedup"] for row in within)
+    kinds = {node.op_type for node in onnx.load(str(output)).graph.node}
+    assert ("MatMulInteger" in kinds or "DynamicQuantizeMatMul" in kinds) == (chosen["config"] == "dynamic")
+    assert all(set(row["latency_percentiles_ms"]) >= {"p50", "p99"} for row in trials)

@@ -66,7 +66,8 @@ def run(model_path: Path, output_path: Path, params: QatParams, ctx: StepContext
     import torch
 
     from engine.bridge import from_onnx
-    from engine.bridge.weights import replace_initializers, save_model
+    from engine.bridge.weights import replace_initializers
+    from engine.model_size import save_model
     from engine.techniques.quantize import static
     from engine.techniques.quantize.qat_export import trained_initializers
     from engine.techniques.quantize.qat_module import make_quantization_aware

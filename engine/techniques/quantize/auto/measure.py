@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,11 +21,25 @@ from engine.evaluate.describe import model_size_bytes
 from engine.evaluate.inputs import fixed_batch, load_dataset, take
 from engine.evaluate.sessions import CHUNK, feeds_for, first_output, make_session
 from engine.techniques.quantize.auto.trials import Measurement
-from service.catalog.quantize_auto import AutoQuantParams
 from service.errors import InvalidParams
 
 TIMING_BATCH = 8
 WARMUP_RUNS = 3
+
+
+class JudgeSettings(Protocol):
+    """The parameters a judge reads: quantize.auto's and optimize's both have them."""
+
+    @property
+    def max_eval_samples(self) -> int: ...
+    @property
+    def metric(self) -> str | None: ...
+    @property
+    def drop_type(self) -> str: ...
+    @property
+    def max_accuracy_drop(self) -> float: ...
+    @property
+    def timing_budget_s(self) -> float: ...
 
 
 class TrialJudge:
@@ -36,8 +50,9 @@ class TrialJudge:
         model_path: Path,
         eval_path: Path,
         signature: dict[str, Any],
-        params: AutoQuantParams,
+        params: JudgeSettings,
         threads: int,
+        batch: int = TIMING_BATCH,
     ) -> None:
         data = load_dataset(eval_path, signature)
         keep = slice(0, params.max_eval_samples)
@@ -46,7 +61,7 @@ class TrialJudge:
         self.threads = threads
         fixed = fixed_batch(signature)
         self.chunk = fixed or CHUNK
-        self.timing_feeds = take(self.arrays, 0, fixed or TIMING_BATCH)
+        self.timing_feeds = take(self.arrays, 0, fixed or batch)
         self.baseline = make_session(model_path, threads)
         outputs = first_output(self.baseline, self.arrays, self.chunk)
         labels = None if data.labels is None else data.labels[keep]
@@ -74,7 +89,8 @@ class TrialJudge:
         runs = [partial(s.run, None, feeds_for(s, self.timing_feeds)) for s in (self.baseline, session)]
         timing = time_pair(*runs, warmup_runs=WARMUP_RUNS, budget_s=self.params.timing_budget_s)
         baseline_p50 = percentiles(timing.baseline_ms)["p50"]
-        candidate_p50 = percentiles(timing.candidate_ms)["p50"]
+        candidate = percentiles(timing.candidate_ms)
+        candidate_p50 = candidate["p50"]
         return Measurement(
             accuracy=score,
             accuracy_drop=drop,
@@ -82,6 +98,7 @@ class TrialJudge:
             latency_ms=candidate_p50,
             speedup=baseline_p50 / candidate_p50,
             size_bytes=model_size_bytes(candidate_path),
+            latency_percentiles_ms=dict(candidate),
         )
 
 

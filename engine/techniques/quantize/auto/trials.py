@@ -16,9 +16,11 @@ class Measurement:
     latency_ms: float
     speedup: float
     size_bytes: int
+    latency_percentiles_ms: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+# Keyword-only: the measurement's last field has a default, the trial's own fields follow it.
+@dataclass(frozen=True, kw_only=True)
 class Trial(Measurement):
     """One measured candidate: the measurement plus which nodes stayed in float and what it cost."""
 
@@ -32,6 +34,7 @@ class Trial(Measurement):
     def as_dict(self) -> dict[str, Any]:
         """The row of the trial table in the step's metrics."""
         measured = {item.name: getattr(self, item.name) for item in fields(Measurement)}
+        measured["latency_percentiles_ms"] = dict(self.latency_percentiles_ms)
         return {
             "trial": self.trial,
             "config": self.config,

@@ -1,0 +1,1 @@
+"""optimize: a search across techniques within a time budget."""

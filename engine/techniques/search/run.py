@@ -1,0 +1,220 @@
+"""optimize: build candidate pipelines, measure each within a time budget, keep the best within budget.
+
+Each candidate runs the catalog's own technique modules in this process (the sandbox child), starting
+from its prefix's output when another candidate already built it (one pruned model feeds several
+quantizations). Every candidate is scored and timed by quantize.auto's judge against the original at the
+objective's batch size. The best is the candidate within the accuracy budget that is best on the
+objective and not slower than the original; without one the original itself is returned, with the
+closest candidate and what it misses by.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from engine.contract import StepContext, StepOutcome, TechniqueError
+from engine.errortext import brief
+from engine.evaluate.describe import model_size_bytes
+from engine.techniques.quantize.auto.measure import TrialJudge
+from engine.techniques.quantize.auto.prepare import save_model
+from engine.techniques.search.candidates import Candidate, Step, build
+from engine.techniques.search.frontier import pareto
+from service.catalog import CATALOG
+from service.catalog.optimize import OptimizeParams
+
+
+def run(model_path: Path, output_path: Path, params: OptimizeParams, ctx: StepContext) -> StepOutcome:
+    """Search the candidates until the budget is spent; write the best to output_path."""
+    started = time.monotonic()
+    workdir = ctx.workdir / "optimize"
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx.progress(0.0, "measuring the original")
+    eval_path = ctx.dataset(params.eval_dataset_id or params.dataset_id)
+    judge = TrialJudge(
+        model_path,
+        eval_path,
+        dict(ctx.signature) or _signature(model_path),
+        params,
+        ctx.threads,
+        params.batch_size,
+    )
+    skeleton = onnx.load(str(model_path), load_external_data=False)
+    candidates = build(params, {node.op_type for node in skeleton.graph.node}, _labelled(ctx, params))
+    trials = [_row(0, (), judge.measure(model_path).__dict__, time.monotonic() - started)]
+    built: dict[tuple[Step, ...], Path] = {(): model_path}
+    stopped = "every candidate was tried"
+    for index, candidate in enumerate(candidates, start=1):
+        spent = [row["time_s"] for row in trials[1:] if row["status"] != "skipped"] or [trials[0]["time_s"]]
+        if time.monotonic() - started + sum(spent) / len(spent) > params.time_budget_s:
+            stopped = f"time_budget_s ({params.time_budget_s:g} s) would be exceeded by another candidate"
+            trials += [_skipped(i, c) for i, c in enumerate(candidates[index - 1 :], start=index)]
+            break
+        trials.append(_try(index, candidate, built, judge, ctx, workdir))
+        ctx.progress(min(index / len(candidates), 0.99), _summary(trials[-1]))
+    return _finish(trials, built, candidates, judge, params, output_path, stopped, started)
+
+
+def _try(
+    index: int,
+    candidate: Candidate,
+    built: dict[tuple[Step, ...], Path],
+    judge: TrialJudge,
+    ctx: StepContext,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Build one candidate (from its prefix's cached output) and measure it; a failure becomes its row."""
+    began = time.monotonic()
+    try:
+        path = build_pipeline(candidate.steps, built, ctx, workdir)
+        measured = judge.measure(path).__dict__
+    except TechniqueError as error:
+        return _row(index, candidate.steps, None, time.monotonic() - began, error.detail)
+    except Exception as error:
+        return _row(index, candidate.steps, None, time.monotonic() - began, brief(error))
+    return _row(index, candidate.steps, measured, time.monotonic() - began)
+
+
+def build_pipeline(
+    steps: tuple[Step, ...], built: dict[tuple[Step, ...], Path], ctx: StepContext, workdir: Path
+) -> Path:
+    """The model after `steps`, running only the steps no earlier candidate ran."""
+    if steps in built:
+        return built[steps]
+    source = build_pipeline(steps[:-1], built, ctx, workdir)
+    step = steps[-1]
+    folder = workdir / f"build-{len(built)}"
+    folder.mkdir()
+    spec = CATALOG[step.technique]
+    module = importlib.import_module(spec.implementation)
+    # The techniques' own progress would move the job's bar backwards in the middle of the search.
+    quiet = StepContext(workdir=folder, datasets=ctx.datasets, signature=ctx.signature, threads=ctx.threads)
+    output = folder / "model.onnx"
+    module.run(source, output, spec.params.model_validate(step.params), quiet)
+    built[steps] = output
+    return output
+
+
+def _row(
+    index: int, steps: tuple[Step, ...], measured: dict[str, Any] | None, seconds: float, error: str = ""
+) -> dict[str, Any]:
+    """A trial table row: the steps, and either the measurement or why it failed."""
+    row: dict[str, Any] = {"id": index, "steps": [step.as_dict() for step in steps], "time_s": seconds}
+    if measured is None:
+        return {**row, "status": "failed", "error": error}
+    return {
+        **row,
+        "status": "ok",
+        "size_bytes": measured["size_bytes"],
+        "latency_ms": measured["latency_percentiles_ms"],
+        "speedup": measured["speedup"],
+        "accuracy": measured["accuracy"],
+        "accuracy_drop": measured["accuracy_drop"],
+        "within_budget": measured["within_budget"],
+    }
+
+
+def _skipped(index: int, candidate: Candidate) -> dict[str, Any]:
+    return {
+        "id": index,
+        "steps": [step.as_dict() for step in candidate.steps],
+        "time_s": 0.0,
+        "status": "skipped",
+        "error": "the time budget was spent before it started",
+    }
+
+
+def choose(trials: list[dict[str, Any]], objective: str) -> dict[str, Any]:
+    """The best measured trial within budget and not slower than the original; else the original."""
+    eligible = [
+        row for row in trials[1:] if row["status"] == "ok" and row["within_budget"] and row["speedup"] >= 1.0
+    ]
+    if not eligible:
+        return trials[0]
+    if objective == "size":
+        return min(eligible, key=lambda row: (row["size_bytes"], -row["speedup"]))
+    return max(eligible, key=lambda row: (row["speedup"], -row["size_bytes"]))
+
+
+def closest(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The measured candidate with the least drop, for a search where none met the budget."""
+    measured = [row for row in trials[1:] if row["status"] == "ok"]
+    return min(measured, key=lambda row: (row["accuracy_drop"], -row["speedup"])) if measured else None
+
+
+def _finish(
+    trials: list[dict[str, Any]],
+    built: dict[tuple[Step, ...], Path],
+    candidates: list[Candidate],
+    judge: TrialJudge,
+    params: OptimizeParams,
+    output_path: Path,
+    stopped: str,
+    started: float,
+) -> StepOutcome:
+    """Write the best model and report the trial table, the frontier and the choice."""
+    best = choose(trials, params.objective)
+    steps = () if best["id"] == 0 else candidates[best["id"] - 1].steps
+    save_model(built[steps], output_path)
+    warnings: list[str] = []
+    metrics: dict[str, Any] = {
+        "objective": params.objective,
+        "batch_size": params.batch_size,
+        "metric": judge.metric,
+        "measured_against": judge.against,
+        "eval_samples": judge.samples,
+        "baseline_accuracy": judge.baseline_accuracy,
+        "baseline_size_bytes": model_size_bytes(built[()]),
+        "max_accuracy_drop": params.max_accuracy_drop,
+        "trials": trials,
+        "frontier": pareto(trials),
+        "best": best["id"],
+        "accuracy": best["accuracy"],
+        "accuracy_drop": best["accuracy_drop"],
+        "speedup": best["speedup"],
+        "within_accuracy_budget": best["within_budget"],
+        "search_stopped": stopped,
+        "search_seconds": time.monotonic() - started,
+    }
+    if best["id"] == 0:
+        near = closest(trials)
+        warnings.append(
+            "no candidate met the accuracy budget while running at least as fast as the original;"
+            " the original model is returned"
+        )
+        if near is not None:
+            metrics["closest"] = near["id"]
+            metrics["misses_by"] = {
+                "accuracy_drop": max(near["accuracy_drop"] - params.max_accuracy_drop, 0.0),
+                "speedup": max(1.0 - near["speedup"], 0.0),
+            }
+    # Intermediate models are not needed past this point; the step's workdir is discarded anyway.
+    for path in built.values():
+        if path != built[()] and path.parent.name.startswith("build-"):
+            shutil.rmtree(path.parent, ignore_errors=True)
+    return StepOutcome(metrics=metrics, warnings=warnings)
+
+
+def _labelled(ctx: StepContext, params: OptimizeParams) -> bool:
+    """Whether the training dataset has labels (pruning's fine-tuning needs them)."""
+    with np.load(ctx.dataset(params.dataset_id)) as data:
+        return "labels" in data.files
+
+
+def _summary(row: dict[str, Any]) -> str:
+    names = " → ".join(step["technique"] for step in row["steps"])
+    if row["status"] != "ok":
+        return f"candidate {row['id']} ({names}): {row['status']}"
+    return f"candidate {row['id']} ({names}): {row['speedup']:.2f}x, drop {row['accuracy_drop']:.4g}"
+
+
+def _signature(model_path: Path) -> dict[str, Any]:
+    from engine.ingest.summary import signature
+
+    return signature(onnx.load(str(model_path), load_external_data=False))

@@ -1,0 +1,133 @@
+"""optimize's search on real small models: candidates, a pruned model reused, the frontier, the choice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from engine.contract import StepContext, StepOutcome
+from engine.techniques.search import run as optimize
+from engine.techniques.search.candidates import build
+from engine.techniques.search.frontier import dominates, pareto
+from service.catalog.optimize import PRESETS, OptimizeParams
+from tests import model_zoo
+
+FAST = {"timing_budget_s": 0.05, "max_eval_samples": 200}
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory, digits_npz: Path) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("optimize-data")
+    return {
+        "labelled": digits_npz,
+        "unlabelled": model_zoo.write_dataset(folder / "unlabelled.npz", labels=False, limit=200),
+    }
+
+
+def _optimize(
+    model: Path, folder: Path, datasets: dict[str, Path], **params: object
+) -> tuple[StepOutcome, Path]:
+    folder.mkdir()
+    output = folder / "best.onnx"
+    outcome = optimize.run(
+        model,
+        output,
+        OptimizeParams.model_validate({"dataset_id": "labelled", **FAST, **params}),
+        StepContext(workdir=folder, datasets=datasets),
+    )
+    return outcome, output
+
+
+def test_a_preset_expands_to_its_settings_and_explicit_keys_win() -> None:
+    params = OptimizeParams.model_validate({"preset": "smallest", "dataset_id": "d", "batch_size": 4})
+    assert params.objective == PRESETS["smallest"]["objective"] == "size"
+    assert params.techniques == PRESETS["smallest"]["techniques"] and params.batch_size == 4
+
+
+def test_a_gemm_model_tries_dynamic_int8_first_and_chains_each_pruned_model_into_quantizers() -> None:
+    params = OptimizeParams(dataset_id="d", prune_ratios=[0.3, 0.5])
+    candidates = build(params, {"Gemm", "Relu"}, labelled=True)
+    first = candidates[0].steps
+    assert [step.technique for step in first] == ["quantize.dynamic"]
+    chains = [c for c in candidates if len(c.steps) == 2]
+    assert {c.steps[0].params["sparsity"] for c in chains} == {0.3, 0.5}
+    # Each ratio's chains share one prune step, so the search builds that pruned model once.
+    assert len({c.prefix for c in chains}) == 2
+    # CPUs run fp16 slower than fp32: only the size objective tries it.
+    assert not any(step.technique == "quantize.fp16" for c in candidates for step in c.steps)
+    unlabelled = build(params, {"Gemm"}, labelled=False)
+    assert not any(c.steps[0].technique == "prune.structured" for c in unlabelled)
+
+
+def test_the_frontier_keeps_only_undominated_measured_trials() -> None:
+    def row(index: int, drop: float, p50: float, size: int, status: str = "ok") -> dict[str, object]:
+        latency = {"p50": p50}
+        return {
+            "id": index,
+            "status": status,
+            "accuracy_drop": drop,
+            "latency_ms": latency,
+            "size_bytes": size,
+        }
+
+    rows = [row(0, 0.0, 10, 100), row(1, 0.01, 5, 30), row(2, 0.02, 6, 40), row(3, 0.0, 1, 1, "failed")]
+    assert pareto(rows) == [0, 1]
+    assert dominates((0, 1, 1), (0, 2, 1)) and not dominates((0, 1, 1), (0, 1, 1))
+
+
+def test_optimize_on_the_digits_mlp_returns_the_fastest_candidate_within_budget(
+    mlp_onnx: Path, datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    outcome, output = _optimize(
+        mlp_onnx, tmp_path / "run", datasets, max_accuracy_drop=0.05, prune_ratios=[0.5], finetune_epochs=2
+    )
+    metrics = outcome.metrics
+    trials = metrics["trials"]
+    assert trials[0]["steps"] == [] and trials[0]["status"] == "ok"
+    techniques = [[step["technique"] for step in row["steps"]] for row in trials]
+    assert ["prune.structured", "quantize.dynamic"] in techniques and ["quantize.static"] in techniques
+    for row in trials:
+        assert row["status"] in ("ok", "failed", "skipped")
+        if row["status"] == "ok":
+            assert set(row["latency_ms"]) >= {"p50", "p99"} and row["size_bytes"] > 0
+    best = trials[metrics["best"]]
+    eligible = [r for r in trials[1:] if r["status"] == "ok" and r["within_budget"] and r["speedup"] >= 1.0]
+    assert best["id"] == (max(eligible, key=lambda r: r["speedup"])["id"] if eligible else 0)
+    assert set(metrics["frontier"]) <= {row["id"] for row in trials if row["status"] == "ok"}
+    # The artifact is the chosen candidate: its accuracy on the labelled digits is what the table says.
+    images, labels = model_zoo.digits()
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    top1 = float(np.mean(session.run(None, {"x": images[:200]})[0].argmax(1) == labels[:200]))
+    assert top1 == pytest.approx(best["accuracy"])
+
+
+def test_a_spent_budget_skips_the_rest_and_keeps_the_original(
+    mlp_onnx: Path, datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    outcome, _ = _optimize(mlp_onnx, tmp_path / "tight", datasets, time_budget_s=0.001)
+    metrics = outcome.metrics
+    assert metrics["best"] == 0 and all(row["status"] == "skipped" for row in metrics["trials"][1:])
+    assert metrics["search_stopped"].startswith("time_budget_s")
+    assert outcome.warnings
+
+
+def test_an_impossible_budget_reports_the_closest_candidate_and_its_miss(
+    mlp_onnx: Path, datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    outcome, _ = _optimize(
+        mlp_onnx,
+        tmp_path / "impossible",
+        datasets,
+        eval_dataset_id="unlabelled",
+        metric="mse",
+        max_accuracy_drop=0.0,
+        techniques=["quantize.dynamic"],
+    )
+    metrics = outcome.metrics
+    assert metrics["best"] == 0
+    closest = metrics["trials"][metrics["closest"]]
+    assert closest["accuracy_drop"] > 0
+    assert metrics["misses_by"]["accuracy_drop"] == pytest.approx(closest["accuracy_drop"])
