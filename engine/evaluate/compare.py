@@ -19,7 +19,8 @@ from engine.evaluate.fidelity import fidelity
 from engine.evaluate.inputs import EvalData, fixed_batch, load_eval_data, take
 from engine.evaluate.memory import peak_memory_bytes
 from engine.evaluate.node_errors import node_errors
-from engine.evaluate.precision import precision_kind
+from engine.evaluate.precision import DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY, precision_kind
+from engine.evaluate.profile import compare_profiles, profile_model
 from engine.evaluate.sessions import CHUNK, feeds_for, first_output, make_session, run_checked
 from engine.evaluate.verdict import judge
 from service.errors import InvalidParams
@@ -48,6 +49,9 @@ def compare_models(
     Accuracy and fidelity run over the evaluation samples in chunks of 64 (or the model's fixed
     batch size): dynamic quantization picks activation scales per batch, so scores depend slightly
     on how samples are grouped, and a fixed grouping keeps them reproducible.
+
+    `profile` is both models' onnxruntime profile at the largest timed batch, run after the timing
+    (engine.evaluate.profile).
 
     When the candidate holds quantized or float16 nodes, `node_errors` lists the nodes whose outputs
     diverge most from the original's (engine.evaluate.node_errors, within `time_budget_s`); else None.
@@ -87,6 +91,7 @@ def compare_models(
     errors = None
     if kind is not None:
         errors = node_errors(models[0], models[1], data.arrays, threads=threads, budget_s=time_budget_s)
+    profile = _profile(paths, data, timings, fixed, threads, time_budget_s, quantized=kind in _INT8_KINDS)
     delta = {
         "size_ratio": candidate["size_bytes"] / baseline["size_bytes"],
         "compressed_size_ratio": candidate["compressed_size_bytes"] / baseline["compressed_size_bytes"],
@@ -117,8 +122,31 @@ def compare_models(
         "delta": delta,
         "verdict": verdict,
         "node_errors": errors,
+        "profile": profile,
         "environment": environment(threads),
     }
+
+
+_INT8_KINDS = (DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY)
+
+
+def _profile(
+    paths: tuple[Path, Path],
+    data: EvalData,
+    timings: dict[str, PairTiming],
+    fixed: int | None,
+    threads: int,
+    budget_s: float,
+    *,
+    quantized: bool,
+) -> dict[str, Any] | None:
+    """Both models' per-operator profiles at the largest timed batch; None when no batch was timed."""
+    if not timings:
+        return None
+    batch = max(int(key) for key in timings)
+    feeds = take(data.arrays, 0, fixed or batch)
+    sides = [profile_model(path, feeds, threads=threads, budget_s=budget_s / 2) for path in paths]
+    return {"batch": str(batch), **compare_profiles(*sides, quantized=quantized)}
 
 
 def _time_batches(

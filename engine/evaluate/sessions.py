@@ -30,9 +30,17 @@ _ORT_TYPES = {
 }
 
 
-def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
-    """A CPU session with a fixed intra-op thread count, one inter-op thread, sequential execution."""
+def make_session(
+    path: str | Path, threads: int, *, profile_prefix: str | None = None
+) -> ort.InferenceSession:
+    """A CPU session with a fixed intra-op thread count, one inter-op thread, sequential execution.
+
+    `profile_prefix` turns on onnxruntime's profiler, writing its trace to a file with that prefix.
+    """
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
