@@ -25,11 +25,15 @@ def evaluate_job(
     settings: Settings,
     job: Job,
     original: Path,
-    final: Path,
+    outputs: list[Path],
     signature: dict[str, Any],
     workdir: Path,
 ) -> dict[str, Any]:
-    """The comparison document, with every step's warnings added to the verdict's."""
+    """The comparison document, with every step's warnings added to the verdict's.
+
+    `outputs` holds each step's model in order; the last one is the candidate.
+    """
+    final = outputs[-1]
     lease.advance("evaluating", len(job.steps) / (len(job.steps) + 1))
     evaluation = job.evaluation or {}
     dataset_path: str | None = None
@@ -60,6 +64,15 @@ def evaluate_job(
                 "warmup_runs": settings.bench_warmup_runs,
                 "min_runs": settings.bench_min_runs,
                 "max_accuracy_drop": evaluation.get("max_accuracy_drop"),
+                "steps": [
+                    {
+                        "index": step.index,
+                        "technique": step.technique,
+                        "params": step.params,
+                        "path": box.admit(output, f"steps/{step.index}/{output.name}"),
+                    }
+                    for step, output in zip(job.steps, outputs, strict=True)
+                ],
             },
             box=box,
             limits=SandboxLimits(

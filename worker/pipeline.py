@@ -86,11 +86,11 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
     current = original
     if model.normalized_artifact_id is not None:
         current = files.fetch_artifact(model.normalized_artifact_id, workdir / "normalized.onnx")
+    # Every step's output stays until the evaluation has measured it (per-step attribution).
+    outputs: list[Path] = []
     for step in steps:
-        previous = current
         current = _run_step(lease, settings, job, step, current, signature, workdir, journal)
-        if previous != original:
-            previous.unlink(missing_ok=True)  # stored as the earlier step's artifact; no need for a copy
+        outputs.append(current)
     evaluation = job.evaluation or {}
     journal.info(
         "evaluating the original against the compressed model",
@@ -99,7 +99,7 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
         batch_sizes=evaluation.get("batch_sizes"),
     )
     journal.flush()
-    comparison = evaluate_job(lease, settings, job, original, current, signature, workdir)
+    comparison = evaluate_job(lease, settings, job, original, outputs, signature, workdir)
     _log_result(journal, comparison)
     journal.info("job succeeded", artifact_id=steps[-1].artifact_id)
     record_success(lease, comparison, journal=journal)

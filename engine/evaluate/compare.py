@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from engine.contract import TechniqueError
 from engine.evaluate import accuracy as acc
+from engine.evaluate.attribution import measure_steps
 from engine.evaluate.benchmark import PairTiming, percentiles, throughput, time_pair
 from engine.evaluate.describe import describe_loaded, op_histogram
 from engine.evaluate.environment import environment
@@ -39,6 +40,7 @@ def compare_models(
     warmup_runs: int,
     min_runs: int,
     max_accuracy_drop: float | None,
+    steps: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Measure both models on this machine, interleaved, and return the comparison object.
 
@@ -52,6 +54,10 @@ def compare_models(
 
     `profile` is both models' onnxruntime profile at the largest timed batch, run after the timing
     (engine.evaluate.profile).
+
+    `steps` ({index, technique, params, path}: each step's output, the last being the candidate) name
+    the job's steps: the advice names the responsible one, and with two or more, `per_step` measures
+    every step's output alike so each step's gain or cost shows (engine.evaluate.attribution).
 
     When the candidate holds quantized or float16 nodes, `node_errors` lists the nodes whose outputs
     diverge most from the original's (engine.evaluate.node_errors, within `time_budget_s`); else None.
@@ -91,6 +97,12 @@ def compare_models(
     errors = None
     if kind is not None:
         errors = node_errors(models[0], models[1], data.arrays, threads=threads, budget_s=time_budget_s)
+    per_step = None
+    if steps and len(steps) > 1:
+        per_step = measure_steps(
+            paths[0], steps, data, batches=[int(batch) for batch in timings], fixed=fixed, metric=metric_name,
+            threads=threads, budget_s=time_budget_s, warmup_runs=warmup_runs,
+        )  # fmt: skip
     profile = _profile(paths, data, timings, fixed, threads, time_budget_s, quantized=kind in _INT8_KINDS)
     delta = {
         "size_ratio": candidate["size_bytes"] / baseline["size_bytes"],
@@ -115,6 +127,8 @@ def compare_models(
         candidate_kind=kind,
         density=candidate["nonzero_parameters"] / max(candidate["parameters"], 1),
         node_errors=errors or (),
+        steps=[{key: step[key] for key in ("index", "technique", "params")} for step in steps or ()],
+        attribution=per_step or (),
     )
     return {
         "baseline": baseline,
@@ -123,6 +137,7 @@ def compare_models(
         "verdict": verdict,
         "node_errors": errors,
         "profile": profile,
+        "per_step": per_step,
         "environment": environment(threads),
     }
 

@@ -53,7 +53,7 @@ def comparison(
 
 def test_comparison_has_the_documented_shape(comparison: dict[str, Any]) -> None:
     assert set(comparison) == {
-        "baseline", "candidate", "delta", "verdict", "node_errors", "profile", "environment"
+        "baseline", "candidate", "delta", "verdict", "node_errors", "profile", "per_step", "environment"
     }  # fmt: skip
     assert comparison["profile"]["batch"] == "8"
     assert comparison["profile"]["candidate"]["total_ms"] > 0
