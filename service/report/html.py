@@ -202,3 +202,31 @@ def render_html(report: dict[str, Any], nonce: str = "") -> str:
             nonce=nonce,
         )
     )
+
+
+def render_model_html(report: dict[str, Any], nonce: str = "") -> str:
+    """The model's page: the recommendation, the Pareto chart across its jobs, and the jobs table."""
+    points = [*report["jobs"], *report["trials"]]
+    chart = decision_charts.pareto_chart(points)
+    specs = []
+    if chart is not None:
+        caption = (
+            "Every finished job's final model and every search trial; lower left is better. Each job was"
+            " timed in its own run, so compare latencies measured on the same machine and load."
+        )
+        specs.append(
+            {"id": "pareto", "title": "Accuracy loss against latency", "caption": caption, "config": chart}
+        )
+    return (
+        _environment()
+        .get_template("model_report.html.j2")
+        .render(
+            report=report,
+            jobs=[{**job, "cells": tables.model_job_cells(job)} for job in report["jobs"]],
+            charts=specs,
+            chart_data=_script_json({spec["id"]: spec["config"] for spec in specs}),
+            chart_js=Markup(chart_js()),
+            chart_js_version=CHART_JS_VERSION,
+            nonce=nonce,
+        )
+    )
