@@ -6,6 +6,7 @@ figures explain the latency, they do not replace it.
 
 from __future__ import annotations
 
+import bisect
 import json
 import tempfile
 import time
@@ -39,25 +40,26 @@ HAS_INT8_KERNEL = frozenset(
 
 
 def node_events(trace: Iterable[Mapping[str, Any]], *, skip_runs: int = 0) -> list[dict[str, Any]]:
-    """The kernel-time events of a trace (node, op type, provider, ms), after the first `skip_runs` runs."""
+    """The kernel-time events of a trace (run, node, op type, provider, ms), after the first `skip_runs` runs.
+
+    `run` counts from 0 at the first kept run; a node belongs to the last run started before it.
+    """
     trace = list(trace)
-    runs = sorted(
+    starts = sorted(
         float(e.get("ts", 0)) for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"
     )
-    # A run's event starts when the run starts; nodes of skipped runs start before the first kept one.
-    since = runs[skip_runs] if skip_runs and len(runs) > skip_runs else -1.0
     events = []
     for event in trace:
         name = str(event.get("name", ""))
-        if (
-            event.get("cat") != "Node"
-            or not name.endswith("_kernel_time")
-            or float(event.get("ts", 0)) < since
-        ):
+        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+            continue
+        run = bisect.bisect_right(starts, float(event.get("ts", 0))) - 1 - skip_runs
+        if starts and run < 0:
             continue
         args = event.get("args") or {}
         events.append(
             {
+                "run": max(run, 0),
                 "node": name[: -len("_kernel_time")],
                 "op_type": str(args.get("op_name", "?")),
                 "provider": str(args.get("provider", "?")),
@@ -68,20 +70,29 @@ def node_events(trace: Iterable[Mapping[str, Any]], *, skip_runs: int = 0) -> li
 
 
 def aggregate(events: list[dict[str, Any]], runs: int, *, top: int = TOP_NODES) -> dict[str, Any]:
-    """Per-run time per op type and for the slowest nodes: ms, share of the total, node count."""
-    runs = max(runs, 1)
-    total = sum(event["ms"] for event in events) / runs
+    """Time per op type and for the slowest nodes in the median run: ms, share of its total, node count.
+
+    The median run, not the mean: one run slowed by another process would otherwise dominate a small
+    model's figures.
+    """
+    totals: dict[int, float] = {}
+    for event in events:
+        totals[event["run"]] = totals.get(event["run"], 0.0) + event["ms"]
+    ranked = sorted(totals, key=lambda run: totals[run])
+    typical = ranked[(len(ranked) - 1) // 2] if ranked else 0
+    kept = [event for event in events if event["run"] == typical]
+    total = totals.get(typical, 0.0)
     by_type: dict[str, dict[str, Any]] = {}
     by_node: dict[str, dict[str, Any]] = {}
-    for event in events:
+    for event in kept:
         kind = by_type.setdefault(event["op_type"], {"ms": 0.0, "nodes": set()})
-        kind["ms"] += event["ms"] / runs
+        kind["ms"] += event["ms"]
         kind["nodes"].add(event["node"])
         node = by_node.setdefault(
             event["node"],
             {"node": event["node"], "op_type": event["op_type"], "provider": event["provider"], "ms": 0.0},
         )
-        node["ms"] += event["ms"] / runs
+        node["ms"] += event["ms"]
     op_types = [
         {
             "op_type": name,
@@ -95,13 +106,13 @@ def aggregate(events: list[dict[str, Any]], runs: int, *, top: int = TOP_NODES) 
     nodes = sorted(by_node.values(), key=lambda entry: -entry["ms"])[:top]
     for node in nodes:
         node["share"] = _share(node["ms"], total)
-    return {"total_ms": total, "runs": runs, "op_types": op_types, "top_nodes": nodes}
+    return {"total_ms": total, "runs": max(runs, len(totals)), "op_types": op_types, "top_nodes": nodes}
 
 
 def profile_model(
-    path: str | Path, arrays: Mapping[str, np.ndarray], *, threads: int, budget_s: float, warmup_runs: int = 1
+    path: str | Path, arrays: Mapping[str, np.ndarray], *, threads: int, budget_s: float, warmup_runs: int = 5
 ) -> dict[str, Any]:
-    """Profile `path` on `arrays` (one batch): warm up unprofiled, then up to MAX_RUNS profiled runs."""
+    """Profile `path` on `arrays` (one batch): `warmup_runs` left out, then up to MAX_RUNS profiled runs."""
     with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
         session = make_session(path, threads, profile_prefix=str(Path(scratch) / "trace"))
         feeds = feeds_for(session, arrays)
