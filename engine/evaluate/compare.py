@@ -16,13 +16,13 @@ from engine.evaluate.attribution import measure_steps
 from engine.evaluate.benchmark import PairTiming, percentiles, throughput, time_pair
 from engine.evaluate.describe import describe_loaded, op_histogram
 from engine.evaluate.environment import environment
-from engine.evaluate.fidelity import fidelity
+from engine.evaluate.fidelity import fidelity, fidelity_per_output, worst_output
 from engine.evaluate.inputs import EvalData, fixed_batch, load_eval_data, take
 from engine.evaluate.memory import peak_memory_bytes
 from engine.evaluate.node_errors import node_errors
 from engine.evaluate.precision import DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY, precision_kind
 from engine.evaluate.profile import compare_profiles, profile_model
-from engine.evaluate.sessions import CHUNK, feeds_for, first_output, make_session, run_checked
+from engine.evaluate.sessions import CHUNK, all_outputs, feeds_for, make_session, run_checked
 from engine.evaluate.verdict import judge
 from service.errors import InvalidParams
 
@@ -59,6 +59,9 @@ def compare_models(
     the job's steps: the advice names the responsible one, and with two or more, `per_step` measures
     every step's output alike so each step's gain or cost shows (engine.evaluate.attribution).
 
+    `delta.fidelity` is the worst output's (lowest cosine), so a detector's class scores cannot hide
+    behind its box coordinates; a model with several outputs also gets `delta.fidelity_per_output`.
+
     When the candidate holds quantized or float16 nodes, `node_errors` lists the nodes whose outputs
     diverge most from the original's (engine.evaluate.node_errors, within `time_budget_s`); else None.
     """
@@ -73,7 +76,8 @@ def compare_models(
     # Generated inputs take a size the original runs at; the candidate must run there too.
     data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0], quiet=True))
     fixed = fixed_batch(signature)
-    outputs = [first_output(session, data.arrays, fixed or CHUNK) for session in sessions]
+    every = [all_outputs(session, data.arrays, fixed or CHUNK) for session in sessions]
+    outputs = [each[0] for each in every]
     notes: list[str] = []
     metric_name, scores = _accuracy(metric, data, outputs, notes)
     timings = _time_batches(
@@ -112,8 +116,12 @@ def compare_models(
             for batch in timings
         },
         "accuracy_drop": acc.accuracy_drop(metric_name, *scores) if metric_name and scores else None,
-        "fidelity": fidelity(*outputs),
     }
+    per_output = fidelity_per_output([meta.name for meta in sessions[0].get_outputs()], *every)
+    delta["fidelity"] = fidelity(*outputs)
+    if len(per_output) > 1:
+        delta["fidelity"] = worst_output(per_output) or delta["fidelity"]
+        delta["fidelity_per_output"] = per_output
     verdict = judge(
         size_ratio=delta["size_ratio"],
         speedup=delta["speedup"],

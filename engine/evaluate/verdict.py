@@ -144,7 +144,7 @@ def _fidelity_warnings(fidelity: Mapping[str, Any], hint: str) -> list[str]:
 
 
 def _fidelity_summary(fidelity: Mapping[str, Any]) -> str:
-    parts = []
+    parts = [f"worst output {fidelity['output']}"] if fidelity.get("output") else []
     if fidelity.get("cosine") is not None:
         parts.append(f"cosine similarity {fidelity['cosine']:.4f}")
     if fidelity.get("top1_agreement") is not None:
