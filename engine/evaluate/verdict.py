@@ -15,6 +15,8 @@ from engine.evaluate.step_advice import effective_params, step_hint
 FASTER_THRESHOLD = 1.05
 LOW_COSINE = 0.99
 LOW_AGREEMENT = 0.99
+# Techniques whose result quantize.auto can search around.
+SEARCHABLE = ("quantize.static", "quantize.dynamic")
 
 
 def judge(
@@ -51,7 +53,7 @@ def judge(
     if speedup and not faster and candidate_kind != DYNAMIC_INT8:
         warnings += _some(advice.not_faster(candidate_kind, _used_op_types(steps)))
     if steps:
-        hint = _step_hint(steps, attribution, node_errors, baseline_ops, metric)
+        hint = _step_hint(steps, attribution, node_errors, baseline_ops, metric, max_accuracy_drop)
     else:
         hint = advice.over_budget(candidate_kind, max_accuracy_drop, node_errors) if candidate_kind else ""
     within = None
@@ -77,6 +79,7 @@ def _step_hint(
     node_errors: Sequence[Mapping[str, Any]],
     baseline_ops: Mapping[str, int],
     metric: str | None,
+    max_accuracy_drop: float | None,
 ) -> str:
     """The responsible step and what of its own settings to try, with where the error starts."""
     if len(steps) == 1:
@@ -95,6 +98,9 @@ def _step_hint(
     quantizing = str(step["technique"]).startswith("quantize.")
     errors = node_errors if quantizing else ()
     parts = _some(step_hint(step, errors, baseline_ops, why) or None)
+    if step["technique"] in SEARCHABLE:
+        budget = f"max_accuracy_drop={max_accuracy_drop:g}" if max_accuracy_drop is not None else "a budget"
+        parts.append(f"or quantize.auto with {budget} (searches which nodes to keep in float)")
     location = advice.error_location(errors)
     return "; ".join(parts + _some(location or None))
 

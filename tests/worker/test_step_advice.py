@@ -119,3 +119,35 @@ def test_a_chain_names_the_pruning_step_that_lost_the_accuracy(
     assert "step 0 (prune.magnitude) lost the most" in warning
     assert "finetune" in warning and "a lower sparsity than 0.95" in warning
     assert "per_channel" not in warning and "quantize.auto" not in warning
+
+
+def test_a_single_static_step_with_per_channel_is_not_told_to_use_per_channel(
+    cnn_onnx: Path, digits_npz: Path, tmp_path: Path
+) -> None:
+    """The job that had per_channel true and was told to try per_channel true (issue 17) no longer is."""
+    from engine.evaluate.precision import STATIC_INT8
+    from engine.evaluate.verdict import judge
+    from engine.techniques.quantize import static as quantize_static
+    from service.catalog.quantize_static import StaticQuantParams
+
+    output = tmp_path / "static.onnx"
+    params = {"dataset_id": "calibration", "per_channel": True}
+    context = StepContext(workdir=tmp_path, datasets={"calibration": digits_npz})
+    quantize_static.run(cnn_onnx, output, StaticQuantParams(**params), context)
+    images = np.load(digits_npz)["x"][:8]
+    errors = node_errors(
+        onnx.load(str(cnn_onnx)), onnx.load(str(output)), {"x": images}, threads=1, budget_s=5.0
+    )
+    assert errors
+    verdict = judge(
+        size_ratio=0.3, speedup={"8": 2.0}, accuracy_drop=0.05, max_accuracy_drop=0.01, metric="top1",
+        fidelity={"cosine": 0.999, "top1_agreement": 0.99},
+        baseline_ops=op_histogram(onnx.load(str(cnn_onnx))),
+        candidate_ops={"QuantizeLinear": 4}, candidate_kind=STATIC_INT8, node_errors=errors,
+        steps=[{"index": 0, "technique": "quantize.static", "params": params}],
+    )  # fmt: skip
+    (warning,) = [w for w in verdict["warnings"] if w.startswith("top1 dropped by")]
+    assert "step 0 (quantize.static) is where the loss comes from" in warning
+    assert "per_channel" not in warning
+    assert 'calibration_method "Entropy" or "Percentile"' in warning
+    assert "quantize.auto with max_accuracy_drop=0.01" in warning
