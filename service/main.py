@@ -14,6 +14,7 @@ from service.datasets.router import router as datasets_router
 from service.finite import FiniteJSONResponse
 from service.jobs.report_router import router as report_router
 from service.jobs.router import router as jobs_router
+from service.models.report_router import router as model_report_router
 from service.models.router import router as models_router
 from service.request_limits import RequestLimits
 from service.settings import Settings, get_settings
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         catalog_router,
         models_router,
+        model_report_router,
         datasets_router,
         jobs_router,
         report_router,

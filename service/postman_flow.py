@@ -208,6 +208,20 @@ FLOW: tuple[tuple[str, tuple[Step, ...]], ...] = (
                 accept="text/html",
             ),
             Step(
+                "Get model report (every job of the model)",
+                "GET",
+                "/v1/models/{model_id}/report",
+                200,
+                (
+                    (
+                        "the finished job is a point",
+                        "body.jobs.some(j => j.job_id === pm.collectionVariables.get('jobId'))",
+                    ),
+                    ("it recommends", "body.recommendation.length > 0"),
+                ),
+                accept="application/json",
+            ),
+            Step(
                 "Get artifact",
                 "GET",
                 "/v1/artifacts/{artifact_id}",

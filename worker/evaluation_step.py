@@ -18,7 +18,7 @@ from worker.lease import Lease
 from worker.sandbox import SandboxLimits, open_box, run_sandboxed
 
 if TYPE_CHECKING:
-    from service.jobs.orm import Job
+    from service.jobs.orm import Job, JobStep
 
 
 def evaluate_job(
@@ -27,10 +27,14 @@ def evaluate_job(
     job: Job,
     original: Path,
     final: Path,
+    measured: list[tuple[JobStep, Path]],
     signature: dict[str, Any],
     workdir: Path,
 ) -> dict[str, Any]:
-    """The comparison document, with every step's warnings added to the verdict's."""
+    """The comparison document, with every step's warnings added to the verdict's.
+
+    `final` is the candidate; `measured` pairs each step that wrote an ONNX model with it, in order.
+    """
     lease.advance("evaluating", len(job.steps) / (len(job.steps) + 1))
     evaluation = job.evaluation or {}
     dataset_path: str | None = None
@@ -64,6 +68,15 @@ def evaluate_job(
                 "max_accuracy_drop": _budget(evaluation),
                 "prompt_length": evaluation.get("prompt_length") or 32,
                 "new_tokens": evaluation.get("new_tokens") or 32,
+                "steps": [
+                    {
+                        "index": step.index,
+                        "technique": step.technique,
+                        "params": step.params,
+                        "path": box.admit(output, f"steps/{step.index}/{output.name}"),
+                    }
+                    for step, output in measured
+                ],
             },
             box=box,
             limits=SandboxLimits(

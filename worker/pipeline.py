@@ -92,6 +92,8 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
         current = files.fetch_artifact(model.normalized_artifact_id, workdir / "normalized.onnx")
     engine_input: Path | None = None
     job_model = current
+    # Every step's ONNX output stays until the evaluation has measured it (per-step attribution).
+    measured: list[tuple[JobStep, Path]] = []
     for step in steps:
         if not _done(step) and _moved(lease, journal, job, _next_pool(job, gpu_available, step.index)):
             return
@@ -102,8 +104,8 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
         current = produced
         if step.technique in capability.TENSORRT_TECHNIQUES:
             engine_input = previous  # kept: the comparison measures the ONNX the engine was built from
-        elif previous not in (original, job_model):
-            previous.unlink(missing_ok=True)  # stored as the earlier step's artifact; no need for a copy
+        else:
+            measured.append((step, current))
     if engine_input is not None:
         # Engines are not timed yet (execute_async_v3 is not wired): compare the model they came from.
         journal.warning("the engine itself is not timed; the comparison measures the ONNX it was built from")
@@ -118,7 +120,7 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
         batch_sizes=evaluation.get("batch_sizes"),
     )
     journal.flush()
-    comparison = evaluate_job(lease, settings, job, original, current, signature, workdir)
+    comparison = evaluate_job(lease, settings, job, original, current, measured, signature, workdir)
     _log_result(journal, comparison)
     journal.info("job succeeded", artifact_id=steps[-1].artifact_id)
     record_success(lease, comparison, journal=journal)

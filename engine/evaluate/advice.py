@@ -15,8 +15,17 @@ from engine.evaluate.precision import BLOCK_WEIGHTS, DYNAMIC_INT8, FLOAT16, STAT
 PRUNED_DENSITY = 0.9
 
 
-def not_faster(kind: str | None) -> str | None:
-    """Why this kind of candidate gains no speed on a CPU, and what does."""
+def not_faster(kind: str | None, used_op_types: Sequence[str] | None = None) -> str | None:
+    """Why this kind of candidate gains no speed on a CPU, and what does.
+
+    `used_op_types` is the op-type list the step already quantized; it is not suggested again.
+    """
+    if kind == STATIC_INT8 and used_op_types:
+        return (
+            f"static int8 of only {', '.join(used_op_types)} is not faster here: the Quantize/Dequantize"
+            "Linear pairs around each layer cost more than the int8 arithmetic saves at these layer sizes;"
+            " keep the fp32 model, or see the profile for where the time goes"
+        )
     if kind == STATIC_INT8:
         return (
             "static int8 is not faster here: the Quantize/DequantizeLinear pairs around each layer cost"
@@ -72,14 +81,20 @@ def over_budget(
         FLOAT16: "keep the diverging op types in float32 (quantize.fp16 op_block_list or nodes_to_exclude)",
     }
     parts = [hints[kind]] if kind in hints else []
+    location = error_location(node_errors)
+    return "; ".join(parts + ([location] if location else []))
+
+
+def error_location(node_errors: Sequence[Mapping[str, Any]]) -> str:
+    """The node that adds the largest error beyond its inputs', as text; "" when none adds any."""
     worst = max(
         (entry for entry in node_errors if entry.get("added_error") is not None),
         key=lambda entry: entry["added_error"],
         default=None,
     )
-    if worst is not None and worst["added_error"] > 0:
-        parts.append(
-            f"the largest error is added at node {worst['node']} ({worst['op_type']}, relative error"
-            f" {worst['added_error']:.3g} beyond its inputs'; see node_errors)"
-        )
-    return "; ".join(parts)
+    if worst is None or worst["added_error"] <= 0:
+        return ""
+    return (
+        f"the largest error is added at node {worst['node']} ({worst['op_type']}, relative error"
+        f" {worst['added_error']:.3g} beyond its inputs'; see node_errors)"
+    )

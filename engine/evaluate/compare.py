@@ -12,17 +12,19 @@ import onnxruntime as ort
 
 from engine.contract import TechniqueError
 from engine.evaluate import accuracy as acc
+from engine.evaluate.attribution import measure_steps
 from engine.evaluate.benchmark import PairTiming, percentiles, throughput, time_pair
 from engine.evaluate.cuda import cuda_latency, require_cuda
 from engine.evaluate.decoder_compare import compare_decoders
 from engine.evaluate.describe import describe_loaded, op_histogram
 from engine.evaluate.environment import environment
-from engine.evaluate.fidelity import fidelity
+from engine.evaluate.fidelity import fidelity, fidelity_per_output, worst_output
 from engine.evaluate.inputs import EvalData, fixed_batch, load_eval_data, take
 from engine.evaluate.memory import peak_memory_bytes
 from engine.evaluate.node_errors import node_errors
-from engine.evaluate.precision import precision_kind
-from engine.evaluate.sessions import CHUNK, feeds_for, first_output, make_session, run_checked
+from engine.evaluate.precision import DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY, precision_kind
+from engine.evaluate.profile import compare_profiles, profile_model
+from engine.evaluate.sessions import CHUNK, all_outputs, feeds_for, make_session, run_checked
 from engine.evaluate.verdict import judge
 from service.errors import InvalidParams
 
@@ -43,6 +45,7 @@ def compare_models(
     device: str = "cpu",
     prompt_length: int = 32,
     new_tokens: int = 32,
+    steps: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Measure both models on this machine, interleaved, and return the comparison object.
 
@@ -56,6 +59,16 @@ def compare_models(
     Accuracy and fidelity run over the evaluation samples in chunks of 64 (or the model's fixed
     batch size): dynamic quantization picks activation scales per batch, so scores depend slightly
     on how samples are grouped, and a fixed grouping keeps them reproducible.
+
+    `profile` is both models' onnxruntime profile at the largest timed batch, run after the timing
+    (engine.evaluate.profile).
+
+    `steps` ({index, technique, params, path}: each step's output, the last being the candidate) name
+    the job's steps: the advice names the responsible one, and with two or more, `per_step` measures
+    every step's output alike so each step's gain or cost shows (engine.evaluate.attribution).
+
+    `delta.fidelity` is the worst output's (lowest cosine), so a detector's class scores cannot hide
+    behind its box coordinates; a model with several outputs also gets `delta.fidelity_per_output`.
 
     When the candidate holds quantized or float16 nodes, `node_errors` lists the nodes whose outputs
     diverge most from the original's (engine.evaluate.node_errors, within `time_budget_s`); else None.
@@ -83,7 +96,8 @@ def compare_models(
     # Generated inputs take a size the original runs at; the candidate must run there too.
     data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0], quiet=True))
     fixed = fixed_batch(signature)
-    outputs = [first_output(session, data.arrays, fixed or CHUNK) for session in sessions]
+    every = [all_outputs(session, data.arrays, fixed or CHUNK) for session in sessions]
+    outputs = [each[0] for each in every]
     notes: list[str] = []
     metric_name, scores = _accuracy(metric, data, outputs, notes)
     timings = _time_batches(
@@ -107,6 +121,13 @@ def compare_models(
     errors = None
     if kind is not None:
         errors = node_errors(models[0], models[1], data.arrays, threads=threads, budget_s=time_budget_s)
+    per_step = None
+    if steps and len(steps) > 1:
+        per_step = measure_steps(
+            paths[0], steps, data, batches=[int(batch) for batch in timings], fixed=fixed, metric=metric_name,
+            threads=threads, budget_s=time_budget_s, warmup_runs=warmup_runs,
+        )  # fmt: skip
+    profile = _profile(paths, data, timings, fixed, threads, time_budget_s, quantized=kind in _INT8_KINDS)
     delta = {
         "size_ratio": candidate["size_bytes"] / baseline["size_bytes"],
         "compressed_size_ratio": candidate["compressed_size_bytes"] / baseline["compressed_size_bytes"],
@@ -115,8 +136,12 @@ def compare_models(
             for batch in timings
         },
         "accuracy_drop": acc.accuracy_drop(metric_name, *scores) if metric_name and scores else None,
-        "fidelity": fidelity(*outputs),
     }
+    per_output = fidelity_per_output([meta.name for meta in sessions[0].get_outputs()], *every)
+    delta["fidelity"] = fidelity(*outputs)
+    if len(per_output) > 1:
+        delta["fidelity"] = worst_output(per_output) or delta["fidelity"]
+        delta["fidelity_per_output"] = per_output
     verdict = judge(
         size_ratio=delta["size_ratio"],
         speedup=delta["speedup"],
@@ -130,6 +155,8 @@ def compare_models(
         candidate_kind=kind,
         density=candidate["nonzero_parameters"] / max(candidate["parameters"], 1),
         node_errors=errors or (),
+        steps=[{key: step[key] for key in ("index", "technique", "params")} for step in steps or ()],
+        attribution=per_step or (),
     )
     comparison = {
         "baseline": baseline,
@@ -137,6 +164,8 @@ def compare_models(
         "delta": delta,
         "verdict": verdict,
         "node_errors": errors,
+        "profile": profile,
+        "per_step": per_step,
         "environment": environment(threads),
     }
     if device == "cuda":
@@ -144,6 +173,28 @@ def compare_models(
             list(paths), [int(batch) for batch in timings], warmup_runs=warmup_runs, budget_s=time_budget_s
         )
     return comparison
+
+
+_INT8_KINDS = (DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY)
+
+
+def _profile(
+    paths: tuple[Path, Path],
+    data: EvalData,
+    timings: dict[str, PairTiming],
+    fixed: int | None,
+    threads: int,
+    budget_s: float,
+    *,
+    quantized: bool,
+) -> dict[str, Any] | None:
+    """Both models' per-operator profiles at the largest timed batch; None when no batch was timed."""
+    if not timings:
+        return None
+    batch = max(int(key) for key in timings)
+    feeds = take(data.arrays, 0, fixed or batch)
+    sides = [profile_model(path, feeds, threads=threads, budget_s=budget_s / 2) for path in paths]
+    return {"batch": str(batch), **compare_profiles(*sides, quantized=quantized)}
 
 
 def _time_batches(

@@ -1,7 +1,8 @@
-"""How closely the candidate's first output follows the original's, sample by sample."""
+"""How closely the candidate's outputs follow the original's, sample by sample."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,26 @@ def fidelity(baseline: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
         "top1_agreement": _top1_agreement(baseline, candidate),
         "max_abs_error": float(np.max(np.abs(a - b))) if a.size else 0.0,
     }
+
+
+def fidelity_per_output(
+    names: Sequence[str], baseline: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
+) -> dict[str, dict[str, Any]]:
+    """Fidelity of every output the two models share, by the original's output name."""
+    return {
+        name: fidelity(a, b)
+        for name, a, b in zip(names, baseline, candidate, strict=False)
+        if a.size and b.size
+    }
+
+
+def worst_output(per_output: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The fidelity of the output with the lowest cosine, with its name; None when none was measured."""
+    measured = [(name, figures) for name, figures in per_output.items() if figures.get("cosine") is not None]
+    if not measured:
+        return None
+    name, figures = min(measured, key=lambda item: item[1]["cosine"])
+    return {**figures, "output": name}
 
 
 def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -30,9 +30,17 @@ _ORT_TYPES = {
 }
 
 
-def make_session(path: str | Path, threads: int) -> ort.InferenceSession:
-    """A CPU session with a fixed intra-op thread count, one inter-op thread, sequential execution."""
+def make_session(
+    path: str | Path, threads: int, *, profile_prefix: str | None = None
+) -> ort.InferenceSession:
+    """A CPU session with a fixed intra-op thread count, one inter-op thread, sequential execution.
+
+    `profile_prefix` turns on onnxruntime's profiler, writing its trace to a file with that prefix.
+    """
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -81,13 +89,40 @@ def run_checked(
 
 def first_output(session: ort.InferenceSession, arrays: Mapping[str, np.ndarray], chunk: int) -> np.ndarray:
     """The first output over every sample, run `chunk` samples at a time (float64)."""
+    return all_outputs(session, arrays, chunk)[0]
+
+
+def all_outputs(
+    session: ort.InferenceSession, arrays: Mapping[str, np.ndarray], chunk: int
+) -> list[np.ndarray]:
+    """Every output over every sample, run `chunk` samples at a time (float64), in the model's order.
+
+    An output whose chunks cannot be joined along the sample axis (a scalar, or a per-batch count)
+    is returned as its first chunk's value.
+    """
     samples = len(next(iter(arrays.values())))
-    parts: list[np.ndarray] = []
+    parts: list[list[np.ndarray]] = []
     for start in range(0, samples, chunk):
         size = min(chunk, samples - start)
         outputs = run_checked(session, take(arrays, start, chunk if _needs_full(session) else size))
-        parts.append(np.asarray(outputs[0], dtype=np.float64)[:size])
-    return np.concatenate(parts)
+        for index, output in enumerate(outputs):
+            if len(parts) <= index:
+                parts.append([])
+            value = np.asarray(output)
+            if value.dtype.kind not in "biuf":
+                continue  # strings or maps: nothing to compare numerically
+            value = value.astype(np.float64)
+            parts[index].append(value[:size] if value.ndim else value)
+    joined: list[np.ndarray] = []
+    for chunks in parts:
+        if not chunks:
+            joined.append(np.empty(0))
+            continue
+        try:
+            joined.append(np.concatenate(chunks))
+        except ValueError:
+            joined.append(chunks[0])
+    return joined
 
 
 def _needs_full(session: ort.InferenceSession) -> bool:

@@ -117,6 +117,14 @@ def list_jobs(
     return Page[JobRead].model_validate(page_of(jobs, limit, lambda job: job))
 
 
+def measured_jobs(*, session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> list[Job]:
+    """A tenant's jobs of one model that have a comparison, oldest first."""
+    statement = (
+        select(Job).where(Job.tenant_id == tenant_id, Job.model_id == model_id).order_by(Job.created_at)
+    )
+    return [job for job in session.scalars(statement) if job.comparison]
+
+
 def cancel_job(*, session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
     """Cancel a queued job at once; ask the worker to stop a running one."""
     job = get_job(session=session, tenant_id=tenant_id, job_id=job_id)

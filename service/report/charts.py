@@ -127,7 +127,7 @@ def quality_chart(report: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def bar(
-    labels: list[str], datasets: list[dict[str, Any]], axis: str, *, legend: bool = True
+    labels: list[str] | list[list[str]], datasets: list[dict[str, Any]], axis: str, *, legend: bool = True
 ) -> dict[str, Any]:
     scales = {"y": {"beginAtZero": True, "title": {"display": True, "text": axis}}}
     return {

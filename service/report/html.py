@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from service.finite import finite_json
-from service.report import charts, layers, tables
+from service.report import charts, decision, decision_charts, layers, tables
 from service.report.recovery import recovery_table
 
 CHART_JS_VERSION = "4.6.1"  # MIT licence; see service/report/static/VENDORED.md
@@ -68,6 +68,7 @@ def chart_specs(report: dict[str, Any]) -> list[dict[str, Any]]:
     ):
         if config is not None:
             specs.append({"id": chart_id, "title": title, "caption": caption, "config": config})
+    specs += _decision_specs(report, comparison)
     errors = layers.node_error_chart(comparison.get("node_errors"))
     if errors is not None:
         rows = 2 * len(comparison["node_errors"])  # two bars per node
@@ -78,11 +79,11 @@ def chart_specs(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "title": "Error per node",
                 "caption": caption,
                 "config": errors,
-                "rows": rows,
+                "rows": 2 * rows,  # labels wrap to two lines
             }
         )
     final_sparsity = (comparison.get("candidate") or {}).get("per_layer_sparsity")
-    if final_sparsity:
+    if final_sparsity and _pruned(report):
         values = layers.per_layer_series({"per_layer_sparsity": final_sparsity})["per_layer_sparsity"][1]
         specs.append(
             {
@@ -104,6 +105,40 @@ def chart_specs(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "rows": len(values),
                 }
             )
+    return specs
+
+
+def _pruned(report: dict[str, Any]) -> bool:
+    """Sparsity bars only apply when a step pruned; a quantize-only job's zeros are not its doing."""
+    return any(str(step.get("technique", "")).startswith("prune.") for step in report.get("steps") or [])
+
+
+def _decision_specs(report: dict[str, Any], comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """The profile chart and the Pareto chart of search trials, where they apply."""
+    specs = []
+    profile = decision_charts.profile_chart(comparison)
+    if profile is not None:
+        specs.append(
+            {
+                "id": "profile",
+                "title": "Where the time goes: per operator type",
+                "caption": decision_charts.profile_summary(comparison)
+                + " From onnxruntime's profiler, run apart from the timed runs.",
+                "config": profile,
+                "rows": len(profile["data"]["labels"]),
+            }
+        )
+    pareto = decision_charts.report_pareto(report)
+    if pareto is not None:
+        specs.append(
+            {
+                "id": "pareto",
+                "title": "Search trials: accuracy drop against latency",
+                "caption": "Lower left is better; the green line joins the trials no other trial beats on"
+                " latency, accuracy and size at once (the Pareto frontier). Ringed: the one chosen.",
+                "config": pareto,
+            }
+        )
     return specs
 
 
@@ -152,6 +187,8 @@ def render_html(report: dict[str, Any], nonce: str = "") -> str:
             report=report,
             comparison=comparison,
             verdict=comparison.get("verdict") or {},
+            recommendation=decision.recommendation(report),
+            per_step=decision_charts.per_step_rows(comparison),
             verdict_rows=tables.verdict_rows(comparison),
             rows=tables.comparison_rows(comparison),
             fidelity=tables.fidelity_rows(comparison),
@@ -161,6 +198,34 @@ def render_html(report: dict[str, Any], nonce: str = "") -> str:
             charts=specs,
             chart_data=_script_json({spec["id"]: spec["config"] for spec in specs}),
             chart_js=Markup(chart_js()),  # our own vendored file
+            chart_js_version=CHART_JS_VERSION,
+            nonce=nonce,
+        )
+    )
+
+
+def render_model_html(report: dict[str, Any], nonce: str = "") -> str:
+    """The model's page: the recommendation, the Pareto chart across its jobs, and the jobs table."""
+    points = [*report["jobs"], *report["trials"]]
+    chart = decision_charts.pareto_chart(points)
+    specs = []
+    if chart is not None:
+        caption = (
+            "Every finished job's final model and every search trial; lower left is better. Each job was"
+            " timed in its own run, so compare latencies measured on the same machine and load."
+        )
+        specs.append(
+            {"id": "pareto", "title": "Accuracy loss against latency", "caption": caption, "config": chart}
+        )
+    return (
+        _environment()
+        .get_template("model_report.html.j2")
+        .render(
+            report=report,
+            jobs=[{**job, "cells": tables.model_job_cells(job)} for job in report["jobs"]],
+            charts=specs,
+            chart_data=_script_json({spec["id"]: spec["config"] for spec in specs}),
+            chart_js=Markup(chart_js()),
             chart_js_version=CHART_JS_VERSION,
             nonce=nonce,
         )

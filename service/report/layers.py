@@ -29,10 +29,33 @@ def per_layer_series(metrics: dict[str, Any]) -> dict[str, tuple[str, dict[str, 
     return {key: value for key, value in found.items() if value[1]}
 
 
+LABEL_WIDTH = 32
+
+
+def wrap_label(text: str, width: int = LABEL_WIDTH) -> list[str]:
+    """A long node name as lines of at most `width` characters, broken after '/' where possible.
+
+    Chart.js draws a list label as several lines; one long string would be clipped at the axis.
+    """
+    lines, line = [], ""
+    for part in text.replace("/", "/\0").split("\0"):
+        while len(part) > width:
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(part[:width])
+            part = part[width:]
+        if len(line) + len(part) > width and line:
+            lines.append(line)
+            line = ""
+        line += part
+    return [*lines, line] if line else lines or [""]
+
+
 def per_layer_chart(axis: str, values: dict[str, float]) -> dict[str, Any]:
     """Horizontal bars, one per layer or node."""
     dataset = {"label": axis, "data": list(values.values()), "backgroundColor": CANDIDATE}
-    config = bar(list(values), [dataset], axis, legend=False)
+    config = bar([wrap_label(name) for name in values], [dataset], axis, legend=False)
     config["options"]["indexAxis"] = "y"
     config["options"]["scales"] = {"x": {"beginAtZero": True, "title": {"display": True, "text": axis}}}
     return config
@@ -50,7 +73,8 @@ def node_error_chart(node_errors: Any) -> dict[str, Any] | None:
             ("error the node added", "added_error", CANDIDATE),
         )
     ]
-    config = bar([f"{row['node']} ({row.get('op_type', '?')})" for row in rows], datasets, "relative error")
+    labels = [wrap_label(f"{row['node']} ({row.get('op_type', '?')})") for row in rows]
+    config = bar(labels, datasets, "relative error")
     config["options"]["indexAxis"] = "y"
     config["options"]["scales"] = {
         "x": {"beginAtZero": True, "title": {"display": True, "text": "relative error"}}

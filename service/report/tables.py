@@ -159,3 +159,15 @@ def verdict_rows(comparison: dict[str, Any]) -> list[Row]:
 
 def _row(label: str, baseline: str, candidate: str, change: str) -> Row:
     return {"label": label, "baseline": baseline, "candidate": candidate, "change": change}
+
+
+def model_job_cells(job: dict[str, Any]) -> list[str]:
+    """A row of the model report's jobs table: latency, loss, size, speedup, budget, frontier."""
+    return [
+        f"{number(job['latency_ms'])} ms at batch {job['batch']}",
+        number(job["loss"], 4),
+        number(job.get("size_bytes"), 0),
+        f"{number(job.get('speedup'), 2)}x",
+        {True: "met", False: "missed", None: "—"}[job.get("within_accuracy_budget")],
+        "yes" if job.get("frontier") else "",
+    ]

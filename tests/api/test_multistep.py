@@ -220,3 +220,24 @@ def test_a_finetune_dataset_must_exist_and_belong_to_the_tenant(
     assert malformed.status_code == 422, malformed.text
     assert malformed.json()["type"] == PROBLEMS + "invalid-params"
     assert tenant.get("/v1/jobs").json()["items"] == before
+
+
+def test_the_comparison_measures_what_each_step_added(tenant: Api, pipeline: dict[str, Any]) -> None:
+    """Per-step attribution: both steps' outputs measured alike, the last one being the final model."""
+    job = pipeline["job"]
+    comparison = job["comparison"]
+    pruned, quantized = comparison["per_step"]
+    assert [pruned["index"], quantized["index"]] == [0, 1]
+    assert (pruned["technique"], quantized["technique"]) == ("prune.structured", "quantize.static")
+    stored = [tenant.get(f"/v1/artifacts/{step['artifact_id']}").json() for step in job["steps"]]
+    assert [pruned["size_bytes"], quantized["size_bytes"]] == [artifact["size_bytes"] for artifact in stored]
+    assert pruned["added"]["size_ratio"] == pytest.approx(
+        pruned["size_bytes"] / comparison["baseline"]["size_bytes"]
+    )
+    assert quantized["added"]["size_ratio"] == pytest.approx(quantized["size_bytes"] / pruned["size_bytes"])
+    assert quantized["accuracy"]["top1"] == pytest.approx(comparison["candidate"]["accuracy"]["top1"])
+    drops = pruned["added"]["accuracy_drop"] + quantized["added"]["accuracy_drop"]
+    assert drops == pytest.approx(comparison["delta"]["accuracy_drop"])
+    assert set(pruned["added"]["speedup"]) == set(quantized["latency_ms"]) == {"1", "8"}
+    assert comparison["profile"]["batch"] == "8"
+    assert comparison["profile"]["candidate"]["total_ms"] > 0

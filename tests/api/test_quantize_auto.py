@@ -98,3 +98,54 @@ def test_catalog_serves_quantize_auto_params(api: Api) -> None:
         schema["properties"]
     )
     assert schema["required"] == ["dataset_id"]
+
+
+def test_the_model_report_puts_every_job_and_trial_of_the_model_on_one_frontier(
+    api: Api, uploaded: dict[str, str]
+) -> None:
+    searched = _run(
+        api,
+        uploaded,
+        {"eval_dataset_id": uploaded["labelled"], "max_accuracy_drop": 0.05, **FAST},
+        {"metric": "top1", "max_accuracy_drop": 0.05},
+    )
+    submitted = api.post(
+        "/v1/jobs",
+        json={
+            "model_id": uploaded["model"],
+            "steps": [{"technique": "quantize.dynamic", "params": {}}],
+            "evaluation": {"dataset_id": uploaded["labelled"], "batch_sizes": [8], "metric": "top1"},
+        },
+    )
+    dynamic = api.wait_job(submitted.json()["id"])
+    assert dynamic["status"] == "succeeded", dynamic
+
+    report = api.get(f"/v1/models/{uploaded['model']}/report").json()
+
+    points = {point["job_id"]: point for point in report["jobs"]}
+    assert set(points) == {searched["id"], dynamic["id"]}
+    for job in (searched, dynamic):
+        point, comparison = points[job["id"]], job["comparison"]
+        assert point["batch"] == "8"
+        assert point["latency_ms"] == comparison["candidate"]["latency_ms"]["8"]["p50"]
+        assert point["loss"] == comparison["delta"]["accuracy_drop"]
+        assert point["size_bytes"] == comparison["candidate"]["size_bytes"]
+    trials = searched["steps"][0]["metrics"]["trials"]
+    assert len(report["trials"]) == len(trials)
+    assert {trial["job_id"] for trial in report["trials"]} == {searched["id"]}
+    assert [trial["latency_ms"] for trial in report["trials"]] == [trial["latency_ms"] for trial in trials]
+    assert [trial["chosen"] for trial in report["trials"]].count(True) == 1
+    # A job is on the frontier unless the other is at least as good on latency, loss and size.
+    a, b = points[searched["id"]], points[dynamic["id"]]
+    keys = ("latency_ms", "loss", "size_bytes")
+    a_beaten = all(b[k] <= a[k] for k in keys) and any(b[k] < a[k] for k in keys)
+    b_beaten = all(a[k] <= b[k] for k in keys) and any(a[k] < b[k] for k in keys)
+    assert (searched["id"] in report["frontier"]) is not a_beaten
+    assert (dynamic["id"] in report["frontier"]) is not b_beaten
+    assert report["recommendation"].startswith("Of 2 measured jobs, the best trade-off is job ")
+
+    page = api.get(f"/v1/models/{uploaded['model']}/report", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'data-chart="pareto"' in page.text and report["recommendation"].split(".")[0] in page.text
+    missing = api.get("/v1/models/00000000-0000-0000-0000-000000000000/report")
+    assert missing.status_code == 404 and missing.json()["type"].endswith("/not-found")

@@ -84,7 +84,16 @@ def test_report_page_shows_the_figures_and_charts(
         "final-sparsity",
         "step0-per_layer_sparsity",
         "node-errors",
+        "profile",
     }
+    assert charts["profile"][1] == 2  # ms per op type in the original and in the compressed model
+    # The first line is the recommendation in words; the per-step table shows what each step added.
+    first = browser.find_element(By.CSS_SELECTOR, "main > *")
+    assert first.get_attribute("id") == "recommendation"
+    assert first.text.startswith(("Use prune.magnitude then quantize.dynamic", "Keep the original"))
+    per_step = browser.find_element(By.ID, "per-step").text
+    assert "1. prune.magnitude" in per_step and "2. quantize.dynamic" in per_step
+    assert number(comparison["per_step"][1]["size_bytes"], 0) in per_step
     assert charts["node-errors"][1] == 2  # each node's relative error and the part it added
     for row in comparison["node_errors"]:
         assert row["node"] in text
@@ -129,6 +138,83 @@ def test_auto_quantization_trials_and_node_errors_are_charted(
     assert charts["quality"][1] == 2 + 3  # original, compressed and three trials
     assert charts["step1-node_errors"][1] == 1
     assert all(inked > 1000 for inked, _ in charts.values()), charts
+
+
+WRAPPED_LABELS = """
+return Chart.getChart(document.querySelector('canvas[data-chart="node-errors"]')).data.labels;
+"""
+CLIPPED_CELLS = """
+return Array.from(document.querySelectorAll('#comparison td'))
+  .filter(td => td.scrollWidth > td.clientWidth + 1).length;
+"""
+
+
+def test_search_trials_draw_a_pareto_chart_and_long_node_names_wrap(
+    browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
+) -> None:
+    with Client(live_server.url, tenant_key) as client:
+        report = copy.deepcopy(client.report(finished_job["id"]).raw)
+    p50 = report["comparison"]["candidate"]["latency_ms"]["1"]["p50"]
+    size = report["comparison"]["candidate"]["size_bytes"]
+    # quantize.auto's own trial rows (engine.techniques.quantize.auto.search.Trial.as_dict).
+    common = {"config": "static", "accuracy": 0.9, "within_budget": True, "speedup": 1.5, "seconds": 1.0}
+
+    def trial(
+        number: int, excluded: list[str], drop: float, latency: float, size_bytes: int
+    ) -> dict[str, Any]:
+        row = {"trial": number, "excluded_nodes": excluded, "accuracy_drop": drop, "latency_ms": latency}
+        return {**common, **row, "size_bytes": size_bytes}
+
+    report["steps"][1]["metrics"].update(
+        chosen_trial=2,
+        trials=[
+            trial(1, [], 0.03, p50, size),
+            trial(2, ["a"], 0.01, p50 * 1.1, size),
+            # Slower, larger and less accurate than trial 2: not on the frontier.
+            trial(3, ["b"], 0.02, p50 * 1.2, size * 2),
+        ],
+    )
+    long_name = "/model/encoder/layers.11/self_attention/output_projection/MatMul_with_a_long_name"
+    report["comparison"]["node_errors"][0]["node"] = long_name
+
+    charts = open_page(browser, render_html(report), tmp_path / "pareto.html")
+
+    assert charts["pareto"][1] == 3  # the frontier line, every trial, the chosen one ringed
+    pareto = browser.execute_script(
+        "return Chart.getChart(document.querySelector('canvas[data-chart=\"pareto\"]')).data.datasets"
+        ".map(d => d.data.length);"
+    )
+    assert pareto == [2, 3, 1]
+    assert browser.find_element(By.ID, "recommendation").text.startswith(
+        (
+            "Use prune.magnitude then quantize.dynamic trial 2 (static, 1 nodes kept float)",
+            "Keep the original",
+        )
+    )
+    labels = browser.execute_script(WRAPPED_LABELS)
+    assert (
+        isinstance(labels[0], list)
+        and "".join(labels[0]) == f"{long_name} ({report['comparison']['node_errors'][0]['op_type']})"
+    )
+    assert all(len(line) <= 32 for line in labels[0])
+    assert long_name in browser.find_element(By.ID, "comparison").text.replace("\n", "")
+    assert browser.execute_script(CLIPPED_CELLS) == 0
+
+
+def test_sections_that_do_not_apply_are_hidden(
+    browser: webdriver.Chrome, live_server: Any, tenant_key: str, finished_job: dict[str, Any], tmp_path: Path
+) -> None:
+    """A quantize-only report: no sparsity bars, no per-step table, no Pareto chart without trials."""
+    with Client(live_server.url, tenant_key) as client:
+        report = copy.deepcopy(client.report(finished_job["id"]).raw)
+    report["steps"] = [{**report["steps"][1], "index": 0}]
+    report["comparison"]["per_step"] = None
+
+    charts = open_page(browser, render_html(report), tmp_path / "quantize-only.html")
+
+    assert "final-sparsity" not in charts and "pareto" not in charts
+    assert {"latency", "profile", "node-errors"} <= set(charts)
+    assert not browser.find_elements(By.ID, "per-step")
 
 
 def test_the_page_is_served_with_a_strict_csp_under_which_it_still_draws(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 HIDDEN, FEATURES, STEPS = 32, 16, 50
@@ -51,3 +52,32 @@ def dead_feature_inputs(samples: int, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).normal(0, 1, (samples, STEPS, FEATURES)).astype(np.float32)
     x[..., 0] = 0.0
     return x
+
+
+class SpeakerEncoder(torch.nn.Module):
+    """A small LSTM speaker encoder: frames -> LSTM -> last state -> linear embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(FEATURES, HIDDEN, batch_first=True)
+        self.project = torch.nn.Linear(HIDDEN, 8)
+        with torch.no_grad():
+            # Gate rows 100x apart in scale, as trained recurrent weights often are: per-tensor int8 suffers.
+            rows = torch.logspace(-2, 0, 4 * HIDDEN)[:, None]
+            self.lstm.weight_ih_l0.mul_(rows * 3)
+            self.lstm.weight_hh_l0.mul_(rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.project(out[:, -1])
+
+
+def write_speaker_encoder(path: Path) -> Path:
+    """The encoder exported to ONNX (LSTM then Gemm), batch dimension dynamic."""
+    torch.manual_seed(0)
+    model = SpeakerEncoder().eval()
+    example = torch.randn(4, STEPS, FEATURES)
+    torch.onnx.export(
+        model, (example,), str(path), input_names=["x"], dynamic_axes={"x": {0: "batch"}}, dynamo=False
+    )
+    return path

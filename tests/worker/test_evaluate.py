@@ -52,7 +52,11 @@ def comparison(
 
 
 def test_comparison_has_the_documented_shape(comparison: dict[str, Any]) -> None:
-    assert set(comparison) == {"baseline", "candidate", "delta", "verdict", "node_errors", "environment"}
+    assert set(comparison) == {
+        "baseline", "candidate", "delta", "verdict", "node_errors", "profile", "per_step", "environment"
+    }  # fmt: skip
+    assert comparison["profile"]["batch"] == "8"
+    assert comparison["profile"]["candidate"]["total_ms"] > 0
     assert json.loads(json.dumps(comparison, allow_nan=False)) == comparison
     for side in (comparison["baseline"], comparison["candidate"]):
         assert SIDE_KEYS <= set(side) <= SIDE_KEYS | OPTIONAL_SIDE_KEYS
