@@ -92,6 +92,7 @@ def run(model_path: Path, output_path: Path, params: DistillParams, ctx: StepCon
         raise TechniqueError(DatasetMismatch, "without labels, distillation needs a float output to match")
     matches, adapters = features.prepare(teacher, pupil, params.features, probe)
     name = _name(losses, samples.labels is not None, len(matches))
+    trained_on = objective(teacher, losses, matches, adapters, params)
     report = finetune(
         pupil,
         teacher,
@@ -99,12 +100,12 @@ def run(model_path: Path, output_path: Path, params: DistillParams, ctx: StepCon
         params,
         ctx.progress,
         span=(0.1, 0.9),
-        custom=(name, objective(teacher, losses, matches, adapters, params), adapters.parameters()),
+        custom=(name, trained_on, adapters.parameters()),
     )
     held_out = split(samples, params.validation_fraction, params.seed)[1]
     if held_out is not None:
         report["teacher"] = score(teacher, teacher, held_out)
-        report["after"] = score(pupil, teacher, held_out)
+        report["after"] = score(pupil, teacher, held_out, trained_on)
     if samples.labels is None:
         warnings.append("no labels in the dataset: the student learned the teacher's outputs alone")
     ctx.progress(0.95, "exporting to ONNX")

@@ -117,21 +117,22 @@ def finetune(
         "samples": len(train),
         "epochs": [],
     }
+    # A custom objective is also the held-out yardstick: the best epoch is the one it rates best.
+    trained_on = custom[1] if custom is not None else None
     best: tuple[tuple[float, ...], int, dict[str, Any]] | None = None
     if held_out is not None:
         report["held_out"] = len(held_out)
-        report["before"] = score(student, teacher, held_out)
+        report["before"] = score(student, teacher, held_out, trained_on)
         best = (rank(report["before"]), 0, copy.deepcopy(student.state_dict()))
     report["stopped"], stale = "epochs", 0
     for epoch in range(1, limit + 1):
-        loss_of = custom[1] if custom is not None else None
-        mean, seen, rate = _epoch(student, teacher, train, params, optimizer, clock, after_step, loss_of)
+        mean, seen, rate = _epoch(student, teacher, train, params, optimizer, clock, after_step, trained_on)
         record: dict[str, Any] = {"epoch": epoch, "loss": round(mean, 6), "learning_rate": rate}
         message = f"epoch {epoch}/{limit} loss {mean:.4f}"
         if seen < _usable(len(train), params.batch_size):
             record["samples"] = seen  # the time budget ended this epoch early
         if held_out is not None and best is not None:
-            record["validation"] = figures = score(student, teacher, held_out)
+            record["validation"] = figures = score(student, teacher, held_out, trained_on)
             message += "".join(f" {name} {value:.4f}" for name, value in figures.items())
             stale += 1
             if rank(figures) > best[0]:
