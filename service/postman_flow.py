@@ -71,6 +71,18 @@ FLOW: tuple[tuple[str, tuple[Step, ...]], ...] = (
                     ),
                 ),
             ),
+            Step(
+                "List worker classes",
+                "GET",
+                "/v1/workers",
+                200,
+                (
+                    (
+                        "a live CPU worker class, without hostnames",
+                        "body.items.some(c => c.pool === 'cpu' && c.workers >= 1 && !('hostname' in c))",
+                    ),
+                ),
+            ),
             Step("Prometheus metrics", "GET", "/metrics", 200, accept="text/plain"),
         ),
     ),

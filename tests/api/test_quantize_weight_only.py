@@ -158,7 +158,7 @@ def test_an_algorithm_no_worker_offers_is_refused_before_queuing(
     params = {"algorithm": "gptq", "dataset_id": decoder["tokens"]}
     response = _submit(api, decoder["model"]["id"], params, {"batch_sizes": [1]})
 
-    body = assert_problem(response, 422, "no-capable-worker")
+    body = assert_problem(response, 409, "no-capable-worker")
     assert body["algorithm"] == "gptq" and "gptq" in body["detail"] and "gptq" not in body["available"]
     assert api.get("/v1/jobs").json()["items"] == []
     accepted = _submit(api, decoder["model"]["id"], {"algorithm": "rtn"}, {"batch_sizes": [1]})

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+import torch
 
 from engine.contract import StepContext
 from engine.ingest.summary import signature
 from engine.techniques.quantize import dynamic as quantize_dynamic
 from service.catalog.quantize import DynamicQuantParams
+from tests import model_zoo
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +37,21 @@ def mlp_int8(zoo: Path, mlp_onnx: Path) -> Path:
 def mlp_signature(mlp_onnx: Path) -> dict[str, list[dict[str, object]]]:
     """The MLP's signature as ingest records it."""
     return signature(onnx.load(str(mlp_onnx)))
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for training tests: on a busy two-core machine spinning threads slow it tenfold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def train_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The labelled digits training split."""
+    images, labels = model_zoo.digits("train")
+    path = tmp_path_factory.mktemp("digits-train") / "train.npz"
+    np.savez(path, x=images, labels=labels)
+    return path

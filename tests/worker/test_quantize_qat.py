@@ -3,7 +3,6 @@ and label-free, frozen and learned scales, after structured pruning, and its err
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import numpy_helper
 from pydantic import ValidationError
 
@@ -23,23 +21,8 @@ from service.catalog.quantize_qat import QatParams
 from service.catalog.quantize_static import StaticQuantParams
 from tests import model_zoo
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def train_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The labelled digits training split."""
-    images, labels = model_zoo.digits("train")
-    path = tmp_path_factory.mktemp("qat") / "train.npz"
-    np.savez(path, x=images, labels=labels)
-    return path
+# Training tests run on one torch thread (tests/worker/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _context(tmp_path: Path, name: str, dataset: Path) -> StepContext:

@@ -4,7 +4,6 @@ importance, iterative pruning, and the fine-tuning loop's schedule, best epoch a
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +28,8 @@ from tests import model_zoo
 HIDDEN = 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a busy two-core machine spinning worker threads slow training tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def train_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The labelled digits training split."""
-    images, labels = model_zoo.digits("train")
-    path = tmp_path_factory.mktemp("recovery") / "train.npz"
-    np.savez(path, x=images, labels=labels)
-    return path
+# Training tests run on one torch thread (tests/worker/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(source: Path, target: Path, data: Path, **params: object) -> dict[str, object]:
@@ -171,14 +156,11 @@ def test_the_schedule_and_the_seed_make_the_run(mlp_teacher: OnnxModule, train_n
     assert reports[0]["held_out"] == round(0.1 * len(model_zoo.digits("train")[0]))
 
 
-def test_a_time_budget_bounds_the_run(mlp_teacher: OnnxModule, tmp_path: Path) -> None:
+def test_a_time_budget_bounds_the_run(mlp_teacher: OnnxModule, train_npz: Path) -> None:
     """Without epochs the run lasts its budget, and the schedule reaches its end with the time."""
-    images, labels = model_zoo.digits("train")
-    np.savez(tmp_path / "small.npz", x=images[:200], labels=labels[:200])
-    params = TrainingParams(dataset_id="train", time_budget_s=2.0, batch_size=64)
-    report = finetune(
-        copy.deepcopy(mlp_teacher), mlp_teacher, tmp_path / "small.npz", params, lambda *_: None
-    )
+    # The whole split, small batches: its 1000-epoch cap outlasts two seconds on any machine.
+    params = TrainingParams(dataset_id="train", time_budget_s=2.0, batch_size=16)
+    report = finetune(copy.deepcopy(mlp_teacher), mlp_teacher, train_npz, params, lambda *_: None)
 
     assert report["stopped"] == "time_budget"
     assert len(report["epochs"]) >= 2 and 2.0 <= report["seconds"] < 30
