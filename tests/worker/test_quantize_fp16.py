@@ -122,12 +122,56 @@ def test_transpose_into_matmul_does_not_crash_onnxruntime(tmp_path: Path) -> Non
     assert stored.data_type == TensorProto.FLOAT16
 
 
-def test_weights_beyond_float16_range_are_reported(tmp_path: Path) -> None:
-    nodes = [helper.make_node("Mul", ["x", "w0"], ["y"], name="scale")]
+def _batchnorm_with_huge_variance(as_constants: bool) -> onnx.ModelProto:
+    """Conv then BatchNormalization whose running variance (1e7) float16 cannot hold, as some
+    converters export (paddle2onnx's PP-OCR detector has such channels); weights as initializers or
+    as Constant nodes."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w": rng.normal(0, 1, (4, 3, 1, 1)).astype(np.float32) * 30,
+        "scale": rng.uniform(0.5, 2, 4).astype(np.float32),
+        "bias": rng.normal(0, 1, 4).astype(np.float32),
+        "mean": rng.normal(0, 10, 4).astype(np.float32),
+        "var": np.array([1e7, 4e6, 1.0, 2e5], np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["y"], name="bn"),
+    ]
+    initializers = [numpy_helper.from_array(value, name) for name, value in weights.items()]
+    if as_constants:
+        nodes = [
+            helper.make_node("Constant", [], [t.name], value=t, name=f"const_{t.name}") for t in initializers
+        ] + nodes
+        initializers = []
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+@pytest.mark.parametrize("as_constants", [False, True], ids=["initializers", "constant-nodes"])
+def test_weights_beyond_float16_range_keep_their_node_in_float32(tmp_path: Path, as_constants: bool) -> None:
     source = tmp_path / "huge.onnx"
-    onnx.save(_graph_model(nodes, np.array([1.0, 2.0, 1e6, -1e6], dtype=np.float32)), str(source))
-    outcome, _ = _convert(source, tmp_path)
-    assert any(warning.startswith("2 weights exceed") for warning in outcome.warnings)
+    onnx.save(_batchnorm_with_huge_variance(as_constants), str(source))
+    outcome, output = _convert(source, tmp_path)
+
+    x = {"x": np.random.default_rng(1).normal(0, 1, (2, 3, 4, 4)).astype(np.float32)}
+    expected, converted = (
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)[0]
+        for path in (source, output)
+    )
+    # Clipping the variance to 65504 would scale three channels by up to 12x.
+    np.testing.assert_allclose(converted, expected, rtol=1e-2, atol=2e-2)
+    assert any(warning.startswith("1 nodes kept in float32") for warning in outcome.warnings)
+    converted_model = onnx.load(str(output))
+    kept = {t.name: t.data_type for t in converted_model.graph.initializer}
+    assert kept["var"] == TensorProto.FLOAT  # lifted from its Constant node when it had one
+    assert any(node.op_type == "Conv" and node.name == "conv" for node in converted_model.graph.node)
 
 
 def test_unknown_excluded_node_is_refused(mlp_onnx: Path, tmp_path: Path) -> None:

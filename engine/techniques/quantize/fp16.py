@@ -32,9 +32,12 @@ def run(model_path: Path, output_path: Path, params: Fp16Params, ctx: StepContex
         raise TechniqueError(InvalidParams, f"nodes_to_exclude names nodes the model lacks: {unknown}")
     _name_unnamed_nodes(model.graph)
     warnings = [CPU_WARNING]
-    clipped = _out_of_range(model)
-    if clipped:
-        warnings.append(f"{clipped} weights exceed float16's range (±{_FP16_MAX:g}) and were clipped")
+    too_large = _out_of_range_readers(model)
+    if too_large:
+        warnings.append(
+            f"{len(too_large)} nodes kept in float32: their weights exceed float16's range "
+            f"(±{_FP16_MAX:g}), which clipping would change (e.g. a BatchNormalization variance of 1e7)"
+        )
     large = needs_side_file(model)
     ctx.progress(0.1, "converting to float16")
     converted = convert_float_to_float16(
@@ -42,7 +45,7 @@ def run(model_path: Path, output_path: Path, params: Fp16Params, ctx: StepContex
         keep_io_types=True,
         # onnxruntime's own list holds ops with no float16 kernel at all, so it always applies.
         op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(params.op_block_list)),
-        node_block_list=[*params.nodes_to_exclude, *_transposes_into_matmul(model)],
+        node_block_list=[*params.nodes_to_exclude, *_transposes_into_matmul(model), *too_large],
         # onnx's in-memory shape inference refuses models past 2 GiB.
         disable_shape_infer=large,
     )
@@ -148,15 +151,31 @@ def _outer_reads(node: onnx.NodeProto) -> set[str]:
     return reads
 
 
-def _out_of_range(model: onnx.ModelProto) -> int:
-    """How many float32 weights float16 cannot represent."""
+def _out_of_range_readers(model: onnx.ModelProto) -> list[str]:
+    """Nodes reading a float32 weight float16 cannot represent: left in float32.
+
+    The converter would clip such a weight to ±65504, which silently changes what the node computes;
+    a node left out of the conversion keeps its weights in float32 (casts go around it). A Constant
+    node holding such a value (a graph ingest could not normalize) becomes an initializer first,
+    since the converter rewrites Constant values whatever the block list says.
+    """
     from onnx import TensorProto, numpy_helper
 
-    count = 0
-    for tensor in model.graph.initializer:
-        if tensor.data_type == TensorProto.FLOAT:
-            count += int((abs(numpy_helper.to_array(tensor)) > _FP16_MAX).sum())
-    return count
+    def beyond(tensor: TensorProto) -> bool:
+        if tensor.data_type != TensorProto.FLOAT:
+            return False
+        return bool((abs(numpy_helper.to_array(tensor)) > _FP16_MAX).any())
+
+    for node in list(model.graph.node):
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and value is not None and beyond(value):
+            lifted = TensorProto()
+            lifted.CopyFrom(value)
+            lifted.name = node.output[0]
+            model.graph.initializer.append(lifted)
+            model.graph.node.remove(node)
+    large = {tensor.name for tensor in model.graph.initializer if beyond(tensor)}
+    return [node.name for node in model.graph.node if large.intersection(node.input)]
 
 
 def _census(model: onnx.ModelProto) -> dict[str, int]:
