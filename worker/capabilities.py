@@ -21,12 +21,10 @@ except Exception:
     nbits = None
 if nbits is not None:
     if hasattr(nbits, "DefaultWeightOnlyQuantConfig"):
-        algorithms.append("rtn")
+        # gptq is the project's own (engine/techniques/quantize/gptq.py): it needs only MatMulNBits.
+        algorithms += ["rtn", "gptq"]
     if hasattr(nbits, "HQQWeightOnlyQuantConfig") and importlib.util.find_spec("torch") is not None:
         algorithms.append("hqq")
-    inc = importlib.util.find_spec("onnxruntime.quantization.neural_compressor")
-    if hasattr(nbits, "GPTQWeightOnlyQuantConfig") and inc is not None:
-        algorithms.append("gptq")
 print(json.dumps({"weight_only_algorithms": algorithms}))
 """
 

@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,19 @@ WORK = HERE / "work"
 TECHNIQUES = [
     "quantize.dynamic", "quantize.static", "quantize.fp16", "quantize.auto",
     "prune.magnitude", "prune.nm", "prune.structured",
+    "quantize.weight_only", "quantize.qat", "distill", "export.torch", "optimize",
 ]  # fmt: skip
-# Techniques whose parameters require a dataset: the model's sample inputs.
-NEEDS_DATASET = {"quantize.static", "quantize.auto"}
+# Each technique's parameters: its defaults plus what it requires, the model's sample inputs as the
+# dataset. distill is given a student derived by halving the channels (its default student is the
+# job's model itself, which would only retrain it); optimize gets the cpu-latency preset and a
+# shorter budget than its 600 s default so a full run stays within an hour.
+PARAMS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "quantize.static": lambda dataset: {"dataset_id": dataset},
+    "quantize.auto": lambda dataset: {"dataset_id": dataset},
+    "quantize.qat": lambda dataset: {"training": {"dataset_id": dataset}},
+    "distill": lambda dataset: {"dataset_id": dataset, "student": {"sparsity": 0.5}},
+    "optimize": lambda dataset: {"dataset_id": dataset, "preset": "cpu-latency", "time_budget_s": 180},
+}
 
 
 def main() -> None:
@@ -58,7 +69,7 @@ def main() -> None:
                 continue
             dataset = service.upload("datasets", built.dataset_path)["id"]
             for technique in args.techniques:
-                params = {"dataset_id": dataset} if technique in NEEDS_DATASET else {}
+                params = PARAMS[technique](dataset) if technique in PARAMS else {}
                 body = {
                     "model_id": model["id"],
                     "steps": [{"technique": technique, "params": params}],

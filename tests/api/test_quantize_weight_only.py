@@ -149,7 +149,7 @@ def test_the_worker_registers_the_algorithms_its_onnxruntime_offers(api: Api) ->
     with new_session() as session:
         reports = [row.capabilities for row in session.scalars(select(Worker)).all()]
 
-    assert {"weight_only_algorithms": ["rtn", "hqq", "gptq"]} in reports
+    assert {"weight_only_algorithms": ["rtn", "gptq", "hqq"]} in reports
 
 
 def test_an_algorithm_no_worker_offers_is_refused_before_queuing(

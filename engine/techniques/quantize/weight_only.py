@@ -17,8 +17,8 @@ from service.failures import InvalidModel
 if TYPE_CHECKING:
     import onnx
 
-# Protobuf cannot serialize a model past 2 GiB.
-_EXTERNAL_DATA_BYTES = 1_800_000_000
+from engine.techniques.quantize.gptq import EXTERNAL_DATA_BYTES as _EXTERNAL_DATA_BYTES
+
 QUANTIZED_OPS = {"MatMulNBits", "GatherBlockQuantized"}
 HQQ_SPEED = (
     "hqq stores float zero points, for which onnxruntime's CPU MatMulNBits kernels have no int4 fast path:"
@@ -48,9 +48,12 @@ def run(model_path: Path, output_path: Path, params: WeightOnlyParams, ctx: Step
     ctx.progress(
         0.1, f"quantizing weights ({params.algorithm}, {params.bits}-bit, blocks of {params.block_size})"
     )
-    quantizer = _quantizer(model, params, ctx)
-    quantizer.process()
-    quantized = quantizer.model.model
+    if params.algorithm == "gptq":
+        quantized = _gptq(model, params, ctx)
+    else:
+        quantizer = _quantizer(model, params)
+        quantizer.process()
+        quantized = quantizer.model.model
     _set_accuracy_level(quantized, params.accuracy_level)
     large = sum(tensor.ByteSize() for tensor in quantized.graph.initializer) > _EXTERNAL_DATA_BYTES
     onnx.save(quantized, str(output_path), save_as_external_data=large, location=f"{output_path.name}.data")
@@ -66,7 +69,7 @@ def run(model_path: Path, output_path: Path, params: WeightOnlyParams, ctx: Step
     return StepOutcome(metrics={**census, "candidate_nodes": len(before)}, warnings=warnings)
 
 
-def _quantizer(model: onnx.ModelProto, params: WeightOnlyParams, ctx: StepContext) -> Any:
+def _quantizer(model: onnx.ModelProto, params: WeightOnlyParams) -> Any:
     """onnxruntime's MatMulNBitsQuantizer configured for the algorithm."""
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
@@ -80,24 +83,35 @@ def _quantizer(model: onnx.ModelProto, params: WeightOnlyParams, ctx: StepContex
             block_size=params.block_size, is_symmetric=symmetric, accuracy_level=params.accuracy_level,
             op_types_to_quantize=op_types, bits=params.bits,
         )  # fmt: skip
-    elif params.algorithm == "hqq":
+    else:
         config = _require(nbits, "HQQWeightOnlyQuantConfig")(
             block_size=params.block_size, bits=params.bits, op_types_to_quantize=op_types
         )
-    else:
-        assert params.dataset_id is not None  # the catalog requires it for gptq
-        config = _require(nbits, "GPTQWeightOnlyQuantConfig")(
-            calibration_data_reader=TokenReader(ctx, params.dataset_id, params.calibration_samples),
-            block_size=params.block_size, op_types_to_quantize=op_types,
-        )  # fmt: skip
-    quantizer = nbits.MatMulNBitsQuantizer(
+    return nbits.MatMulNBitsQuantizer(
         model, bits=params.bits, block_size=params.block_size, is_symmetric=symmetric,
         accuracy_level=params.accuracy_level, nodes_to_exclude=list(params.nodes_to_exclude),
         op_types_to_quantize=op_types, algo_config=config,
     )  # fmt: skip
-    if params.algorithm == "gptq" and params.nodes_to_exclude:
-        _exclude_from_gptq(quantizer, params.nodes_to_exclude)
-    return quantizer
+
+
+def _gptq(model: onnx.ModelProto, params: WeightOnlyParams, ctx: StepContext) -> onnx.ModelProto:
+    """MatMul weights by this project's GPTQ (gptq.py says why not onnxruntime's); Gather by rtn."""
+    from engine.techniques.quantize import gptq
+
+    assert params.dataset_id is not None  # the catalog requires it for gptq
+    feeds = TokenReader(ctx, params.dataset_id, params.calibration_samples)
+    quantized = gptq.quantize_model(
+        model, feeds, set(params.nodes_to_exclude), ctx.workdir,
+        bits=params.bits, block_size=params.block_size, symmetric=params.is_symmetric(),
+        accuracy_level=params.accuracy_level,
+    )  # fmt: skip
+    if "Gather" not in params.op_types:
+        return quantized
+    embeddings = params.model_copy(update={"algorithm": "rtn", "op_types": ["Gather"], "dataset_id": None})
+    quantizer = _quantizer(quantized, embeddings)
+    quantizer.process()
+    result: onnx.ModelProto = quantizer.model.model
+    return result
 
 
 def _require(module: Any, name: str) -> Any:
@@ -106,18 +120,6 @@ def _require(module: Any, name: str) -> Any:
     if found is None:
         raise TechniqueError(NoCapableWorker, f"this worker's onnxruntime has no {name}")
     return found
-
-
-def _exclude_from_gptq(quantizer: Any, names: list[str]) -> None:
-    """onnxruntime applies nodes_to_exclude to RTN only; GPTQ skips nodes configured as "fp32"."""
-    generate = quantizer._generate_q4_node_config
-
-    def without_excluded() -> dict[str, Any]:
-        config: dict[str, Any] = generate()
-        config.update(dict.fromkeys(names, "fp32"))
-        return config
-
-    quantizer._generate_q4_node_config = without_excluded
 
 
 class TokenReader:
