@@ -74,6 +74,10 @@ class NothingToPrune(Problem):
     status, slug, title = 422, "nothing-to-prune", "Nothing in the model can be pruned"
 
 
+class NothingToQuantize(Problem):
+    status, slug, title = 422, "nothing-to-quantize", "Nothing in the model can be quantized"
+
+
 class PruningUnverified(Problem):
     status, slug, title = 422, "pruning-unverified", "The pruned model could not be verified"
 

@@ -65,7 +65,12 @@ class OnnxModule(nn.Module):
         taken: set[str] = set()
         for name, value in constants.items():
             key = layer_key(name, taken)
-            self.constants.register_buffer(key, torch.from_numpy(np.array(value, copy=True)))
+            tensor = torch.from_numpy(np.array(value, copy=True))
+            if tensor.numel() == 0:
+                # numpy's empty arrays come with zero strides, which torch.export.save cannot package
+                # ("numel: integer multiplication overflow"); paddle2onnx writes such Resize inputs.
+                tensor = torch.empty(tensor.shape, dtype=tensor.dtype)
+            self.constants.register_buffer(key, tensor)
             self.constant_keys[name] = key
         self.inputs = inputs
         self.outputs = outputs

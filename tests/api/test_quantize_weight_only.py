@@ -198,3 +198,29 @@ def test_perplexity_needs_a_decoder_and_token_ids(
         api, decoder["model"]["id"], {}, {"metric": "top1", "max_perplexity_increase": 0.1}
     )
     assert "max_perplexity_increase" in assert_problem(wrong_metric, 422, "validation-error")["detail"]
+
+
+def test_a_model_without_matmul_weights_fails_with_nothing_to_quantize(
+    api: Api, conv_only_onnx: Path
+) -> None:
+    model = api.wait_model(api.upload("models", conv_only_onnx).json()["id"])
+
+    response = _submit(api, model["id"], {"algorithm": "rtn"}, {"batch_sizes": [1]})
+    assert response.status_code == 202, response.text
+    job = api.wait_job(response.json()["id"])
+
+    assert job["status"] == "failed"
+    assert job["error"]["type"].endswith("/nothing-to-quantize") and job["error"]["status"] == 422
+    assert "quantize.static" in job["error"]["detail"]
+
+
+@pytest.fixture
+def conv_only_onnx(tmp_path: Path) -> Path:
+    """A convolution-only network (a fully convolutional head): no MatMul or Gather weight at all."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 10, 8), torch.nn.Flatten()
+    ).eval()
+    return model_zoo.export_onnx(net, tmp_path / "conv_only.onnx")

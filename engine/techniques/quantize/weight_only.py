@@ -12,7 +12,7 @@ import numpy as np
 from engine.contract import StepContext, StepOutcome, TechniqueError
 from service.catalog.quantize_weight_only import WeightOnlyParams
 from service.errors import InvalidParams, NoCapableWorker
-from service.failures import InvalidModel
+from service.failures import InvalidModel, NothingToQuantize
 
 if TYPE_CHECKING:
     import onnx
@@ -42,8 +42,10 @@ def run(model_path: Path, output_path: Path, params: WeightOnlyParams, ctx: Step
     before = _weighted_nodes(model, params.op_types)
     if not before:
         raise TechniqueError(
-            InvalidModel,
-            f"the model has no {'/'.join(params.op_types)} node with a constant weight to quantize",
+            NothingToQuantize,
+            f"the model has no {'/'.join(params.op_types)} node with a constant weight to quantize;"
+            " weight-only quantization is for transformers and language models: for a CNN use"
+            " quantize.static or quantize.dynamic",
         )
     ctx.progress(
         0.1, f"quantizing weights ({params.algorithm}, {params.bits}-bit, blocks of {params.block_size})"
