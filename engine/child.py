@@ -43,7 +43,7 @@ def main(spec_path: Path) -> int:
     global _progress_file
     from engine.confine import confine
     from engine.contract import TechniqueError
-    from engine.errortext import summary
+    from engine.errortext import out_of_memory, summary
     from service.failures import ResourceLimit, SandboxUnavailable, StepError
 
     spec = json.loads(spec_path.read_text())
@@ -65,14 +65,29 @@ def main(spec_path: Path) -> int:
         outcome: dict[str, Any] = {"ok": True, "value": function(**spec["kwargs"])}
     except TechniqueError as exc:
         outcome = _error(exc.problem)
-    except MemoryError:
-        outcome = _error(ResourceLimit("the step ran out of its memory limit"))
     except Exception as exc:  # the parent needs a document for any failure, not a traceback
+        if out_of_memory(exc):
+            outcome = _error(ResourceLimit(_memory_advice()))
+            _write(work, outcome)
+            return 0
         # The full text goes to the worker's log only: model code may have put what it read into it.
         traceback.print_exc()
         outcome = _error(StepError(f"the step failed: {summary(exc)}"))
     _write(work, outcome)
     return 0
+
+
+def _memory_advice() -> str:
+    """What ran out, and the parameters that need less."""
+    import resource
+
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    size = f" ({limit / 2**30:.0f} GiB of address space)" if limit != resource.RLIM_INFINITY else ""
+    return (
+        f"the step ran out of its memory limit{size}: lower `batch_size` (training), "
+        "`max_calibration_samples` or `calibration_batch_size` (calibration), or raise the worker's "
+        "MODELPRESS_SANDBOX_MEMORY_BYTES"
+    )
 
 
 def _write(work: Path, outcome: dict[str, Any]) -> None:

@@ -54,3 +54,16 @@ def log_text(text: str, limit: int = 500) -> str:
     """A log line's text for clients: one line, printable ASCII, absolute paths replaced, bounded."""
     flat = " ".join(_ABSOLUTE_PATH.sub("<path>", text).split())
     return "".join(char for char in flat if char.isprintable() and char.isascii())[:limit]
+
+
+# What torch's and onnxruntime's allocators say when an allocation fails (the sandbox's address-space
+# limit makes them fail instead of the kernel killing the process).
+_OUT_OF_MEMORY = ("can't allocate memory", "DefaultCPUAllocator", "bad_alloc", "Failed to allocate memory")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation failure (MemoryError, or a library's allocator refusing)."""
+    if isinstance(error, MemoryError):
+        return True
+    message = str(error)
+    return isinstance(error, RuntimeError) and any(mark in message for mark in _OUT_OF_MEMORY)

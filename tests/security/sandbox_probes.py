@@ -35,6 +35,13 @@ def allocate(mib: int) -> int:
     return len(block)
 
 
+def allocate_tensor(mib: int) -> int:
+    """Allocate `mib` MiB through torch's allocator, which raises RuntimeError, not MemoryError."""
+    import torch
+
+    return torch.ones(mib * MIB, dtype=torch.uint8).numel()
+
+
 def spin() -> None:
     """Burn CPU forever."""
     while True:

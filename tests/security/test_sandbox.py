@@ -64,6 +64,13 @@ def test_the_child_sees_no_secrets_and_runs_in_its_own_folder(monkeypatch: Any) 
     assert seen["sid"], "the child leads its own session, so its whole process tree can be killed"
 
 
+def test_a_library_allocator_refusing_is_a_resource_limit_that_says_what_to_lower() -> None:
+    refused = _failure("allocate_tensor", mib=2048)
+
+    assert refused.slug == "resource-limit"
+    assert "1 GiB of address space" in refused.detail and "batch_size" in refused.detail
+
+
 def test_memory_time_and_crashes_fail_the_call_not_the_caller() -> None:
     memory = _failure("allocate", mib=2048)
     started = time.monotonic()

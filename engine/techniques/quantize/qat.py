@@ -72,7 +72,7 @@ def run(model_path: Path, output_path: Path, params: QatParams, ctx: StepContext
     from engine.techniques.quantize.qat_export import trained_initializers
     from engine.techniques.quantize.qat_module import make_quantization_aware
     from engine.techniques.quantize.qdq_layout import read_layout
-    from engine.techniques.train.finetune import finetune
+    from engine.techniques.train.finetune import finetune, lowered_batch
 
     torch.set_num_threads(max(1, ctx.threads))
     static_path = ctx.workdir / "qat-static.onnx"
@@ -100,7 +100,7 @@ def run(model_path: Path, output_path: Path, params: QatParams, ctx: StepContext
     ctx.progress(TRAINING_SPAN[1], "writing the trained values into the int8 model")
     replace_initializers(qdq, trained_initializers(plan))
     save_model(qdq, output_path)
-    warnings = list(outcome.warnings)
+    warnings = list(outcome.warnings) + lowered_batch(report)
     if plan.frozen:
         warnings.append(
             f"{len(plan.frozen)} layers were kept as calibrated, not trained (their trained values have no "

@@ -73,7 +73,7 @@ def run(model_path: Path, output_path: Path, params: DistillParams, ctx: StepCon
     from engine.techniques.prune.structured import count_parameters
     from engine.techniques.train import features, response, student
     from engine.techniques.train.data import load_dataset, split
-    from engine.techniques.train.finetune import finetune
+    from engine.techniques.train.finetune import finetune, lowered_batch
     from engine.techniques.train.validation import score
 
     torch.set_num_threads(max(1, ctx.threads))
@@ -108,6 +108,7 @@ def run(model_path: Path, output_path: Path, params: DistillParams, ctx: StepCon
         report["after"] = score(pupil, teacher, held_out, trained_on)
     if samples.labels is None:
         warnings.append("no labels in the dataset: the student learned the teacher's outputs alone")
+    warnings += lowered_batch(report)
     ctx.progress(0.95, "exporting to ONNX")
     to_onnx(pupil, output_path)
     exported = onnx.load(str(output_path))

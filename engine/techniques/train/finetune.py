@@ -40,6 +40,17 @@ def _objective_name(samples: Samples, params: TrainingParams) -> str:
     return "cross_entropy+distillation" if params.distillation else "cross_entropy"
 
 
+def _batch_loss(
+    student: OnnxModule, teacher: OnnxModule, batch: Samples, params: TrainingParams, custom: Objective | None
+) -> torch.Tensor:
+    """The loss of one batch: the custom objective's, else the default one."""
+    if custom is not None:
+        return custom(student, batch)
+    return objective(
+        student(*batch.inputs), batch.inputs, batch.labels, teacher, params.distillation, params.temperature
+    )
+
+
 def _epoch(
     student: OnnxModule,
     teacher: OnnxModule,
@@ -62,17 +73,7 @@ def _epoch(
         for group in optimizer.param_groups:
             group["lr"] = rate
         optimizer.zero_grad()
-        if custom is not None:
-            value = custom(student, batch)
-        else:
-            value = objective(
-                student(*batch.inputs),
-                batch.inputs,
-                batch.labels,
-                teacher,
-                params.distillation,
-                params.temperature,
-            )
+        value = _batch_loss(student, teacher, batch, params, custom)
         value.backward()
         optimizer.step()
         if after_step is not None:
@@ -83,6 +84,49 @@ def _epoch(
             break
     student.eval()
     return total / max(seen, 1), seen, rate
+
+
+def lowered_batch(report: dict[str, Any]) -> list[str]:
+    """The warning for a run whose batch size was lowered to fit in memory, if it was."""
+    if "batch_size_requested" not in report:
+        return []
+    return [
+        f"training used batch_size {report['batch_size']} instead of {report['batch_size_requested']}: a"
+        " step at the requested size does not fit in the step's memory limit"
+    ]
+
+
+def fitting_batch_size(
+    student: OnnxModule,
+    teacher: OnnxModule,
+    train: Samples,
+    params: TrainingParams,
+    custom: Objective | None,
+) -> int:
+    """The requested batch size, or the largest quarter of it whose training step fits in memory.
+
+    Real models at a default batch of 32 can need more than the sandbox's address space (PP-OCRv4's
+    recognizer with its teacher); one probe step per size finds out before any weight moves.
+    """
+    import torch
+
+    from engine.errortext import out_of_memory
+
+    size = min(params.batch_size, len(train))
+    while True:
+        try:
+            batch = train.take(torch.arange(size))
+            # In eval mode: batch norm's running statistics must not move before training starts.
+            student.eval()
+            _batch_loss(student, teacher, batch, params, custom).backward()
+            break
+        except (MemoryError, RuntimeError) as error:
+            if not out_of_memory(error) or size == 1:
+                raise
+        size = max(1, size // 4)
+    student.zero_grad(set_to_none=True)
+    # The probe held no optimizer state: halve once more after a shrink, for Adam's two moments.
+    return params.batch_size if size >= params.batch_size or size == len(train) else max(1, size // 2)
 
 
 def finetune(
@@ -104,6 +148,11 @@ def finetune(
 
     started = time.monotonic()
     train, held_out = split(load_dataset(data, student), params.validation_fraction, params.seed)
+    trained_on = custom[1] if custom is not None else None
+    fitted = fitting_batch_size(student, teacher, train, params, trained_on)
+    requested = params.batch_size
+    if fitted != requested:
+        params = params.model_copy(update={"batch_size": fitted})
     torch.manual_seed(params.seed)
     limit = params.epoch_limit
     per_epoch = -(-_usable(len(train), params.batch_size) // params.batch_size)
@@ -115,10 +164,12 @@ def finetune(
     report: dict[str, Any] = {
         "objective": custom[0] if custom is not None else _objective_name(train, params),
         "samples": len(train),
+        "batch_size": params.batch_size,
         "epochs": [],
     }
+    if fitted != requested:
+        report["batch_size_requested"] = requested
     # A custom objective is also the held-out yardstick: the best epoch is the one it rates best.
-    trained_on = custom[1] if custom is not None else None
     best: tuple[tuple[float, ...], int, dict[str, Any]] | None = None
     if held_out is not None:
         report["held_out"] = len(held_out)

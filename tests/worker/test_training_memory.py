@@ -1,0 +1,70 @@
+"""Training that does not fit in memory at the requested batch size: smaller batches, or a clear problem."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from engine.bridge import OnnxModule, from_onnx
+from engine.errortext import out_of_memory
+from engine.techniques.train.data import Samples
+from engine.techniques.train.finetune import finetune, lowered_batch
+from service.catalog.training import TrainingParams
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _allocator_limited(largest: int) -> tuple[list[int], object]:
+    """An objective whose step fails as torch's allocator does above `largest` samples; sizes seen."""
+    sizes: list[int] = []
+
+    def loss(student: OnnxModule, batch: Samples) -> torch.Tensor:
+        sizes.append(len(batch))
+        if len(batch) > largest:
+            raise RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to"
+                " allocate 26726400 bytes. Error code 12 (Cannot allocate memory)"
+            )
+        return torch.nn.functional.mse_loss(student(*batch.inputs), torch.zeros(len(batch), 10))
+
+    return sizes, loss
+
+
+def test_a_batch_that_does_not_fit_is_lowered_before_any_weight_moves(
+    mlp_onnx: Path, train_npz: Path
+) -> None:
+    teacher = from_onnx(onnx.load(str(mlp_onnx)))
+    student = copy.deepcopy(teacher)
+    sizes, loss = _allocator_limited(largest=8)
+    params = TrainingParams(dataset_id="d", epochs=1, batch_size=32)
+
+    report = finetune(student, teacher, train_npz, params, lambda *_: None, custom=("limited", loss, []))
+
+    # Probes at 32 (too big) then 8 (fits); trains at 4, leaving room for the optimizer's state.
+    assert sizes[:2] == [32, 8] and set(sizes[2:]) <= {4, 3, 2, 1}
+    assert report["batch_size"] == 4 and report["batch_size_requested"] == 32
+    (warning,) = lowered_batch(report)
+    assert "batch_size 4 instead of 32" in warning
+
+
+def test_a_batch_that_fits_is_kept(mlp_onnx: Path, train_npz: Path) -> None:
+    teacher = from_onnx(onnx.load(str(mlp_onnx)))
+    _, loss = _allocator_limited(largest=64)
+    params = TrainingParams(dataset_id="d", epochs=1, batch_size=32)
+
+    report = finetune(
+        copy.deepcopy(teacher), teacher, train_npz, params, lambda *_: None, custom=("x", loss, [])
+    )
+
+    assert report["batch_size"] == 32 and "batch_size_requested" not in report and not lowered_batch(report)
+
+
+def test_other_errors_are_not_taken_for_memory() -> None:
+    assert out_of_memory(MemoryError())
+    assert out_of_memory(RuntimeError("std::bad_alloc"))
+    assert not out_of_memory(RuntimeError("Sizes of tensors must match except in dimension 1"))
+    assert not out_of_memory(ValueError("can't allocate memory"))
