@@ -131,3 +131,19 @@ def test_an_impossible_budget_reports_the_closest_candidate_and_its_miss(
     closest = metrics["trials"][metrics["closest"]]
     assert closest["accuracy_drop"] > 0
     assert metrics["misses_by"]["accuracy_drop"] == pytest.approx(closest["accuracy_drop"])
+
+
+def test_a_failed_build_does_not_stop_the_next_candidates(mlp_onnx: Path, tmp_path: Path) -> None:
+    """Each build gets its own folder: a failed one (its folder left behind) used to collide with the next."""
+    from engine.contract import TechniqueError
+    from engine.techniques.search.candidates import Step
+
+    built: dict[tuple[Step, ...], Path] = {(): mlp_onnx}
+    ctx = StepContext(workdir=tmp_path, datasets={})
+    with pytest.raises(TechniqueError):
+        optimize.build_pipeline((Step("quantize.static", {"dataset_id": "missing"}),), built, ctx, tmp_path)
+
+    dynamic = (Step("quantize.dynamic", {"per_channel": False}),)
+    output = optimize.build_pipeline(dynamic, built, ctx, tmp_path)
+
+    assert output.exists() and built[dynamic] == output

@@ -194,3 +194,36 @@ def test_pre_processing_leaves_the_working_directory_alone(
 
     assert list((tmp_path / "cwd").iterdir()) == []
     assert "sym_shape_infer_temp.onnx" in {p.name for p in (tmp_path / "step").iterdir()}
+
+
+def test_a_matmul_with_a_two_dimensional_bias_quantizes_per_channel(digits_npz: Path, tmp_path: Path) -> None:
+    """MatMul + Add of a [1, N] constant, as jax2tf writes a dense layer (magika's head): the
+    pre-processing fuses them into a Gemm whose 2-D bias onnxruntime's per-channel check chokes on."""
+    rng = np.random.default_rng(0)
+    weight = onnx.numpy_helper.from_array(rng.standard_normal((64, 10)).astype(np.float32) * 0.1, "w")
+    bias = onnx.numpy_helper.from_array(rng.standard_normal((1, 10)).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["m"]),
+            helper.make_node("Add", ["m", "b"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        [weight, bias],
+    )
+    source = tmp_path / "dense.onnx"
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(source)
+    )
+
+    _, output = _quantize(source, digits_npz, tmp_path, per_channel=True)
+
+    images = model_zoo.digits()[0]
+    expected, got = (
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": images})[0]
+        for path in (source, output)
+    )
+    assert "QuantizeLinear" in _op_types(output)
+    assert np.corrcoef(expected.ravel(), got.ravel())[0, 1] > 0.99

@@ -33,9 +33,36 @@ def quantization_preprocess(model_path: Path, target: Path, *, large: bool, warn
         except Exception as exc:  # the tool raises bare assertions and arbitrary errors on odd graphs
             failure = brief(exc)
             continue
+        _flatten_gemm_biases(target)
         return target
     warnings.append(
         f"pre-processing (shape inference and graph optimization) failed and was skipped: {failure}; "
         "quantized the model as uploaded"
     )
     return model_path
+
+
+def _flatten_gemm_biases(path: Path) -> None:
+    """Gemm biases of shape [1, N] become [N], which broadcasts the same.
+
+    The pre-processing fuses MatMul + Add into Gemm keeping the Add's [1, N] constant (magika's
+    classifier head), and onnxruntime's per-channel bias check then fails on the 2-D bias with
+    "The truth value of an array with more than one element is ambiguous". Only the dims change:
+    the bytes (inline or in a side file) are the same.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    readers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    biases = {node.input[2] for node in model.graph.node if node.op_type == "Gemm" and len(node.input) > 2}
+    changed = False
+    for tensor in model.graph.initializer:
+        if tensor.name in biases and readers.get(tensor.name) == {"Gemm"} and len(tensor.dims) == 2:
+            if tensor.dims[0] == 1:
+                tensor.dims[:] = [tensor.dims[1]]
+                changed = True
+    if changed:
+        onnx.save(model, str(path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,8 @@ def build_pipeline(
         return built[steps]
     source = build_pipeline(steps[:-1], built, ctx, workdir)
     step = steps[-1]
-    folder = workdir / f"build-{len(built)}"
-    folder.mkdir()
+    # A fresh folder per attempt: a failed build leaves its folder behind and `built` does not grow.
+    folder = Path(tempfile.mkdtemp(prefix="build-", dir=workdir))
     spec = CATALOG[step.technique]
     module = importlib.import_module(spec.implementation)
     # The techniques' own progress would move the job's bar backwards in the middle of the search.
