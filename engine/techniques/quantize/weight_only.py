@@ -44,8 +44,8 @@ def run(model_path: Path, output_path: Path, params: WeightOnlyParams, ctx: Step
         raise TechniqueError(
             NothingToQuantize,
             f"the model has no {'/'.join(params.op_types)} node with a constant weight to quantize;"
-            " weight-only quantization is for transformers and language models: for a CNN use"
-            " quantize.static or quantize.dynamic",
+            " weight-only quantization is for transformers and language models; for convolutional or"
+            " recurrent models use quantize.static or quantize.dynamic",
         )
     ctx.progress(
         0.1, f"quantizing weights ({params.algorithm}, {params.bits}-bit, blocks of {params.block_size})"
