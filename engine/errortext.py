@@ -56,9 +56,17 @@ def log_text(text: str, limit: int = 500) -> str:
     return "".join(char for char in flat if char.isprintable() and char.isascii())[:limit]
 
 
-# What torch's and onnxruntime's allocators say when an allocation fails (the sandbox's address-space
-# limit makes them fail instead of the kernel killing the process).
-_OUT_OF_MEMORY = ("can't allocate memory", "DefaultCPUAllocator", "bad_alloc", "Failed to allocate memory")
+# What torch's, oneDNN's and onnxruntime's allocators say when an allocation fails (the sandbox's
+# address-space limit makes them fail instead of the kernel killing the process). oneDNN reports a
+# failed scratch-pad allocation only as "could not create a primitive" (seen training PP-OCRv4's
+# recognizer under the 8 GiB limit).
+_OUT_OF_MEMORY = (
+    "can't allocate memory",
+    "DefaultCPUAllocator",
+    "bad_alloc",
+    "Failed to allocate memory",
+    "could not create a primitive",
+)
 
 
 def out_of_memory(error: BaseException) -> bool:

@@ -66,5 +66,6 @@ def test_a_batch_that_fits_is_kept(mlp_onnx: Path, train_npz: Path) -> None:
 def test_other_errors_are_not_taken_for_memory() -> None:
     assert out_of_memory(MemoryError())
     assert out_of_memory(RuntimeError("std::bad_alloc"))
+    assert out_of_memory(RuntimeError("could not create a primitive"))
     assert not out_of_memory(RuntimeError("Sizes of tensors must match except in dimension 1"))
     assert not out_of_memory(ValueError("can't allocate memory"))
