@@ -66,13 +66,12 @@ def main(spec_path: Path) -> int:
     except TechniqueError as exc:
         outcome = _error(exc.problem)
     except Exception as exc:  # the parent needs a document for any failure, not a traceback
-        if out_of_memory(exc):
-            outcome = _error(ResourceLimit(_memory_advice()))
-            _write(work, outcome)
-            return 0
         # The full text goes to the worker's log only: model code may have put what it read into it.
         traceback.print_exc()
-        outcome = _error(StepError(f"the step failed: {summary(exc)}"))
+        if out_of_memory(exc):
+            outcome = _error(ResourceLimit(_memory_advice()))
+        else:
+            outcome = _error(StepError(f"the step failed: {summary(exc)}"))
     _write(work, outcome)
     return 0
 
