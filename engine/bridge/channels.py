@@ -53,6 +53,8 @@ REDUCTIONS = frozenset(
     "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceSumSquare ReduceLogSum "
     "ReduceLogSumExp".split()
 )
+# Layers whose channels the walk understands; any other layer keeps its inputs whole.
+CHANNEL_LAYERS = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
 # Ops that read only a tensor's dims, never its values.
 DIMS_ONLY = frozenset({"Shape", "Size"})
 
@@ -103,10 +105,16 @@ class _Walker(RangeRules):
         return Layout(-1, tuple((s, r * inner) for s, r in layout.segments), tile=tile)
 
     def layer(self, step: Step, layer: nn.Module) -> None:
-        source, out = self.layouts.get(step.inputs[-1]), step.outputs[0]
-        rank, excluded = len(self.shapes[out]), step.name in self.exclude
+        excluded = step.name in self.exclude
         if excluded:
             self.keep_whole(step.name, "excluded nodes")
+        if not isinstance(layer, CHANNEL_LAYERS):
+            # Recurrent layers and others: their inputs are kept whole, their outputs start no space.
+            # (An LSTM whose sequence output nobody reads has an empty first output name.)
+            self.freeze_inputs(step)
+            return
+        source, out = self.layouts.get(step.inputs[-1]), step.outputs[0]
+        rank = len(self.shapes[out])
         if isinstance(layer, nn.modules.conv._ConvNd) and source and source.axis != 1 - rank:
             self.freeze(source, "convolution over a non-channel axis", step.name)
             source = None
