@@ -14,6 +14,8 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +100,18 @@ def embedded(folder: Path, clients: list[int], duration_s: float) -> list[dict[s
     return rows
 
 
-def postgres(folder: Path, clients: int, duration_s: float, processes: int) -> list[dict[str, Any]]:
-    """Postgres + Redis with `uvicorn --workers processes`, polling one finished job."""
+def postgres(
+    folder: Path, clients: int, duration_s: float, processes: int, store: str = "local"
+) -> list[dict[str, Any]]:
+    """Postgres + Redis with `uvicorn --workers processes`, polling one finished job, then downloading
+    its artifact (the one path that reads the store); `store` "s3" puts the store on SeaweedFS."""
     model = _model(folder)
-    home = folder / "prod"
+    home = folder / f"prod-{store}"
     home.mkdir()
     rows = []
-    with load_servers.production(
+    with _store(store) as store_env, load_servers.production(
         home, database="modelpress_bench_load", redis_url="redis://127.0.0.1:6379/5",
-        processes=processes, max_concurrent=32,
+        processes=processes, max_concurrent=32, store=store_env,
     ) as (url, key, settings):  # fmt: skip
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client, model.open("rb") as handle:
@@ -114,20 +119,42 @@ def postgres(folder: Path, clients: int, duration_s: float, processes: int) -> l
             job = _wait(client, _submit(client, model_id))
         host, port = url.removeprefix("http://").split(":")
         path = [f"/v1/jobs/{job['id']}"]
-        label = f"Postgres, {processes} API processes"
+        label = f"Postgres, {processes} API processes" + (", S3 store" if store == "s3" else "")
         plain = Plan(host, int(port), path, headers)
         cached = Plan(host, int(port), path, headers, etag=True)
+        download = Plan(host, int(port), [f"/v1/artifacts/{job['artifact_id']}/content"], headers)
         alone = summarize(f"{label}, 1 client", run(plain, 1, 10), 10, 1)
         full = summarize(f"{label}, {clients} clients", run(plain, clients, duration_s), duration_s, clients)
         half = duration_s / 2
         conditional = f"{label}, {clients} clients, If-None-Match (304)"
         polls = summarize(conditional, run(cached, clients, half), half, clients)
-        for row in (alone, full, polls):
-            row["paths"] = "GET /v1/jobs/{id} (a finished job with its comparison)"
+        downloads = summarize(f"{label}, 10 clients, artifact download", run(download, 10, half), half, 10)
+        for row, paths in (
+            (alone, "GET /v1/jobs/{id} (a finished job with its comparison)"),
+            (full, "GET /v1/jobs/{id} (a finished job with its comparison)"),
+            (polls, "GET /v1/jobs/{id} (a finished job with its comparison)"),
+            (downloads, "GET /v1/artifacts/{id}/content (the int8 model, read from the store)"),
+        ):
+            row["paths"] = paths
             row["settings"] = {k: v for k, v in settings.items() if "MAX_CONCURRENT" in k}
-            row["kind"], row["load_at_end"] = "postgres", machine()["load"]
+            row["kind"], row["load_at_end"] = f"postgres-{store}", machine()["load"]
             rows.append(row)
     return rows
+
+
+@contextmanager
+def _store(kind: str) -> Iterator[dict[str, str]]:
+    """The environment of the artifact store: nothing for the local folder, a SeaweedFS bucket for s3."""
+    if kind == "local":
+        yield {}
+        return
+    from tests.seaweed import start_seaweed
+
+    server = start_seaweed()
+    try:
+        yield {**server.env(), "MODELPRESS_STORAGE_URL": f"s3://{server.new_bucket()}/load"}
+    finally:
+        server.stop()
 
 
 def main() -> None:
@@ -139,6 +166,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 100], help="embedded client counts")
     parser.add_argument("--processes", type=int, default=2, help="API processes on Postgres")
     parser.add_argument("--only", choices=["embedded", "postgres"], default=None)
+    parser.add_argument(
+        "--stores", nargs="+", choices=["local", "s3"], default=["local"], help="artifact stores for Postgres"
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite LOAD.md from load.json")
     args = parser.parse_args()
     if args.report_only:
@@ -153,10 +183,11 @@ def main() -> None:
             (folder / "embedded").mkdir()
             rows += embedded(folder / "embedded", args.clients, args.duration)
         if args.only in (None, "postgres"):
-            rows += postgres(folder, 50, args.duration, args.processes)
+            for store in args.stores:
+                rows += postgres(folder, 50, args.duration, args.processes, store)
     if args.only and (HERE / "load.json").exists():  # keep the other kind's rows of an earlier run
         earlier = json.loads((HERE / "load.json").read_text())
-        rows = [row for row in earlier["rows"] if row["kind"] != args.only] + rows
+        rows = [row for row in earlier["rows"] if not row["kind"].startswith(args.only)] + rows
         notes = [
             *earlier.get("notes", []),
             f"The {args.only} rows come from a later `--only {args.only}` run.",

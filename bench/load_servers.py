@@ -99,9 +99,19 @@ def _recreate_database(name: str) -> str:
 
 @contextmanager
 def production(
-    home: Path, *, database: str, redis_url: str, processes: int, max_concurrent: int
+    home: Path,
+    *,
+    database: str,
+    redis_url: str,
+    processes: int,
+    max_concurrent: int,
+    store: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """Postgres + Redis, a Celery worker and `uvicorn --workers N`; yields (url, key, settings used)."""
+    """Postgres + Redis, a Celery worker and `uvicorn --workers N`; yields (url, key, settings used).
+
+    `store`: extra environment for the artifact store (MODELPRESS_STORAGE_URL and the AWS variables
+    of an S3-compatible server); the local folder under `home` by default.
+    """
     settings = {
         "MODELPRESS_HOME": str(home),
         "MODELPRESS_DATABASE_URL": _recreate_database(database),
@@ -109,7 +119,7 @@ def production(
         "MODELPRESS_MAX_CONCURRENT_REQUESTS": str(max_concurrent),
         "MODELPRESS_LOG_LEVEL": "WARNING",
     }
-    env = clean_env(**settings)
+    env = {**clean_env(**settings), **(store or {})}
     modelpress = [sys.executable, "-m", "service.cli.main"]
     subprocess.run([*modelpress, "migrate"], env=env, check=True, capture_output=True)
     created = subprocess.run(
