@@ -39,6 +39,8 @@ QUICK = {
     "MODELPRESS_BENCH_WARMUP_RUNS": "1",
     "MODELPRESS_BENCH_MIN_RUNS": "3",
     "MODELPRESS_LOG_LEVEL": "WARNING",
+    # All of a run's jobs are submitted at once: the default 20 active jobs per tenant would refuse some.
+    "MODELPRESS_QUOTA_CONCURRENT_JOBS": "1000",
 }
 JOB = {
     "steps": [{"technique": "quantize.dynamic", "params": {"per_channel": False}}],
