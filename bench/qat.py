@@ -3,7 +3,8 @@
 Data: scikit-learn's bundled digits (8x8), upsampled bilinearly to 16x16; the first 1000 images train
 (and calibrate), the other 797 are the held-out test set. The CNN is trained here in torch, exported
 to ONNX, then quantized per tensor by quantize.static and by quantize.qat (same calibration); the
-chain prunes 50% of the channels first (prune.structured) and compares the two again, over 3 seeds.
+chain prunes 50% of the channels first (prune.structured) and compares the two again, over 3 seeds,
+with a third chain that distils the pruned model from the float one before QAT.
 Run: nice -n 10 python -m bench.qat
 """
 
@@ -22,9 +23,11 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from bench.machine import machine
-from engine.contract import StepContext
+from engine.contract import JOB_MODEL, StepContext
 from engine.techniques.prune import structured as prune_structured
 from engine.techniques.quantize import qat, static
+from engine.techniques.train import distill
+from service.catalog.distill import DistillParams
 from service.catalog.prune import StructuredPruneParams
 from service.catalog.quantize_qat import QatParams
 from service.catalog.quantize_static import StaticQuantParams
@@ -33,6 +36,7 @@ RESULTS = Path(__file__).with_name("QAT.md")
 SIZE, TRAIN = 16, 1000
 EPOCHS = 30  # the float model's training; QAT gets 10% of it, as the anchors report is enough
 QAT_EPOCHS = 3
+DISTILL_EPOCHS = 5  # as many as the pruning's own fine-tuning
 SEEDS = (0, 1, 2)
 TIMING_BATCH, TIMING_RUNS = 32, 60
 
@@ -157,6 +161,29 @@ def quantize_both(model: Path, dataset: Path, work: Path, tag: str, seed: int) -
     return out
 
 
+def distil(pruned: Path, teacher: Path, dataset: Path, work: Path, seed: int) -> Path:
+    """The pruned model trained on the float model's outputs and the labels (distill's job step)."""
+    path = work / f"distilled-{seed}.onnx"
+    params = DistillParams(dataset_id="train", epochs=DISTILL_EPOCHS, learning_rate=2e-3, seed=seed)
+    ctx = step_context(work, f"distill-{seed}", dataset)
+    ctx = StepContext(workdir=ctx.workdir, datasets=ctx.datasets, models={JOB_MODEL: teacher}, threads=1)
+    distill.run(pruned, path, params, ctx)
+    return path
+
+
+def qat_frozen(model: Path, dataset: Path, work: Path, tag: str, seed: int) -> Path:
+    """quantize.qat with frozen per-tensor scales, as in quantize_both."""
+    path = work / f"{tag}-qat-frozen.onnx"
+    training = {"dataset_id": "train", "epochs": QAT_EPOCHS, "learning_rate": 5e-4, "seed": seed}
+    qat.run(
+        model,
+        path,
+        QatParams(per_channel=False, training=training),
+        step_context(work, f"{tag}-qat", dataset),
+    )
+    return path
+
+
 def main() -> None:
     torch.set_num_threads(1)
     started = time.monotonic()
@@ -220,7 +247,13 @@ def main() -> None:
         prune_params = StructuredPruneParams(sparsity=0.5, finetune=finetune)
         prune_structured.run(original, pruned, prune_params, step_context(work, f"prune-{seed}", dataset))
         chain = quantize_both(pruned, dataset, work, f"chain-{seed}", seed)
-        chain_paths = {"float": original, "static": chain["static"], "qat_frozen": chain["qat_frozen"]}
+        distilled = distil(pruned, original, dataset, work, seed)
+        chain_paths = {
+            "float": original,
+            "static": chain["static"],
+            "qat_frozen": chain["qat_frozen"],
+            "distill_qat": qat_frozen(distilled, dataset, work, f"distilled-{seed}", seed),
+        }
         chain_speed = latencies(chain_paths, test_x)
         rows.append(
             {
@@ -233,24 +266,30 @@ def main() -> None:
             }
         )
     lines += [
-        "| seed | prune→static drop | speedup | prune→qat drop | speedup |",
-        "| --- | --- | --- | --- | --- |",
+        "| seed | prune→static drop | speedup | prune→qat drop | speedup | prune→distill→qat drop"
+        " | speedup |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for seed, row in zip(SEEDS, rows, strict=True):
         lines.append(
             f"| {seed} | {row['static'][0]:.2f} | {row['static'][1]:.2f}x | {row['qat_frozen'][0]:.2f} | "
-            f"{row['qat_frozen'][1]:.2f}x |"
+            f"{row['qat_frozen'][1]:.2f}x | {row['distill_qat'][0]:.2f} | {row['distill_qat'][1]:.2f}x |"
         )
     mean = {
         k: (statistics.mean(r[k][0] for r in rows), statistics.mean(r[k][1] for r in rows)) for k in rows[0]
     }
+    ratio = mean["distill_qat"][1] / mean["static"][1]
+    chain_met = mean["distill_qat"][0] < mean["static"][0] and ratio >= 0.95
     lines += [
         f"| mean | {mean['static'][0]:.2f} | {mean['static'][1]:.2f}x | {mean['qat_frozen'][0]:.2f} | "
-        f"{mean['qat_frozen'][1]:.2f}x |",
+        f"{mean['qat_frozen'][1]:.2f}x | {mean['distill_qat'][0]:.2f} | {mean['distill_qat'][1]:.2f}x |",
         "",
-        f"Goal (chain at least as fast at a smaller drop): drop {mean['qat_frozen'][0]:.2f} vs "
-        f"{mean['static'][0]:.2f} points, speed ratio {mean['qat_frozen'][1] / mean['static'][1]:.2f}. "
-        "The issue's chain has `distill` between the two steps; it is built separately and not in this run.",
+        f"Goal (prune → distill → qat at least as fast as prune → static at a smaller drop): drop "
+        f"{mean['distill_qat'][0]:.2f} vs {mean['static'][0]:.2f} points, speed ratio {ratio:.2f} "
+        f"({'met' if chain_met else 'NOT met'}; a ratio within 5% counts as as fast: the head-to-head "
+        f"noise on this machine). Without distill: drop {mean['qat_frozen'][0]:.2f}. The distill step "
+        f"trains the pruned student from the float teacher ({DISTILL_EPOCHS} epochs, labels mixed 0.5 "
+        "with KL at T=1), as `distill` does between the two steps of a job.",
         "",
         f"Bench wall time: {time.monotonic() - started:.0f} s.",
     ]
