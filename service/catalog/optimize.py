@@ -9,12 +9,15 @@ from pydantic.config import JsonDict
 
 from service.catalog.base import Queue, TechniqueParams, TechniqueSpec
 
-SearchTechnique = Literal["quantize.dynamic", "quantize.static", "quantize.fp16", "prune.structured"]
+SearchTechnique = Literal[
+    "quantize.dynamic", "quantize.static", "quantize.fp16", "prune.structured", "quantize.qat"
+]
 ALL_TECHNIQUES: tuple[SearchTechnique, ...] = (
     "quantize.dynamic",
     "quantize.static",
     "quantize.fp16",
     "prune.structured",
+    "quantize.qat",
 )
 PruneRatio = Annotated[float, Field(gt=0.0, lt=1.0)]
 Objective = Literal["latency", "throughput", "size"]
@@ -24,7 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-latency": {
         "objective": "latency",
         "batch_size": 1,
-        "techniques": ["quantize.dynamic", "quantize.static", "prune.structured"],
+        "techniques": ["quantize.dynamic", "quantize.static", "prune.structured", "quantize.qat"],
     },
     "smallest": {
         "objective": "size",
@@ -63,7 +66,8 @@ class OptimizeParams(TechniqueParams):
     techniques: list[SearchTechnique] = Field(
         default_factory=lambda: list(ALL_TECHNIQUES),
         max_length=8,
-        description="Techniques candidates may use (prune.structured also chains into the quantizers)",
+        description="Techniques candidates may use (prune.structured also chains into the quantizers;"
+        " quantize.qat trains static int8 for `finetune_epochs`, tried after the others)",
     )
     max_accuracy_drop: float = Field(
         0.01, ge=0.0, le=1e6, description="Largest accepted loss of the metric (absolute, metric units)"
@@ -119,7 +123,7 @@ def with_evaluation_defaults(params: dict[str, Any], evaluation: dict[str, Any])
 OPTIMIZE_TECHNIQUES = (
     TechniqueSpec(
         name="optimize",
-        summary="search int8, fp16, structured pruning and prune→quantize chains within a time budget;"
+        summary="search int8, fp16, structured pruning, prune→quantize chains and QAT within a time budget;"
         " trial table, Pareto frontier, best candidate",
         queue=Queue.CPU,
         params=OptimizeParams,

@@ -58,6 +58,11 @@ def test_a_gemm_model_tries_dynamic_int8_first_and_chains_each_pruned_model_into
     assert len({c.prefix for c in chains}) == 2
     # CPUs run fp16 slower than fp32: only the size objective tries it.
     assert not any(step.technique == "quantize.fp16" for c in candidates for step in c.steps)
+    # Quantization-aware training comes last (it trains), for as many epochs as pruning fine-tunes.
+    assert [step.technique for step in candidates[-1].steps] == ["quantize.qat"]
+    assert candidates[-1].steps[0].params["training"] == {"dataset_id": "d", "epochs": params.finetune_epochs}
+    without = build(OptimizeParams(dataset_id="d", techniques=["quantize.static"]), {"Conv"}, labelled=True)
+    assert [c.steps[0].technique for c in without] == ["quantize.static"] * 3
     unlabelled = build(params, {"Gemm"}, labelled=False)
     assert not any(c.steps[0].technique == "prune.structured" for c in unlabelled)
 

@@ -3,10 +3,11 @@ on the weights not yet quantized, weighted by the layer inputs' second moments (
 
 onnxruntime 1.31's own GPTQ (its copy of Neural Compressor's) updates the remaining weights with a
 column of the upper Cholesky factor, which is zero below the diagonal, so no error is ever
-compensated; it then re-quantizes the result on a new grid. On correlated inputs its layer-output
-error equals round-to-nearest's (0.110 vs 0.111), where this implementation's is 0.011 (the unit test
-measures the same). Hence this module: the Hessians from an onnxruntime session, the algorithm in
-numpy, and MatMulNBits nodes packed from exactly the integers and scales it chose (nbits_pack.py).
+compensated; it then re-quantizes the result on a new grid. Probed on correlated inputs, its
+layer-output error equalled round-to-nearest's (0.110 vs 0.111) where this implementation's was
+0.011; tests/worker/test_gptq.py holds this one against round-to-nearest. Hence this module: the
+Hessians from an onnxruntime session, the algorithm in numpy, and MatMulNBits nodes packed from
+exactly the integers and scales it chose (nbits_pack.py).
 """
 
 from __future__ import annotations

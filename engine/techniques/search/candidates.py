@@ -3,7 +3,8 @@
 A short budget must still try the most promising first: dynamic int8 first for MatMul/Gemm/LSTM models
 (transformers, MLPs, recurrent nets), static int8 per channel first for convolutional ones; then the
 other int8 variants, then pruning at each ratio followed by the quantizers that reuse its pruned
-model, and fp16 where it pays (a GPU, or the size objective; CPUs run fp16 slower than fp32).
+model, and fp16 where it pays (a GPU, or the size objective; CPUs run fp16 slower than fp32);
+quantization-aware training last, since it trains.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def build(params: OptimizeParams, op_types: set[str], labelled: bool) -> list[Ca
             # One pruned model feeds the two most promising quantizers.
             int8 = [step for step in singles if step.technique != "quantize.fp16"]
             candidates += [Candidate((prune, step)) for step in int8[:2]]
+    if "quantize.qat" in params.techniques and op_types & set(KERNEL_OP_TYPES) and params.finetune_epochs > 0:
+        # Last: it trains, and it only pays where static int8 alone lost accuracy (without labels it
+        # distils from the float model).
+        training = {"dataset_id": params.dataset_id, "epochs": params.finetune_epochs}
+        candidates.append(Candidate((Step("quantize.qat", {"training": training}),)))
     if params.objective == "size":
         # Fewer bytes first: the chains and int8 beat fp16 on size.
         candidates.sort(key=lambda candidate: -len(candidate.steps))
