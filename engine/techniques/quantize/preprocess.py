@@ -58,11 +58,17 @@ def _flatten_gemm_biases(path: Path) -> None:
         for name in node.input:
             readers.setdefault(name, set()).add(node.op_type)
     biases = {node.input[2] for node in model.graph.node if node.op_type == "Gemm" and len(node.input) > 2}
-    changed = False
+    flattened = set()
     for tensor in model.graph.initializer:
         if tensor.name in biases and readers.get(tensor.name) == {"Gemm"} and len(tensor.dims) == 2:
             if tensor.dims[0] == 1:
                 tensor.dims[:] = [tensor.dims[1]]
-                changed = True
-    if changed:
+                flattened.add(tensor.name)
+    # An older graph may also list the initializer among its inputs, with the old shape.
+    for value in [*model.graph.input, *model.graph.value_info]:
+        if value.name in flattened and value.type.tensor_type.HasField("shape"):
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 2:
+                del dims[0]
+    if flattened:
         onnx.save(model, str(path))
