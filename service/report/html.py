@@ -149,13 +149,16 @@ def step_summaries(report: dict[str, Any]) -> list[dict[str, Any]]:
         metrics = step.get("metrics") or {}
         scalars = {k: tables.number(v, 4) for k, v in metrics.items() if not isinstance(v, dict | list)}
         recovery = recovery_table(metrics)
-        shown = {"recovery"} if recovery else set()
+        kept_whole = [entry for entry in metrics.get("kept_whole") or [] if isinstance(entry, dict)]
+        shown = ({"recovery"} if recovery else set()) | ({"kept_whole"} if kept_whole else set())
         nested = {k: v for k, v in metrics.items() if isinstance(v, dict | list) and k not in shown}
         summaries.append(
             {
                 **step,
                 "scalars": scalars,
                 "recovery": recovery,
+                # Nodes whose channels structured pruning left alone, and why: a user can act on it.
+                "kept_whole": kept_whole,
                 "nested": json.dumps(nested, indent=1, default=str)[:4000] if nested else "",
             }
         )

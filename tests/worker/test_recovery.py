@@ -253,6 +253,8 @@ def test_the_report_page_shows_accuracy_after_pruning_and_per_epoch(
     cnn_onnx: Path, train_npz: Path, tmp_path: Path
 ) -> None:
     """The HTML report tables the held-out top-1: original, after pruning, each epoch, after recovery."""
+    from html import unescape
+
     from service.report.html import render_html
     from service.report.tables import number
 
@@ -285,3 +287,8 @@ def test_the_report_page_shows_accuracy_after_pruning_and_per_epoch(
     for row, (moment, figures) in zip(rows, expected, strict=True):
         assert f"<td>{moment}</td>" in row and number(figures["top1"], 4) in row
     assert '"after_recovery"' not in page  # tabled, not repeated as raw JSON
+    kept = page.split('<table class="kept-whole">', 1)[1].split("</table>", 1)[0]
+    assert metrics["kept_whole"] and all(
+        f"<code>{entry['node']}</code>" in kept for entry in metrics["kept_whole"]
+    )
+    assert all(entry["why"] in unescape(kept) for entry in metrics["kept_whole"])
