@@ -7,6 +7,9 @@ from typing import Any
 # Slugs that mean the service, not the model or the parameters, went wrong: a cell must never be one.
 GENERIC = {"internal-error", "worker-crashed", "step-error", "max-attempts", "invalid-model"}
 FAST_COSINE = 0.99
+# Head-to-head timings on a shared two-core machine move by a few percent run to run: a speedup
+# counts as one only past this factor.
+NOISE_FLOOR = 1.05
 
 
 def cell(job: dict[str, Any]) -> dict[str, Any]:
@@ -32,10 +35,10 @@ def cell(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def faster_at_fidelity(entry: dict[str, Any]) -> bool:
-    """A result faster than the original at batch 1 or 8 with output cosine at least 0.99."""
+    """A result faster than the original (past the noise floor) at batch 1 or 8, output cosine >= 0.99."""
     if entry["status"] != "result" or entry["cosine"] is None or entry["cosine"] < FAST_COSINE:
         return False
-    return any(value > 1.0 for value in entry["speedup"].values())
+    return any(value >= NOISE_FLOOR for value in entry["speedup"].values())
 
 
 def _rounded(value: float | None) -> float | None:

@@ -25,7 +25,7 @@ def render(results: dict[str, Any]) -> str:
         _machine(results.get("machine") or {}),
         *_partial(results),
         "",
-        "| model | family | " + " | ".join(techniques) + " | faster at cos >= 0.99 |",
+        "| model | family | " + " | ".join(techniques) + " | ≥ 1.05× faster at cos >= 0.99 |",
         "|---" * (len(techniques) + 3) + "|",
     ]
     for name, entry in models.items():
