@@ -3,7 +3,6 @@ prune.structured -> distill -> quantize.static, and the bad requests refused at 
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -62,17 +61,7 @@ def submit(tenant: Api, uploads: dict[str, Any], steps: list[dict[str, Any]]) ->
 def finished(tenant: Api, response: Any) -> tuple[dict[str, Any], list[str]]:
     """Wait for the job; returns it and every stage seen on the way."""
     assert response.status_code == 202, response.text
-    stages: list[str] = []
-    deadline = time.monotonic() + 300
-    while (found := tenant.get(f"/v1/jobs/{response.json()['id']}").json())["status"] in (
-        "queued",
-        "running",
-    ):
-        assert time.monotonic() < deadline, found
-        if not stages or stages[-1] != found["stage"]:
-            stages.append(found["stage"])
-        time.sleep(0.1)
-    return found, stages
+    return tenant.follow_job(response.json()["id"], timeout=300)
 
 
 def test_an_uploaded_student_learns_without_labels(tenant: Api, uploads: dict[str, Any]) -> None:

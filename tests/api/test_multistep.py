@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
@@ -30,12 +28,7 @@ def tenant(app_client: TestClient, worker: Any) -> Api:
 def uploads(tenant: Api, cnn: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The digits CNN (ready), its labelled training split and its labelled test split, uploaded."""
     folder = tmp_path_factory.mktemp("multistep")
-    model = tenant.upload("models", model_zoo.export_onnx(cnn, folder / "cnn.onnx")).json()
-    images, labels = model_zoo.digits("train")
-    np.savez(folder / "train.npz", x=images, labels=labels)
-    train = tenant.upload("datasets", folder / "train.npz").json()
-    test = tenant.upload("datasets", model_zoo.write_dataset(folder / "test.npz")).json()
-    return {"model": tenant.wait_model(model["id"]), "train": train["id"], "test": test["id"]}
+    return tenant.upload_splits(model_zoo.export_onnx(cnn, folder / "cnn.onnx"), folder)
 
 
 def structured(train_id: str, epochs: int = EPOCHS) -> dict[str, Any]:
@@ -73,13 +66,7 @@ def pipeline(tenant: Api, uploads: dict[str, Any], failing_job: str) -> dict[str
     }
     submitted = tenant.post("/v1/jobs", json=body)
     assert submitted.status_code == 202, submitted.text
-    stages: list[str] = []
-    deadline = time.monotonic() + 240
-    while (job := tenant.get(f"/v1/jobs/{submitted.json()['id']}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        if not stages or stages[-1] != job["stage"]:
-            stages.append(job["stage"])
-        time.sleep(0.1)
+    job, stages = tenant.follow_job(submitted.json()["id"], timeout=240)
     return {"job": job, "stages": stages}
 
 

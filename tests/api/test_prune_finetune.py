@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
@@ -29,13 +27,7 @@ def tenant(app_client: TestClient, worker: Any) -> Api:
 @pytest.fixture(scope="module")
 def uploads(tenant: Api, mlp_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The digits MLP (ready), its labelled training split and its labelled test split, uploaded."""
-    folder = tmp_path_factory.mktemp("prune-finetune")
-    model = tenant.upload("models", mlp_onnx).json()
-    images, labels = model_zoo.digits("train")
-    np.savez(folder / "train.npz", x=images, labels=labels)
-    train = tenant.upload("datasets", folder / "train.npz").json()
-    test = tenant.upload("datasets", model_zoo.write_dataset(folder / "test.npz")).json()
-    return {"model": tenant.wait_model(model["id"]), "train": train["id"], "test": test["id"]}
+    return tenant.upload_splits(mlp_onnx, tmp_path_factory.mktemp("prune-finetune"))
 
 
 def step(technique: str, dataset_id: str, **finetune: Any) -> dict[str, Any]:
@@ -54,16 +46,7 @@ def job(tenant: Api, uploads: dict[str, Any]) -> dict[str, Any]:
     }
     submitted = tenant.post("/v1/jobs", json=body)
     assert submitted.status_code == 202, submitted.text
-    stages: list[str] = []
-    deadline = time.monotonic() + 240
-    while (found := tenant.get(f"/v1/jobs/{submitted.json()['id']}").json())["status"] in (
-        "queued",
-        "running",
-    ):
-        assert time.monotonic() < deadline, found
-        if not stages or stages[-1] != found["stage"]:
-            stages.append(found["stage"])
-        time.sleep(0.1)
+    found, stages = tenant.follow_job(submitted.json()["id"], timeout=240)
     return {"job": found, "stages": stages}
 
 

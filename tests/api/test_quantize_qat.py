@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
@@ -27,12 +26,7 @@ def tenant(app_client: TestClient, worker: Any) -> Api:
 def uploads(tenant: Api, cnn: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The digits CNN (ready), its labelled training split and its test split, uploaded."""
     folder = tmp_path_factory.mktemp("qat")
-    model = tenant.upload("models", model_zoo.export_onnx(cnn, folder / "cnn.onnx")).json()
-    images, labels = model_zoo.digits("train")
-    np.savez(folder / "train.npz", x=images, labels=labels)
-    train = tenant.upload("datasets", folder / "train.npz").json()
-    test = tenant.upload("datasets", model_zoo.write_dataset(folder / "test.npz")).json()
-    return {"model": tenant.wait_model(model["id"]), "train": train["id"], "test": test["id"]}
+    return tenant.upload_splits(model_zoo.export_onnx(cnn, folder / "cnn.onnx"), folder)
 
 
 def test_prune_then_qat_job_gives_an_accurate_qdq_model(tenant: Api, uploads: dict[str, Any]) -> None:
