@@ -21,6 +21,7 @@ import torch
 
 from bench import smollm2
 from bench.machine import machine
+from bench.weight_only_report import GOALS
 from engine.contract import StepContext
 from engine.evaluate import compare_models
 from engine.ingest.summary import summarize
@@ -41,13 +42,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         "dataset_id": "calibration",
         "calibration_samples": CALIBRATION_SEQUENCES,
     },
-}
-GOALS = {
-    "size_ratio": 0.35,
-    "decode_speedup": 1.5,
-    "perplexity": 0.10,
-    "gptq_perplexity": 0.05,
-    "cosine": 0.995,
 }
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -66,3 +67,17 @@ def percentiles(latencies_ms: np.ndarray) -> dict[str, float]:
 def throughput(latencies_ms: np.ndarray, batch: int) -> float:
     """Samples per second when batches run back to back: total samples over total time."""
     return float(batch * len(latencies_ms) / (np.sum(latencies_ms) / 1000.0))
+
+
+def size_and_speed_ratios(
+    baseline: dict[str, Any], candidate: dict[str, Any], batches: Iterable[str]
+) -> dict[str, Any]:
+    """The delta's first figures: size and compressed-size ratios, and p50 speedup per batch size."""
+    return {
+        "size_ratio": candidate["size_bytes"] / baseline["size_bytes"],
+        "compressed_size_ratio": candidate["compressed_size_bytes"] / baseline["compressed_size_bytes"],
+        "speedup": {
+            batch: baseline["latency_ms"][batch]["p50"] / candidate["latency_ms"][batch]["p50"]
+            for batch in batches
+        },
+    }

@@ -13,7 +13,7 @@ import onnxruntime as ort
 from engine.contract import TechniqueError
 from engine.evaluate import accuracy as acc
 from engine.evaluate.attribution import measure_steps
-from engine.evaluate.benchmark import PairTiming, percentiles, throughput, time_pair
+from engine.evaluate.benchmark import PairTiming, percentiles, size_and_speed_ratios, throughput, time_pair
 from engine.evaluate.cuda import cuda_latency, require_cuda
 from engine.evaluate.decoder_compare import compare_decoders
 from engine.evaluate.describe import describe_loaded, op_histogram
@@ -129,12 +129,7 @@ def compare_models(
         )  # fmt: skip
     profile = _profile(paths, data, timings, fixed, threads, time_budget_s, quantized=kind in _INT8_KINDS)
     delta = {
-        "size_ratio": candidate["size_bytes"] / baseline["size_bytes"],
-        "compressed_size_ratio": candidate["compressed_size_bytes"] / baseline["compressed_size_bytes"],
-        "speedup": {
-            batch: baseline["latency_ms"][batch]["p50"] / candidate["latency_ms"][batch]["p50"]
-            for batch in timings
-        },
+        **size_and_speed_ratios(baseline, candidate, timings),
         "accuracy_drop": acc.accuracy_drop(metric_name, *scores) if metric_name and scores else None,
     }
     per_output = fidelity_per_output([meta.name for meta in sessions[0].get_outputs()], *every)

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from engine.contract import TechniqueError
-from engine.evaluate.benchmark import percentiles, throughput
+from engine.evaluate.benchmark import percentiles, size_and_speed_ratios, throughput
 from engine.evaluate.decoder_feeds import step_feeds
 from engine.evaluate.describe import describe_loaded, op_histogram
 from engine.evaluate.environment import environment
@@ -93,12 +93,7 @@ def compare_decoders(
         for batch, figures in generation.items()
     }
     delta = {
-        "size_ratio": candidate["size_bytes"] / baseline["size_bytes"],
-        "compressed_size_ratio": candidate["compressed_size_bytes"] / baseline["compressed_size_bytes"],
-        "speedup": {
-            batch: baseline["latency_ms"][batch]["p50"] / candidate["latency_ms"][batch]["p50"]
-            for batch in generation
-        },
+        **size_and_speed_ratios(baseline, candidate, generation),
         "decode_speedup": decode_speedup,
         "accuracy_drop": drop,
         "perplexity_increase": drop,

@@ -131,11 +131,11 @@ def hessians(
     return {name: 2.0 * total / max(counts[name], 1) for name, total in sums.items()}
 
 
-def weight_of(model: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray | None:
+def weight_of(initializers: dict[str, onnx.TensorProto], node: onnx.NodeProto) -> np.ndarray | None:
     """A MatMul's constant 2-D float weight, or None."""
     from onnx import TensorProto, numpy_helper
 
-    tensor = next((t for t in model.graph.initializer if t.name == node.input[1]), None)
+    tensor = initializers.get(node.input[1])
     if tensor is None or tensor.data_type != TensorProto.FLOAT or len(tensor.dims) != 2:
         return None
     return numpy_helper.to_array(tensor)
@@ -158,11 +158,12 @@ def quantize_model(
 
     from engine.techniques.quantize.nbits_pack import matmul_nbits
 
+    constants = {tensor.name: tensor for tensor in model.graph.initializer}
     targets = [
         (node, weight)
         for node in model.graph.node
         if node.op_type == "MatMul" and node.name not in excluded
-        for weight in [weight_of(model, node)]
+        for weight in [weight_of(constants, node)]
         if weight is not None
     ]
     inputs = hessians(model, sorted({node.input[0] for node, _ in targets}), feeds, workdir)
