@@ -151,13 +151,10 @@ def quantize_both(model: Path, dataset: Path, work: Path, tag: str, seed: int) -
     static.run(model, static_path, params, step_context(work, f"{tag}-static", dataset))
     out["static"] = static_path
     for learn in (False, True):
-        path = work / f"{tag}-qat-{'lsq' if learn else 'frozen'}.onnx"
-        training = {"dataset_id": "train", "epochs": QAT_EPOCHS, "learning_rate": 5e-4, "seed": seed}
-        qat_params = QatParams(per_channel=False, learn_scales=learn, training=training)
+        kind = "lsq" if learn else "frozen"
         started = time.monotonic()
-        qat.run(model, path, qat_params, step_context(work, f"{tag}-qat-{learn}", dataset))
-        out[f"qat_{'lsq' if learn else 'frozen'}"] = path
-        out[f"seconds_{'lsq' if learn else 'frozen'}"] = time.monotonic() - started
+        out[f"qat_{kind}"] = qat_model(model, dataset, work, tag, seed, learn)
+        out[f"seconds_{kind}"] = time.monotonic() - started
     return out
 
 
@@ -171,16 +168,12 @@ def distil(pruned: Path, teacher: Path, dataset: Path, work: Path, seed: int) ->
     return path
 
 
-def qat_frozen(model: Path, dataset: Path, work: Path, tag: str, seed: int) -> Path:
-    """quantize.qat with frozen per-tensor scales, as in quantize_both."""
-    path = work / f"{tag}-qat-frozen.onnx"
+def qat_model(model: Path, dataset: Path, work: Path, tag: str, seed: int, learn: bool = False) -> Path:
+    """quantize.qat with per-tensor scales, frozen from calibration or learned (LSQ)."""
+    path = work / f"{tag}-qat-{'lsq' if learn else 'frozen'}.onnx"
     training = {"dataset_id": "train", "epochs": QAT_EPOCHS, "learning_rate": 5e-4, "seed": seed}
-    qat.run(
-        model,
-        path,
-        QatParams(per_channel=False, training=training),
-        step_context(work, f"{tag}-qat", dataset),
-    )
+    params = QatParams(per_channel=False, learn_scales=learn, training=training)
+    qat.run(model, path, params, step_context(work, f"{tag}-qat-{learn}", dataset))
     return path
 
 
@@ -252,7 +245,7 @@ def main() -> None:
             "float": original,
             "static": chain["static"],
             "qat_frozen": chain["qat_frozen"],
-            "distill_qat": qat_frozen(distilled, dataset, work, f"distilled-{seed}", seed),
+            "distill_qat": qat_model(distilled, dataset, work, f"distilled-{seed}", seed),
         }
         chain_speed = latencies(chain_paths, test_x)
         rows.append(
