@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from engine.bridge import shape_lane
 from engine.bridge.registry import HANDLERS, Call
 
 
@@ -35,11 +36,15 @@ class Step:
     layer: str | None = None
 
 
+RESERVED_KEYS = frozenset(dir(nn.ModuleDict())) | frozenset(dir(nn.Module()))
+
+
 def layer_key(name: str, taken: set[str]) -> str:
     """A unique attribute-safe key for a node name."""
     base = re.sub(r"\W", "_", name) or "node"
     key, n = base, 1
-    while key in taken:
+    # A node called `half` or `keys` would shadow a method of the module holding it.
+    while key in taken or key in RESERVED_KEYS:
         key, n = f"{base}_{n}", n + 1
     taken.add(key)
     return key
@@ -77,6 +82,8 @@ class OnnxModule(nn.Module):
         self.opset = opset
         # Symbolic dims of example inputs (engine/bridge/export.py): a size and batch it runs at.
         self.example_size, self.example_batch = 16, 2
+        # Set while torch.export traces: computed shapes travel as sizes (engine/bridge/shape_lane.py).
+        self.trace_shapes = False
 
     def layer_of(self, step: Step) -> nn.Module | None:
         """The nn layer that holds a step's weights, if any."""
@@ -95,14 +102,24 @@ class OnnxModule(nn.Module):
         values: dict[str, Tensor] = {spec.name: x for spec, x in zip(self.inputs, inputs, strict=True)}
         for name, key in self.constant_keys.items():
             values[name] = getattr(self.constants, key)
+        lane: dict[str, shape_lane.Sizes] = {}
         for step in self.steps:
+            read: list[Tensor | None] = [values[name] if name else None for name in step.inputs]
+            known = self._known_sizes(step, lane) if self.trace_shapes else []
+            if known:
+                computed = shape_lane.evaluate(step.op, known, read, step.attrs)
+                if computed is not None:
+                    lane[step.outputs[0]] = computed
+                    values[step.outputs[0]] = computed.tensor()
+                    continue
             call = Call(
-                inputs=[values[name] if name else None for name in step.inputs],
+                inputs=read,
                 consts=step.consts,
                 attrs=step.attrs,
                 layer=self.layer_of(step),
                 n_outputs=len(step.outputs),
                 opset=self.opset,
+                sizes=known,
             )
             result = HANDLERS[step.op](call)
             produced = (result,) if isinstance(result, Tensor) else tuple(result)
@@ -110,3 +127,12 @@ class OnnxModule(nn.Module):
                 if name:
                     values[name] = value
         return values
+
+    @staticmethod
+    def _known_sizes(step: Step, lane: dict[str, shape_lane.Sizes]) -> list[shape_lane.Known]:
+        """Each input of the step as sizes: from the lane, or a small integer constant."""
+        known: list[shape_lane.Known] = []
+        for position, name in enumerate(step.inputs):
+            const = step.consts[position] if position < len(step.consts) else None
+            known.append(lane.get(name) if const is None else shape_lane.of_constant(const))
+        return known

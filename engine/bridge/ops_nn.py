@@ -26,6 +26,7 @@ def onnx_pads(attrs: Mapping[str, Any], spatial: Sequence[int], kernel: Sequence
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         begins, ends = [], []
         for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
+            size = int(size)  # SAME pads depend on the size: torch.export specializes it here
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             small = total // 2
             begins.append(small if mode == "SAME_UPPER" else total - small)
@@ -48,8 +49,9 @@ def torch_pads(pads: Sequence[int]) -> list[int]:
     return [p for i in reversed(range(n)) for p in (pads[i], pads[n + i])]
 
 
-def _spatial(x: Tensor) -> list[int]:
-    return [int(d) for d in x.shape[2:]]
+def _spatial(x: Tensor) -> list[Any]:
+    # Left as the tensor's sizes (symbolic under torch.export): only SAME auto_pad reads them.
+    return list(x.shape[2:])
 
 
 @op("Conv")

@@ -47,9 +47,10 @@ def reshape(call: Call) -> Tensor:
     x = call.x()
     pruned = call.attr(PRUNED_RESHAPE)
     known = call.const(1)
-    if known is not None:
-        dims: list[Any] = [int(d) for d in known.reshape(-1)]
-        if pruned is not None and dims[pruned.axis] > 0:
+    traced = call.traced_sizes(1)
+    if known is not None or (traced is not None and (pruned is None or pruned.scale is not None)):
+        dims: list[Any] = [int(d) for d in known.reshape(-1)] if known is not None else traced  # type: ignore[assignment]
+        if pruned is not None and (known is not None or pruned.scale) and dims[pruned.axis] > 0:
             # Scaled, not replaced: the width may also hold other dims (a flatten of H x W).
             dims[pruned.axis] = dims[pruned.axis] * pruned.kept // pruned.before
         if not call.attr("allowzero", 0):
@@ -223,6 +224,10 @@ def constant_of_shape(call: Call) -> Tensor:
 def range_(call: Call) -> Tensor:
     """start, start + delta, ... below limit."""
     start = call.x(0)
+    bounds = [call.traced_sizes(i) for i in range(3)]
+    if all(bound is not None for bound in bounds):  # sizes under torch.export: a symbolic length
+        first, limit, delta = (bound[0] for bound in bounds)  # type: ignore[index]
+        return torch.arange(first, limit, delta, dtype=start.dtype)
     # 0-d tensors (not Python numbers) keep the range dynamic when traced for export.
     return torch.arange(start, call.x(1), call.x(2), dtype=start.dtype)  # type: ignore[call-overload]
 

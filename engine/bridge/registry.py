@@ -50,6 +50,8 @@ class Call:
     layer: nn.Module | None
     n_outputs: int
     opset: int
+    # Inputs known as sizes while torch.export traces (engine/bridge/shape_lane.py), else empty.
+    sizes: Sequence[Any] = ()
 
     def x(self, index: int = 0) -> Tensor:
         """A required input."""
@@ -71,7 +73,15 @@ class Call:
         known = self.const(index)
         if known is not None:
             return [int(v) for v in known.reshape(-1)]
+        traced = self.traced_sizes(index)
+        if traced is not None:
+            return traced
         return sizes(self.x(index))
+
+    def traced_sizes(self, index: int) -> list[Any] | None:
+        """A computed int input as Python ints / SymInts, where the shape lane knows it (torch.export)."""
+        known = self.sizes[index] if index < len(self.sizes) else None
+        return None if known is None else list(known.values)
 
     def attr(self, name: str, default: Any = None) -> Any:
         """An attribute, or the default when the node does not set it."""

@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from service.db import new_session
@@ -26,8 +27,10 @@ class Heartbeat:
         timeout_s: float,
         hardware: dict[str, Any] | None = None,
         capabilities: dict[str, Any] | None = None,
+        on_beat: Callable[[], object] | None = None,
     ) -> None:
         self.queues, self.interval_s, self.timeout_s = queues, interval_s, timeout_s
+        self.on_beat = on_beat
         self.hardware = hardware or {}
         self.capabilities = capabilities
         self.worker_id: uuid.UUID | None = None
@@ -74,3 +77,8 @@ class Heartbeat:
                     self._register()
             except Exception as exc:  # a database blip: keep beating, the timeout has slack
                 log.warning("worker heartbeat failed: %s", exc)
+            if self.on_beat is not None:
+                try:
+                    self.on_beat()
+                except Exception as exc:  # housekeeping must never stop the heartbeat
+                    log.warning("worker housekeeping failed: %s", exc)

@@ -181,6 +181,8 @@ def test_sigkilled_worker_is_restarted_and_its_job_completes(
                 seen.setdefault("not ready", now)
             if status == 200 and "not ready" in seen:
                 seen.setdefault("ready again", now)
+            if "pool gone" not in seen and not any(alive(pid) for pid in pool):
+                seen["pool gone"] = now
             job = _job(client, job_id)
             if job["attempts"] == 2 and job["status"] == "running":
                 seen.setdefault("running again", now)
@@ -191,12 +193,17 @@ def test_sigkilled_worker_is_restarted_and_its_job_completes(
             time.sleep(0.1)
 
     assert "not ready" in seen and "ready again" in seen, (seen, states)
-    assert wait_gone(pool, timeout=10), "the killed worker's pool processes outlived it"
+    # Orphaned pool processes leave within seconds rather than finishing a job whose lease is lost.
+    assert seen.get("pool gone", float("inf")) < 10, ("the killed worker's pool processes outlived it", seen)
     assert job["attempts"] == 2
     assert alive(sweeper), "the sweeper must not share the worker's fate"
     restarted = embedded.child("worker.app worker")
     assert restarted != worker
-    assert list(embedded.scratch.glob("*/job-*")) == [], "job folders were left behind"
+    # The restarted worker's housekeeping removes the killed worker's folders on its next beats.
+    deadline = time.monotonic() + 15
+    while (left := list(embedded.scratch.glob("*/job-*"))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == [], "job folders were left behind"
     log = embedded.log.read_text()
     assert f"worker (pid {worker}) exited with code -9; restarting in 1 s" in log
 
@@ -218,6 +225,7 @@ def test_sigkilled_worker_is_restarted_and_its_job_completes(
             "kill to /readyz ready again (worker restarted), s": round(seen["ready again"], 2),
             "kill to job running again (attempt 2), s": round(seen.get("running again", float("nan")), 2),
             "kill to job succeeded, s": round(seen["succeeded"], 2),
+            "kill to the orphaned pool processes gone, s": round(seen["pool gone"], 2),
             "SIGTERM to everything stopped, s": round(stop_s, 2),
             "leftovers planted / left after start-up": f"{len(leftovers)} / 0",
         },

@@ -19,6 +19,7 @@ def run(model_path: Path, output_path: Path, params: TorchExportParams, ctx: Ste
 
     from engine.bridge import from_onnx
     from engine.bridge.export import runnable_inputs
+    from engine.techniques.export.torch_dims import input_dims
     from engine.techniques.export.torch_timing import time_program
 
     torch.set_num_threads(ctx.threads)
@@ -43,11 +44,18 @@ def run(model_path: Path, output_path: Path, params: TorchExportParams, ctx: Ste
         batch_sizes=params.batch_sizes, budget_s=params.timing_budget_s, threads=ctx.threads,
     )  # fmt: skip
     warnings += timing.warnings(params.weights)
+    free, bounded = input_dims(program, [spec.name for spec in module.inputs])
+    if bounded:
+        warnings.append(
+            "torch.export accepts some dims only within a range (the graph's shape constraints, proven"
+            f" at the example size it traced with): {bounded}; inputs outside it are refused by the program"
+        )
     metrics: dict[str, Any] = {
         "format": "torch.export (.pt2)",
         "weights": params.weights,
         "int8_linear_layers": linears if params.weights == "int8" else 0,
-        "dynamic_dims": _dynamic_dims(program, [spec.name for spec in module.inputs]),
+        "dynamic_dims": free,
+        "bounded_dims": bounded,
         "torch": torch.__version__,
         **timing.as_metrics(),
     }
@@ -71,11 +79,16 @@ def _export(module: Any, examples: list[Any]) -> Any:
     """torch.export with every symbolic ONNX dim left for torch to keep dynamic where the graph allows."""
     import torch
 
+    from engine.bridge import OnnxModule
+
     auto = torch.export.Dim.AUTO
     shapes = tuple(
         {axis: auto for axis, dim in enumerate(spec.shape or ()) if not isinstance(dim, int)}
         for spec in module.inputs
     )
+    bridged = [part for part in module.modules() if isinstance(part, OnnxModule)]
+    for part in bridged:
+        part.trace_shapes = True
     try:
         return torch.export.export(module, tuple(examples), dynamic_shapes=(shapes,))
     except Exception as error:  # torch.export raises many types; the message names the construct
@@ -89,6 +102,9 @@ def _export(module: Any, examples: list[Any]) -> Any:
         raise TechniqueError(
             ConversionFailed, f"torch.export could not trace the bridged model{why}: {summary(error)}"
         ) from None
+    finally:
+        for part in bridged:
+            part.trace_shapes = False
 
 
 # torchao keeps int8 weights as tensor subclasses, which torch.export.save can only pickle.
@@ -99,16 +115,3 @@ PICKLED_INT8 = (
 )
 # ONNX ops that turn a tensor's shape into data: the bridge runs them eagerly, torch.export cannot.
 SHAPE_OPS = frozenset({"Shape", "Size"})
-
-
-def _dynamic_dims(program: Any, names: list[str]) -> dict[str, list[int]]:
-    """Input name -> axes the exported program accepts at any size."""
-    user = {spec.arg.name for spec in program.graph_signature.input_specs if spec.kind.name == "USER_INPUT"}
-    values = [
-        node.meta.get("val") for node in program.graph.nodes if node.op == "placeholder" and node.name in user
-    ]
-    return {
-        name: [axis for axis, size in enumerate(value.shape) if not isinstance(size, int)]
-        for name, value in zip(names, values, strict=False)
-        if value is not None
-    }
