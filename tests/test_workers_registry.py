@@ -103,3 +103,33 @@ def test_only_a_gpu_only_worker_is_in_the_gpu_pool() -> None:
     assert registry.pool_for(["gpu"]) == WorkerPool.GPU
     assert registry.pool_for(["cpu", "gpu"]) == WorkerPool.CPU
     assert registry.pool_for(["cpu"]) == WorkerPool.CPU
+
+
+def test_housekeeping_runs_on_every_beat_and_its_failure_does_not_stop_the_heartbeat(database: str) -> None:
+    from service.workers.heartbeat import Heartbeat
+
+    calls: list[float] = []
+
+    def housekeeping() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise OSError("scratch folder vanished")
+
+    heartbeat = Heartbeat(["housekeeping-probe"], interval_s=0.2, timeout_s=30, on_beat=housekeeping)
+    heartbeat.start()
+    try:
+        with new_session() as session:
+            first = session.get(Worker, heartbeat.worker_id)
+            assert first is not None
+            registered = first.last_seen
+        deadline = time.monotonic() + 10
+        while len(calls) < 3:
+            assert time.monotonic() < deadline, "housekeeping stopped after its first failure"
+            time.sleep(0.05)
+        with new_session() as session:
+            later = session.get(Worker, heartbeat.worker_id)
+            assert later is not None and later.last_seen > registered
+    finally:
+        heartbeat.stop()
+    with new_session() as session:
+        assert session.get(Worker, heartbeat.worker_id) is None
