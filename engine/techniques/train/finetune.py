@@ -146,10 +146,13 @@ def finetune(
     """
     import torch
 
+    from engine.techniques.train.allocator import freed_memory_unmapped
+
     started = time.monotonic()
     train, held_out = split(load_dataset(data, student), params.validation_fraction, params.seed)
     trained_on = custom[1] if custom is not None else None
-    fitted = fitting_batch_size(student, teacher, train, params, trained_on)
+    with freed_memory_unmapped():
+        fitted = fitting_batch_size(student, teacher, train, params, trained_on)
     requested = params.batch_size
     if fitted != requested:
         params = params.model_copy(update={"batch_size": fitted})
