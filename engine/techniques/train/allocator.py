@@ -7,7 +7,7 @@ import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-M_MMAP_THRESHOLD = -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 # glibc's starting threshold, and the most its dynamic threshold rises to on 64-bit systems.
 INITIAL_THRESHOLD = 128 * 1024
 STEADY_THRESHOLD = 32 * 1024 * 1024
@@ -36,3 +36,5 @@ def freed_memory_unmapped() -> Iterator[None]:
         yield
     finally:
         mallopt(M_MMAP_THRESHOLD, STEADY_THRESHOLD)
+        # Fixing the threshold stops glibc moving the trim threshold too; put it where it would be.
+        mallopt(M_TRIM_THRESHOLD, 2 * STEADY_THRESHOLD)
