@@ -92,6 +92,9 @@ class _Receiver:
                 raise InvalidRequest(f"send exactly one '{self.file_field}' part")
             self.filename = options.get(b"filename", b"upload").decode("utf-8", "replace")[:255]
             self.writer = self.store.writer()
+        elif self._part_name in self.fields:
+            # Each field is one string: a repeated one (a list) would otherwise keep its last value.
+            raise InvalidRequest(f"form field '{self._part_name}' appears more than once")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]

@@ -149,3 +149,19 @@ def test_unknown_ids_and_other_tenants_objects_are_404(
 def test_unknown_route_and_bad_cursor_are_problems(api: Api) -> None:
     assert_problem(api.get("/v1/nothing-here"), 404, "not-found")
     assert_problem(api.get("/v1/jobs", params={"cursor": "%%%"}), 422, "validation-error")
+
+
+def test_a_repeated_form_field_is_422_not_its_last_value(api: Api, mlp_onnx: Path) -> None:
+    # A list where the contract says one string (`input_shapes` twice) is refused, naming the field.
+    response = api.post(
+        "/v1/models",
+        files=[
+            ("file", ("mlp.onnx", mlp_onnx.read_bytes())),
+            ("input_shapes", (None, "[[1, 64]]")),
+            ("input_shapes", (None, "[[2, 64]]")),
+        ],
+    )
+
+    body = assert_problem(response, 422, "validation-error")
+    assert "input_shapes" in body["detail"]
+    assert api.get("/v1/models").json()["items"] == []
