@@ -111,19 +111,21 @@ def fitting_batch_size(
     import torch
 
     from engine.errortext import out_of_memory
+    from engine.techniques.train.allocator import freed_memory_unmapped
 
     size = min(params.batch_size, len(train))
-    while True:
-        try:
-            batch = train.take(torch.arange(size))
-            # In eval mode: batch norm's running statistics must not move before training starts.
-            student.eval()
-            _batch_loss(student, teacher, batch, params, custom).backward()
-            break
-        except (MemoryError, RuntimeError) as error:
-            if not out_of_memory(error) or size == 1:
-                raise
-        size = max(1, size // 4)
+    with freed_memory_unmapped():  # a failed probe must leave room for the next, smaller one
+        while True:
+            try:
+                batch = train.take(torch.arange(size))
+                # In eval mode: batch norm's running statistics must not move before training starts.
+                student.eval()
+                _batch_loss(student, teacher, batch, params, custom).backward()
+                break
+            except (MemoryError, RuntimeError) as error:
+                if not out_of_memory(error) or size == 1:
+                    raise
+            size = max(1, size // 4)
     student.zero_grad(set_to_none=True)
     # The probe held no optimizer state: halve once more after a shrink, for Adam's two moments.
     return params.batch_size if size >= params.batch_size or size == len(train) else max(1, size // 2)
@@ -146,13 +148,10 @@ def finetune(
     """
     import torch
 
-    from engine.techniques.train.allocator import freed_memory_unmapped
-
     started = time.monotonic()
     train, held_out = split(load_dataset(data, student), params.validation_fraction, params.seed)
     trained_on = custom[1] if custom is not None else None
-    with freed_memory_unmapped():
-        fitted = fitting_batch_size(student, teacher, train, params, trained_on)
+    fitted = fitting_batch_size(student, teacher, train, params, trained_on)
     requested = params.batch_size
     if fitted != requested:
         params = params.model_copy(update={"batch_size": fitted})
