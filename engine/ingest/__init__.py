@@ -63,6 +63,13 @@ def ingest_model(
     normalization = _normalize(canonical, record["signature"], normalized_path)
     if str(normalization.get("note")).startswith(FALLBACK):
         warnings.append(normalization["note"])
+    fused = (normalization.get("changes") or {}).get("fused") if normalization.get("applied") else None
+    if fused:
+        warnings.append(
+            f"normalization fused {', '.join(f'{count} {name}' for name, count in fused.items())}; every"
+            " technique starts from the fused graph, so a result's speedup over this upload includes"
+            " what fusing alone gives"
+        )
     return {**record, "warnings": warnings, "normalization": normalization}
 
 

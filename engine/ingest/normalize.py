@@ -9,6 +9,7 @@ from typing import Any
 import onnx
 
 from engine.ingest.equivalent import compare_outputs
+from engine.ingest.fusions import fuse
 
 # Weights reach 10^8 elements; the optimizer's defaults stop folding at a few thousand.
 FOLD_SIZE_LIMIT = 1 << 28
@@ -23,23 +24,25 @@ def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onn
     Models below opset 13 are raised to it (per-channel int8 needs it); Constant nodes and
     constant subgraphs (a weight through Identity, Cast or Reshape) become
     initializers, constants are folded and identities removed by the onnxscript optimizer and
-    onnx-ir passes; the result must compute the upload's outputs on generated example inputs.
+    onnx-ir passes, and spelled-out HardSwish and Conv affines are fused (fusions.py); the result
+    must compute the upload's outputs on generated example inputs.
     """
     try:
-        normalized = _optimized(_raised_opset(model))
-        _restore_empty_inputs(model, normalized)
-        named = _name_free_dims(normalized)
-        onnx.checker.check_model(normalized)
-        normalized = onnx.shape_inference.infer_shapes(normalized)
+        normalized, named, fusions = _prepared(model, with_fusions=True)
     except Exception as error:  # the optimizer and checker raise many unrelated types
         return None, _fallback(f"normalization failed ({type(error).__name__}: {error})"[:500])
-    changes = {**_changes(model, normalized), "free_dims_named": named}
+    changes = {**_changes(model, normalized), "free_dims_named": named, "fused": fusions}
     if (
         not (changes["nodes_removed"] or changes["constants_lifted"] or named)
         and len(set(changes["opset"])) == 1
     ):
         return None, {"applied": False, "changes": changes, "note": "the graph was already normalized"}
     verdict = compare_outputs(model, normalized, signature)
+    if verdict.problem is not None and fusions:
+        # A fused graph rounds differently; where that exceeds the bar, normalize without fusing.
+        normalized, named, _ = _prepared(model, with_fusions=False)
+        changes = {**_changes(model, normalized), "free_dims_named": named, "fused": {}}
+        verdict = compare_outputs(model, normalized, signature)
     if verdict.problem is not None:
         return None, {**_fallback(verdict.problem), "changes": changes}
     return normalized, {
@@ -50,6 +53,15 @@ def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onn
     }
 
 
+def _prepared(model: onnx.ModelProto, with_fusions: bool) -> tuple[onnx.ModelProto, int, dict[str, int]]:
+    """The optimized, checked and shape-inferred graph, its newly named free dims and its fusions."""
+    normalized, fusions = _optimized(_raised_opset(model), with_fusions)
+    _restore_empty_inputs(model, normalized)
+    named = _name_free_dims(normalized)
+    onnx.checker.check_model(normalized)
+    return onnx.shape_inference.infer_shapes(normalized), named, fusions
+
+
 def _raised_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model at opset 13 when it imports an older default opset (the onnx version converter)."""
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
@@ -58,7 +70,7 @@ def _raised_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.version_converter.convert_version(model, MIN_OPSET)
 
 
-def _optimized(model: onnx.ModelProto) -> onnx.ModelProto:
+def _optimized(model: onnx.ModelProto, with_fusions: bool) -> tuple[onnx.ModelProto, dict[str, int]]:
     import onnx_ir as ir
     from onnx_ir.passes import common
     from onnxscript.optimizer import fold_constants
@@ -68,8 +80,9 @@ def _optimized(model: onnx.ModelProto) -> onnx.ModelProto:
     # Every constant becomes an initializer, scalars too: techniques look for weights there.
     common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(graph)
     common.IdentityEliminationPass()(graph)
+    fusions = fuse(graph) if with_fusions else {}
     common.RemoveUnusedNodesPass()(graph)
-    return ir.serde.serialize_model(graph)
+    return ir.serde.serialize_model(graph), fusions
 
 
 def _name_free_dims(model: onnx.ModelProto) -> int:

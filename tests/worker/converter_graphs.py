@@ -80,3 +80,28 @@ class PaddedCNN(nn.Module):
         y = torch.relu(self.first(F.pad(x, [1, 1, 1, 1])))
         y = torch.relu(self.second(F.pad(y, [1, 1, 1, 1])))
         return self.head(y.mean(dim=(2, 3)))
+
+
+class SpelledOutCNN(nn.Module):
+    """PP-LCNet's shape: each Conv scaled and shifted by a learned scalar, HardSwish written out.
+
+    paddle2onnx writes HardSwish as Add(3) → Clip(0, 6) → Mul → Div(6) and the learnable affine as
+    a scalar Mul and Add, which onnxruntime runs as separate passes over the activations.
+    """
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(1, width, 3, padding=1)
+        self.second = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.scale = nn.Parameter(torch.tensor(1.5))
+        self.shift = nn.Parameter(torch.tensor(0.25))
+        self.head = nn.Linear(width * 64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _spelled_hardswish(self.first(x))
+        y = _spelled_hardswish(self.second(y) * self.scale + self.shift)
+        return self.head(y.flatten(1))
+
+
+def _spelled_hardswish(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.clamp(x + 3, 0, 6) / 6
