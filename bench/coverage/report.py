@@ -43,6 +43,7 @@ def render(results: dict[str, Any]) -> str:
         what = (
             f"normalized: {changes.get('constants_lifted', 0)} constants lifted,"
             f" nodes removed {changes.get('nodes_removed')}"
+            + (f", fused {changes['fused']}" if changes.get("fused") else "")
             if normalization.get("applied")
             else f"not normalized ({normalization.get('note')})"
         )
