@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.evaluate.profiler_overhead import bookkeeping_ms, node_tensors
 from engine.evaluate.sessions import feeds_for, make_session
 
 TOP_NODES = 10
@@ -39,11 +40,16 @@ HAS_INT8_KERNEL = frozenset(
 )
 
 
-def node_events(trace: Iterable[Mapping[str, Any]], *, skip_runs: int = 0) -> list[dict[str, Any]]:
+def node_events(
+    trace: Iterable[Mapping[str, Any]], *, skip_runs: int = 0, bookkeeping: tuple[float, float] = (0.0, 0.0)
+) -> list[dict[str, Any]]:
     """The kernel-time events of a trace (run, node, op type, provider, ms), after the first `skip_runs` runs.
 
     `run` counts from 0 at the first kept run; a node belongs to the last run started before it.
+    `bookkeeping` (ms per node, per input or output tensor) is the profiler's own work inside each
+    span (profiler_overhead.py), taken off every node's time.
     """
+    per_node, per_tensor = bookkeeping
     trace = list(trace)
     starts = sorted(
         float(e.get("ts", 0)) for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"
@@ -57,13 +63,16 @@ def node_events(trace: Iterable[Mapping[str, Any]], *, skip_runs: int = 0) -> li
         if starts and run < 0:
             continue
         args = event.get("args") or {}
+        span = float(event.get("dur", 0)) / 1000.0
+        bookkept = min(per_node + per_tensor * node_tensors(args), span)
         events.append(
             {
                 "run": max(run, 0),
                 "node": name[: -len("_kernel_time")],
                 "op_type": str(args.get("op_name", "?")),
                 "provider": str(args.get("provider", "?")),
-                "ms": float(event.get("dur", 0)) / 1000.0,
+                "ms": span - bookkept,
+                "bookkeeping_ms": bookkept,
             }
         )
     return events
@@ -106,7 +115,14 @@ def aggregate(events: list[dict[str, Any]], runs: int, *, top: int = TOP_NODES) 
     nodes = sorted(by_node.values(), key=lambda entry: -entry["ms"])[:top]
     for node in nodes:
         node["share"] = _share(node["ms"], total)
-    return {"total_ms": total, "runs": max(runs, len(totals)), "op_types": op_types, "top_nodes": nodes}
+    return {
+        "total_ms": total,
+        # The profiler's own work taken off the median run's nodes (profiler_overhead.py).
+        "bookkeeping_ms": sum(event.get("bookkeeping_ms", 0.0) for event in kept),
+        "runs": max(runs, len(totals)),
+        "op_types": op_types,
+        "top_nodes": nodes,
+    }
 
 
 def profile_model(
@@ -122,8 +138,13 @@ def profile_model(
         while runs < MAX_RUNS and (runs < 1 or time.perf_counter() - started < budget_s):
             session.run(None, feeds)
             runs += 1
-        events = node_events(_read_trace(session.end_profiling()), skip_runs=warmup_runs)
-    return aggregate(events, runs)
+        bookkeeping = bookkeeping_ms(threads)
+        trace = _read_trace(session.end_profiling())
+        events = node_events(trace, skip_runs=warmup_runs, bookkeeping=bookkeeping)
+    return {
+        **aggregate(events, runs),
+        "profiler_bookkeeping_us": {"per_node": bookkeeping[0] * 1e3, "per_tensor": bookkeeping[1] * 1e3},
+    }
 
 
 def compare_profiles(

@@ -10,6 +10,7 @@ import pytest
 
 from engine.contract import StepContext
 from engine.evaluate.profile import QDQ_OPS, aggregate, compare_profiles, node_events, profile_model
+from engine.evaluate.profiler_overhead import bookkeeping_ms
 from engine.techniques.quantize import static as quantize_static
 from service.catalog.quantize_static import StaticQuantParams
 from tests import model_zoo
@@ -25,9 +26,9 @@ def cnn_static(cnn_onnx: Path, digits_npz: Path, tmp_path_factory: pytest.TempPa
     return output
 
 
-def _feeds() -> dict[str, np.ndarray]:
+def _feeds(batch: int = 8) -> dict[str, np.ndarray]:
     images, _ = model_zoo.digits()
-    return {"x": images[:8]}
+    return {"x": images[:batch]}
 
 
 def test_profile_names_every_op_type_of_the_graph_with_shares_summing_to_one(cnn_onnx: Path) -> None:
@@ -48,7 +49,8 @@ def test_profile_names_every_op_type_of_the_graph_with_shares_summing_to_one(cnn
 def test_static_int8_profile_shows_time_in_quantize_dequantize_nodes(
     cnn_onnx: Path, cnn_static: Path
 ) -> None:
-    feeds = _feeds()
+    # A batch whose Quantize/DequantizeLinear nodes take longer than the profiler's own bookkeeping.
+    feeds = _feeds(256)
     baseline = profile_model(cnn_onnx, feeds, threads=1, budget_s=0.2)
     candidate = profile_model(cnn_static, feeds, threads=1, budget_s=0.2)
     profile = compare_profiles(baseline, candidate, quantized=True)
@@ -126,3 +128,26 @@ def test_warm_up_runs_are_left_out_and_the_median_run_is_reported() -> None:
         ("Relu", pytest.approx(1 / 3.2)),
     ]
     assert [node["node"] for node in summary["top_nodes"]] == ["a", "b"]
+
+
+def test_the_profilers_own_work_is_taken_off_each_node_by_its_tensor_count() -> None:
+    """1 µs a node and 0.5 µs a tensor: Conv (3 tensors) loses 2.5 µs, Relu (2) 2 µs, never below 0."""
+    trace = _run(0, 10, 1)
+    trace[2]["args"] = {"op_name": "Conv", "input_type_shape": [{}, {}], "output_type_shape": [{}]}
+    trace[3]["args"] = {"op_name": "Relu", "input_type_shape": '[{"float": [8]}]', "output_type_shape": [{}]}
+    events = node_events(trace, bookkeeping=(0.001, 0.0005))
+    assert [(event["node"], event["ms"]) for event in events] == [
+        ("a", pytest.approx(0.0075)),
+        ("b", 0.0),
+    ]
+
+
+def test_the_profilers_bookkeeping_is_measured_small_and_positive(cnn_onnx: Path) -> None:
+    """A few microseconds a node on any machine; the profile says what it took off."""
+    per_node, per_tensor = bookkeeping_ms(1)
+    assert 0 <= per_node < 0.05 and 0 <= per_tensor < 0.02 and per_node + 3 * per_tensor > 0
+    profile = profile_model(cnn_onnx, _feeds(), threads=1, budget_s=0.2)
+    assert profile["profiler_bookkeeping_us"] == {
+        "per_node": pytest.approx(per_node * 1e3),
+        "per_tensor": pytest.approx(per_tensor * 1e3),
+    }
