@@ -10,11 +10,10 @@ import numpy as np
 import onnx
 
 from engine.evaluate.inputs import fixed_batch, generate_inputs
+from engine.example_shapes import EXAMPLE_SIZES, has_free_dims
 
 # The issue's bar: identical up to float rounding, relative to outputs larger than 1.
 TOLERANCE = 1e-5
-# Free dims are tried at these sizes until the original runs (a detector needs more than 16 pixels).
-FREE_DIM_SIZES = (16, 64)
 FREE_BATCH = 2
 
 
@@ -29,21 +28,24 @@ class Verdict:
 def compare_outputs(
     original: onnx.ModelProto, candidate: onnx.ModelProto, signature: Mapping[str, Any]
 ) -> Verdict:
-    """Run both with onnxruntime (graph optimizations off) and compare every output."""
-    wanted, inputs = None, None
-    for size in FREE_DIM_SIZES:
-        inputs = generate_inputs(_sized(signature, size), fixed_batch(signature) or FREE_BATCH)
-        try:
-            wanted = _run(original, inputs)
-            break
-        except Exception:  # onnxruntime raises several types; the next size may run
-            continue
-    if wanted is None or inputs is None:
+    """Run both with onnxruntime (graph optimizations off) and compare every output.
+
+    Free dims take the first of the evaluator's example sizes at which the original runs (a voice
+    detector needs a 512-sample window; a detector, multiples of 32).
+    """
+    try:
+        original_session = _session(original)
+    except Exception:  # onnxruntime raises several types
+        original_session = None
+    found = None if original_session is None else _first_run(original_session, signature)
+    if found is None:
         return Verdict(
             "the uploaded model does not run on generated inputs, so the result could not be checked"
         )
+    inputs, wanted = found
     try:
-        got = _run(candidate, inputs)
+        candidate_session = _session(candidate)
+        got = candidate_session.run(None, _feeds(candidate_session, inputs))
     except Exception as error:  # onnxruntime raises several unrelated types
         return Verdict(f"the normalized graph does not run: {error}"[:500])
     worst = 0.0
@@ -57,29 +59,33 @@ def compare_outputs(
     return Verdict(None, worst)
 
 
-def _sized(signature: Mapping[str, Any], size: int) -> dict[str, Any]:
-    """The signature with every symbolic non-batch dim set to `size`."""
-    inputs = []
-    for spec in signature["inputs"]:
-        shape = spec["shape"]
-        if shape:
-            shape = [shape[0], *(d if isinstance(d, int) else size for d in shape[1:])]
-        inputs.append({**spec, "shape": shape})
-    return {**signature, "inputs": inputs}
+def _first_run(session: Any, signature: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], list[Any]] | None:
+    """Generated inputs at the first example size the session runs, and its outputs; None if none runs."""
+    batch = fixed_batch(signature) or FREE_BATCH
+    free = has_free_dims([(spec["name"], spec["shape"] or []) for spec in signature["inputs"]])
+    for size in EXAMPLE_SIZES if free else EXAMPLE_SIZES[:1]:
+        inputs = generate_inputs(signature, batch, size=size)
+        try:
+            return inputs, session.run(None, _feeds(session, inputs))
+        except Exception:  # onnxruntime raises several types; the next size may run
+            continue
+    return None
 
 
-def _run(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list[Any]:
+def _session(model: onnx.ModelProto) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # Compare the graphs as written: runtime fusions would add their own rounding to both sides.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 4
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _feeds(session: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     # Old IR versions list initializers as inputs too: those keep their stored values.
-    return session.run(
-        None, {meta.name: inputs[meta.name] for meta in session.get_inputs() if meta.name in inputs}
-    )
+    return {meta.name: inputs[meta.name] for meta in session.get_inputs() if meta.name in inputs}
 
 
 def _difference(want: np.ndarray, have: np.ndarray) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +11,8 @@ import onnx
 
 from engine.ingest.equivalent import compare_outputs
 from engine.ingest.fusions import fuse
+
+log = logging.getLogger(__name__)
 
 # Weights reach 10^8 elements; the optimizer's defaults stop folding at a few thousand.
 FOLD_SIZE_LIMIT = 1 << 28
@@ -71,6 +74,19 @@ def _raised_opset(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _optimized(model: onnx.ModelProto, with_fusions: bool) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """The model through the optimizer's passes; identities stay where onnx-ir cannot remove them."""
+    try:
+        return _passes(model, with_fusions, remove_identities=True)
+    except ValueError as error:
+        # onnx-ir refuses to remove an Identity that hands an outer value to an If or Loop branch's
+        # output (silero-vad's branches end so); the pass fails midway, so start again without it.
+        log.info("normalizing without removing identities: %s", error)
+        return _passes(model, with_fusions, remove_identities=False)
+
+
+def _passes(
+    model: onnx.ModelProto, with_fusions: bool, *, remove_identities: bool
+) -> tuple[onnx.ModelProto, dict[str, int]]:
     import onnx_ir as ir
     from onnx_ir.passes import common
     from onnxscript.optimizer import fold_constants
@@ -79,7 +95,8 @@ def _optimized(model: onnx.ModelProto, with_fusions: bool) -> tuple[onnx.ModelPr
     fold_constants(graph, input_size_limit=FOLD_SIZE_LIMIT, output_size_limit=FOLD_SIZE_LIMIT)
     # Every constant becomes an initializer, scalars too: techniques look for weights there.
     common.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(graph)
-    common.IdentityEliminationPass()(graph)
+    if remove_identities:
+        common.IdentityEliminationPass()(graph)
     fusions = fuse(graph) if with_fusions else {}
     common.RemoveUnusedNodesPass()(graph)
     return ir.serde.serialize_model(graph), fusions

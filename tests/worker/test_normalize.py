@@ -89,17 +89,15 @@ def test_changed_outputs_are_named_and_refused(cnn_onnx: Path, mlp_onnx: Path) -
     assert compare_outputs(original, original, signature(original)).max_abs_difference == 0.0
 
 
-def test_a_graph_the_optimizer_cannot_take_is_used_as_uploaded(tmp_path: Path) -> None:
-    """An If whose branch outputs an outer Identity: the onnx-ir pass raises, the upload is kept."""
+def test_an_identity_ending_an_if_branch_is_kept_and_the_rest_normalized(tmp_path: Path) -> None:
+    """silero-vad's If branches end in an Identity of an outer value, which onnx-ir cannot remove."""
     value = helper.make_tensor_value_info
     branch = helper.make_graph(
         [helper.make_node("Identity", ["y"], ["z"])], "branch", [], [value("z", onnx.TensorProto.FLOAT, [2])]
     )
     graph = helper.make_graph(
         [
-            helper.make_node(
-                "Constant", [], ["two"], value=onnx.numpy_helper.from_array(np.ones(2, np.float32))
-            ),
+            _constant("two", np.full(2, 2.0, np.float32)),
             helper.make_node("Add", ["x", "two"], ["y"]),
             helper.make_node("If", ["flag"], ["out"], then_branch=branch, else_branch=branch),
         ],
@@ -112,9 +110,72 @@ def test_a_graph_the_optimizer_cannot_take_is_used_as_uploaded(tmp_path: Path) -
     record = ingest_model(
         tmp_path / "if.onnx", tmp_path / "model.onnx", tmp_path / "work", normalized_path=tmp_path / "n.onnx"
     )
+    assert record["normalization"]["applied"] is True
+    assert record["normalization"]["changes"]["constants_lifted"] == 1
+    normalized = onnx.load(str(tmp_path / "n.onnx"))
+    assert [node.op_type for node in normalized.graph.node] == ["Add", "If"]
+    session = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"x": np.ones(2, np.float32), "flag": np.array(True)})[0]
+    assert out.tolist() == [3.0, 3.0]
+
+
+def test_a_graph_that_runs_on_no_generated_input_is_used_as_uploaded(tmp_path: Path) -> None:
+    """Unnamed free dims that must agree: no example size runs it, so nothing checks the result."""
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [
+            _constant("one", np.ones(1, np.float32)),
+            helper.make_node("Add", ["x", "offset"], ["shifted"]),
+            helper.make_node("Add", ["shifted", "one"], ["out"]),
+        ],
+        "g",
+        [value("x", onnx.TensorProto.FLOAT, [None, None]), value("offset", onnx.TensorProto.FLOAT, [None])],
+        [value("out", onnx.TensorProto.FLOAT, [None, None])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.save(model, str(tmp_path / "unnamed.onnx"))
+    record = ingest_model(
+        tmp_path / "unnamed.onnx",
+        tmp_path / "model.onnx",
+        tmp_path / "work",
+        normalized_path=tmp_path / "n.onnx",
+    )
     assert record["normalization"]["applied"] is False
-    assert record["normalization"]["note"].startswith("techniques receive the uploaded graph unchanged")
+    assert record["normalization"]["note"] == (
+        "techniques receive the uploaded graph unchanged: the uploaded model does not run on generated"
+        " inputs, so the result could not be checked"
+    )
     assert record["normalization"]["note"] in record["warnings"]
+    assert not (tmp_path / "n.onnx").exists()
+
+
+def test_a_model_that_needs_a_long_window_is_checked_at_a_size_it_runs(tmp_path: Path) -> None:
+    """A voice detector frames its audio with a 300-sample Conv: 16 or 64 samples do not run it."""
+    value = helper.make_tensor_value_info
+    window = np.random.default_rng(0).standard_normal((4, 1, 300)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            _constant("window", window),
+            helper.make_node("Conv", ["audio", "window"], ["frames"], strides=[100]),
+        ],
+        "g",
+        [value("audio", onnx.TensorProto.FLOAT, ["batch", 1, "samples"])],
+        [value("frames", onnx.TensorProto.FLOAT, ["batch", 4, "steps"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.save(model, str(tmp_path / "framed.onnx"))
+    record = ingest_model(
+        tmp_path / "framed.onnx",
+        tmp_path / "model.onnx",
+        tmp_path / "work",
+        normalized_path=tmp_path / "n.onnx",
+    )
+    assert record["normalization"]["applied"] is True, record["normalization"]["note"]
+    assert record["normalization"]["changes"]["constants_lifted"] == 1
+
+
+def _constant(name: str, array: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(array, name))
 
 
 @pytest.fixture(scope="module")
