@@ -31,8 +31,8 @@ class EvalData:
 
     @property
     def samples(self) -> int:
-        """How many samples every array holds."""
-        return len(next(iter(self.arrays.values())))
+        """How many samples every array holds (a scalar input is one value for all of them)."""
+        return next((len(array) for array in self.arrays.values() if array.ndim), 1)
 
 
 def load_eval_data(
@@ -65,16 +65,17 @@ def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
     stored = load_arrays(path)
     arrays = {spec["name"]: _checked(spec, stored) for spec in signature["inputs"]}
     labels = stored.get("labels")
-    counts = {name: len(array) for name, array in arrays.items()}
+    counts = {name: len(array) for name, array in arrays.items() if array.ndim}
     if labels is not None:
         counts["labels"] = len(labels)
     if len(set(counts.values())) != 1:
         raise TechniqueError(DatasetMismatch, f"arrays hold different numbers of samples: {counts}")
-    if min(counts.values()) == 0:
+    if not counts or min(counts.values()) == 0:
         raise TechniqueError(DatasetMismatch, "the dataset holds no samples")
     keep = slice(0, MAX_SAMPLES)
     return EvalData(
-        {name: array[keep] for name, array in arrays.items()}, None if labels is None else labels[keep]
+        {name: array[keep] if array.ndim else array for name, array in arrays.items()},
+        None if labels is None else labels[keep],
     )
 
 
@@ -122,9 +123,14 @@ def fixed_batch(signature: Mapping[str, Any]) -> int | None:
 
 
 def take(arrays: Mapping[str, np.ndarray], start: int, size: int) -> dict[str, np.ndarray]:
-    """`size` consecutive samples from `start`, wrapping around when the data is shorter."""
+    """`size` consecutive samples from `start`, wrapping around when the data is shorter.
+
+    A scalar input (silero-vad's sample rate) has no samples axis: every batch gets its value.
+    """
     return {
         name: np.ascontiguousarray(np.take(array, np.arange(start, start + size) % len(array), axis=0))
+        if array.ndim
+        else array
         for name, array in arrays.items()
     }
 
@@ -137,8 +143,14 @@ def _checked(spec: Mapping[str, Any], stored: Mapping[str, np.ndarray]) -> np.nd
         )
     array = stored[name]
     shape = spec["shape"]
-    if shape is not None:
-        if array.ndim != len(shape) or array.ndim == 0:
+    if shape == [] and array.ndim != 0:
+        raise TechniqueError(
+            DatasetMismatch,
+            f"model input {name!r} is a scalar: store one value for it (shape ()), used with every sample;"
+            f" array {name!r} has shape {array.shape}",
+        )
+    if shape:
+        if array.ndim != len(shape):
             raise TechniqueError(
                 DatasetMismatch, f"array {name!r} has shape {array.shape}; the model expects {shape}"
             )

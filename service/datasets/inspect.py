@@ -79,11 +79,16 @@ def _check_expansion(members: list[zipfile.ZipInfo], file_bytes: int) -> None:
 
 
 def count_samples(arrays: dict[str, dict[str, Any]]) -> int:
-    """Every array shares its first axis (samples); return that length."""
-    scalars = [name for name, spec in arrays.items() if not spec["shape"]]
-    if scalars:
-        raise InvalidDataset(f"array '{scalars[0]}' is a scalar; every array needs a first (sample) axis")
-    lengths = {name: int(spec["shape"][0]) for name, spec in arrays.items()}
+    """Every array but a scalar shares its first axis (samples); return that length.
+
+    A scalar is one value for every sample, for a model input that is a scalar (silero-vad's
+    sample rate); at least one array holds samples.
+    """
+    if LABELS in arrays and not arrays[LABELS]["shape"]:
+        raise InvalidDataset("'labels' is a scalar; labels need one entry per sample")
+    lengths = {name: int(spec["shape"][0]) for name, spec in arrays.items() if spec["shape"]}
+    if not lengths:
+        raise InvalidDataset("every array is a scalar; at least one needs a first (sample) axis")
     if len(set(lengths.values())) != 1:
         raise InvalidDataset(f"arrays disagree on the number of samples: {lengths}")
     return next(iter(lengths.values()))

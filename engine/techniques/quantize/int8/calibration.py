@@ -65,7 +65,13 @@ def _check_array(expected: ModelInput, header: NpyHeader) -> None:
     if expected.dims is None:
         return
     wanted = _shape_text(expected.dims)
-    if len(expected.dims) == 0 or len(shape) != len(expected.dims):
+    if len(expected.dims) == 0 and len(shape) != 0:
+        raise TechniqueError(
+            DatasetMismatch,
+            f"model input '{name}' is a scalar: store one value for it (shape ()), used with every"
+            f" sample; array '{name}' has shape {shape}",
+        )
+    if len(shape) != len(expected.dims):
         raise TechniqueError(
             DatasetMismatch,
             f"array '{name}' has shape {shape} but model input '{name}' has shape {wanted}; "
@@ -107,7 +113,8 @@ def check_dataset(headers: dict[str, NpyHeader], inputs: Sequence[ModelInput]) -
                 InvalidDataset,
                 f"array '{expected.name}' is stored in Fortran order; save np.ascontiguousarray(...)",
             )
-        counts[expected.name] = header.shape[0]
+        if header.shape:  # a scalar is one value for every sample
+            counts[expected.name] = header.shape[0]
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"'{name}' has {count}" for name, count in counts.items())
         raise TechniqueError(DatasetMismatch, f"arrays disagree on the number of samples: {detail}")
@@ -129,8 +136,13 @@ class NpzCalibrationReader(CalibrationDataReader):
         self, npz_path: Path, inputs: Sequence[ModelInput], *, batch_size: int, max_samples: int
     ) -> None:
         self._path = npz_path
-        self._inputs = list(inputs)
-        self._total = check_dataset(read_headers(npz_path), self._inputs)
+        headers = read_headers(npz_path)
+        self._total = check_dataset(headers, inputs)
+        # Scalar inputs (silero-vad's sample rate) go with every batch as they are.
+        self._inputs = [e for e in inputs if headers[e.name].shape]
+        scalars = [e for e in inputs if not headers[e.name].shape]
+        with np.load(npz_path, allow_pickle=False) as stored:
+            self._scalars = {e.name: np.asarray(stored[e.name], dtype=e.dtype) for e in scalars}
         fixed = {e.dims[0] for e in self._inputs if e.dims and isinstance(e.dims[0], int)}
         if len(fixed) > 1:
             raise TechniqueError(
@@ -190,7 +202,10 @@ class NpzCalibrationReader(CalibrationDataReader):
                 held += chosen.size
                 while held >= self.batch_size or (held and stop == last):
                     count = min(held, self.batch_size)
-                    yield {e.name: self._take(pending[e.name], count, e.dtype) for e in self._inputs}
+                    yield {
+                        **{e.name: self._take(pending[e.name], count, e.dtype) for e in self._inputs},
+                        **self._scalars,
+                    }
                     held -= count
 
     @staticmethod
