@@ -12,8 +12,10 @@ def fidelity(baseline: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
     """Mean per-sample cosine, top-1 agreement (outputs shaped (samples, classes)), max abs error."""
     if baseline.shape != candidate.shape:
         return {"cosine": None, "top1_agreement": None, "max_abs_error": None}
-    a = baseline.reshape(len(baseline), -1).astype(np.float64)
-    b = candidate.reshape(len(candidate), -1).astype(np.float64)
+    # A scalar output (one score per run) is one sample of one value.
+    rows = len(baseline) if baseline.ndim else 1
+    a = baseline.reshape(rows, -1).astype(np.float64)
+    b = candidate.reshape(rows, -1).astype(np.float64)
     return {
         "cosine": _mean_cosine(a, b),
         "top1_agreement": _top1_agreement(baseline, candidate),

@@ -124,3 +124,46 @@ def test_the_shape_lane_is_off_outside_the_export(tmp_path: Path) -> None:
     x = torch.randn(3, 2, 5, 5)
     with torch.no_grad():
         np.testing.assert_allclose(program.module()(x).numpy(), module(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _streaming_lstm(path: Path) -> Path:
+    """silero-vad's streaming form: frames (n, 8) as one sequence of batch 1, h/c (1, 1, 4) in and out."""
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.3, name)
+        for name, shape in (("W", (1, 16, 8)), ("R", (1, 16, 4)), ("B", (1, 32)))
+    ]
+    state = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 1, 4]) for name in ("h", "c")]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", ["frames", "axes1"], ["sequence"]),
+            helper.make_node(
+                "LSTM", ["sequence", "W", "R", "B", "", "h", "c"], ["Y", "hn", "cn"], hidden_size=4
+            ),
+            helper.make_node("ReduceMean", ["Y"], ["score"], keepdims=0),
+        ],
+        "stream",
+        [helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["n", 8]), *state],
+        [
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, []),
+            helper.make_tensor_value_info("hn", TensorProto.FLOAT, [1, 1, 4]),
+            helper.make_tensor_value_info("cn", TensorProto.FLOAT, [1, 1, 4]),
+        ],
+        [*weights, _const("axes1", [1])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
+def test_batch_sizes_the_program_refuses_are_reported_and_the_traced_shape_timed(tmp_path: Path) -> None:
+    """torch.export guards the frame count at the traced size: timing at batch 1 and 8 failed (generic)."""
+    source = _streaming_lstm(tmp_path / "stream.onnx")
+    params = TorchExportParams(timing_budget_s=0.1, batch_sizes=[1, 8])
+
+    outcome = export_torch.run(source, tmp_path / "stream.pt2", params, StepContext(workdir=tmp_path))
+
+    assert outcome.metrics["refused_batch_sizes"] == [1, 8]
+    assert list(outcome.metrics["latency_ms"]) == ["2"]  # the example the program was traced with
+    assert any("refuses inputs at batch 1, 8" in warning for warning in outcome.warnings)
+    # A scalar output (one score a run) is compared as one value.
+    assert outcome.metrics["fidelity_vs_torch_fp32"]["max_abs_error"] < 1e-5

@@ -41,7 +41,8 @@ def run(model_path: Path, output_path: Path, params: TorchExportParams, ctx: Ste
     ctx.progress(0.6, "timing the program against the fp32 torch module")
     timing = time_program(
         module, program.module(), Path(model_path),
-        batch_sizes=params.batch_sizes, budget_s=params.timing_budget_s, threads=ctx.threads,
+        batch_sizes=params.batch_sizes, examples=examples, budget_s=params.timing_budget_s,
+        threads=ctx.threads,
     )  # fmt: skip
     warnings += timing.warnings(params.weights)
     free, bounded = input_dims(program, [spec.name for spec in module.inputs])

@@ -25,6 +25,8 @@ class ProgramTiming:
 
     latency_ms: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     fidelity: dict[str, Any] = field(default_factory=dict)
+    # Batch sizes whose inputs the program refused (torch.export specialized a dim at the example).
+    refused: dict[str, str] = field(default_factory=dict)
 
     def speedup(self, over: str) -> dict[str, float]:
         """The program's p50 speedup over another runner, per batch size."""
@@ -37,6 +39,7 @@ class ProgramTiming:
             "speedup_vs_torch_fp32": self.speedup("torch_fp32"),
             "speedup_vs_onnxruntime": self.speedup("onnxruntime"),
             "fidelity_vs_torch_fp32": self.fidelity,
+            "refused_batch_sizes": sorted(int(batch) for batch in self.refused),
         }
 
     def warnings(self, weights: str) -> list[str]:
@@ -55,6 +58,12 @@ class ProgramTiming:
         if behind:
             shown = ", ".join(f"batch {batch}: {value:.2f}x" for batch, value in behind.items())
             notes.append(f"onnxruntime runs the ONNX model faster than this torch program ({shown})")
+        if self.refused:
+            batches, reason = ", ".join(self.refused), next(iter(self.refused.values()))
+            notes.append(
+                f"the program refuses inputs at batch {batches} ({reason}): torch.export fixed a dim at"
+                f" the size it traced with; timed at batch {', '.join(self.latency_ms)} instead"
+            )
         return notes
 
 
@@ -64,6 +73,7 @@ def time_program(
     onnx_path: Path,
     *,
     batch_sizes: Sequence[int],
+    examples: Sequence[Any],
     budget_s: float,
     threads: int,
 ) -> ProgramTiming:
@@ -77,8 +87,17 @@ def time_program(
     session = make_session(onnx_path, threads)
     names = [spec.name for spec in module.inputs]
     timing = ProgramTiming()
-    for batch in batch_sizes:
-        inputs = random_inputs(example_inputs(module, batch=batch), seed=batch)
+    tries = {
+        str(batch): random_inputs(example_inputs(module, batch=batch), seed=batch) for batch in batch_sizes
+    }
+    for batch, inputs in list(tries.items()):
+        reason = _refusal(program, inputs)
+        if reason is not None:
+            timing.refused[batch] = reason
+            del tries[batch]
+    if not tries:  # every batch size was refused: time the inputs the program was traced with
+        tries = {_batch_of(examples): list(examples)}
+    for batch, inputs in tries.items():
         feeds = {name: x.numpy() for name, x in zip(names, inputs, strict=True)}
 
         def in_torch(runner: Callable[..., Any], inputs: list[Any] = inputs) -> Callable[[], object]:
@@ -92,13 +111,30 @@ def time_program(
             return session.run(None, feeds)
 
         runners = [in_torch(module), in_torch(program), in_onnxruntime]
-        timing.latency_ms[str(batch)] = {
+        timing.latency_ms[batch] = {
             name: percentiles(ms) for name, ms in zip(RUNNERS, _interleaved(runners, budget_s), strict=True)
         }
     with torch.inference_mode():
         reference, candidate = (_first(runner(*inputs)) for runner in (module, program))
     timing.fidelity = fidelity(reference.float().numpy(), candidate.float().numpy())
     return timing
+
+
+def _refusal(program: Any, inputs: Sequence[Any]) -> str | None:
+    """Why the program will not run these inputs (its shape guards), or None when it does."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            program(*inputs)
+    except (AssertionError, RuntimeError, ValueError) as error:  # guard failures raise these
+        return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return None
+
+
+def _batch_of(examples: Sequence[Any]) -> str:
+    first = examples[0]
+    return str(int(first.shape[0])) if first.dim() else "1"
 
 
 def _first(result: Any) -> Any:
