@@ -181,3 +181,40 @@ def test_unknown_excluded_node_is_refused(mlp_onnx: Path, tmp_path: Path) -> Non
     assert "no-such-node" in raised.value.detail
     (spec,) = FP16_TECHNIQUES
     assert spec.name == "quantize.fp16"
+
+
+def test_a_blocked_node_inside_an_if_branch_gives_a_valid_model(tmp_path: Path) -> None:
+    """silero-vad: the converter put the branch's float32 Cast in the main graph ('not a graph input')."""
+    out = helper.make_tensor_value_info
+    then_branch = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "w0"], ["doubled"], name="double"),
+            helper.make_node("Max", ["doubled", "x"], ["then_y"], name="blocked_max"),
+        ],
+        "then",
+        [],
+        [out("then_y", TensorProto.FLOAT, ["batch", 3, 4])],
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["else_y"], name="relu")],
+        "else",
+        [],
+        [out("else_y", TensorProto.FLOAT, ["batch", 3, 4])],
+    )
+    nodes = [
+        helper.make_node("If", ["w1"], ["y"], name="branch", then_branch=then_branch, else_branch=else_branch)
+    ]
+    source = tmp_path / "branched.onnx"
+    onnx.save(_graph_model(nodes, np.full((3, 4), 2.0, np.float32), np.array(True)), str(source))
+
+    _, output = _convert(source, tmp_path)
+
+    converted = onnx.load(str(output))
+    onnx.checker.check_model(converted, full_check=True)
+    branch = next(node for node in converted.graph.node if node.op_type == "If")
+    then_nodes = next(attribute.g for attribute in branch.attribute if attribute.name == "then_branch").node
+    # Max stays float32 (onnxruntime's block list): the Cast of its float16 input lives in its branch.
+    assert [node.op_type for node in then_nodes] == ["Mul", "Cast", "Max", "Cast"]
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    y = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, np.maximum(2 * x, x), rtol=1e-3, atol=1e-3)

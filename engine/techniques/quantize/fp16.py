@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from engine.contract import StepContext, StepOutcome, TechniqueError
 from service.catalog.quantize_fp16 import Fp16Params
 from service.errors import InvalidParams
+from service.failures import QuantizationFailed
 
 if TYPE_CHECKING:
     import onnx
@@ -50,7 +51,10 @@ def run(model_path: Path, output_path: Path, params: Fp16Params, ctx: StepContex
         disable_shape_infer=large,
     )
     _drop_duplicate_nodes(converted.graph)
+    _return_to_branches(converted.graph, set())
     _sort_topologically(converted.graph)
+    if not large:  # the checker takes a model in memory only below 2 GiB
+        _check_converted(converted)
     onnx.save(converted, str(output_path), save_as_external_data=large, location=f"{output_path.name}.data")
     ctx.progress(1.0, "converted")
     return StepOutcome(metrics=_census(converted), warnings=warnings)
@@ -137,6 +141,56 @@ def _sort_topologically(graph: onnx.GraphProto) -> None:
         node.CopyFrom(graph.node[index])
     del graph.node[:]
     graph.node.extend(nodes)
+
+
+def _check_converted(model: onnx.ModelProto) -> None:
+    """quantization-failed, naming the problem, when the converter's graph is not valid ONNX."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as error:
+        raise TechniqueError(
+            QuantizationFailed,
+            f"the float16 converter wrote an invalid graph ({str(error).strip().splitlines()[0][:200]});"
+            " keep the node it names in float32 with nodes_to_exclude or op_block_list",
+        ) from None
+
+
+def _return_to_branches(graph: onnx.GraphProto, outer: set[str]) -> None:
+    """Move nodes that read a value of one of the graph's If/Loop bodies into that body.
+
+    The converter casts a blocked node's float16 input inside a branch back to float32, but appends
+    the Cast to the main graph, where the branch's value does not exist (silero-vad: 'slice_2 is not
+    a graph input'); the Cast belongs right after its input's producer, in the branch.
+    """
+    here = {value.name for value in (*graph.input, *graph.initializer)}
+    here |= {name for node in graph.node for name in node.output}
+    for node in list(graph.node):
+        missing = [name for name in node.input if name and name not in here and name not in outer]
+        found = _producing_body(graph, missing[0]) if missing else None
+        if found is not None:
+            body, index = found
+            graph.node.remove(node)
+            body.node.insert(index + 1, node)
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                _return_to_branches(subgraph, outer | here)
+
+
+def _producing_body(graph: onnx.GraphProto, name: str) -> tuple[onnx.GraphProto, int] | None:
+    """The If/Loop/Scan body, at any depth below `graph`, with the node that outputs `name`."""
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                for index, inner in enumerate(subgraph.node):
+                    if name in inner.output:
+                        return subgraph, index
+                found = _producing_body(subgraph, name)
+                if found is not None:
+                    return found
+    return None
 
 
 def _outer_reads(node: onnx.NodeProto) -> set[str]:
