@@ -19,7 +19,7 @@ from engine.evaluate.decoder_compare import compare_decoders
 from engine.evaluate.describe import describe_loaded, op_histogram
 from engine.evaluate.environment import environment
 from engine.evaluate.fidelity import fidelity, fidelity_per_output, worst_output
-from engine.evaluate.inputs import EvalData, fixed_batch, load_eval_data, take
+from engine.evaluate.inputs import EvalData, explained, fixed_batch, load_eval_data, take
 from engine.evaluate.memory import peak_memory_bytes
 from engine.evaluate.node_errors import node_errors
 from engine.evaluate.precision import DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY, precision_kind
@@ -94,9 +94,12 @@ def compare_models(
         require_cuda()  # before any CPU work: a job that landed on a CPU box says so at once
     sessions = [make_session(path, threads) for path in paths]
     # Generated inputs take a size the original runs at; the candidate must run there too.
-    data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0], quiet=True))
     fixed = fixed_batch(signature)
-    every = [all_outputs(session, data.arrays, fixed or CHUNK) for session in sessions]
+    try:
+        data = load_eval_data(signature, dataset_path, probe=partial(run_checked, sessions[0], quiet=True))
+        every = [all_outputs(session, data.arrays, fixed or CHUNK) for session in sessions]
+    except TechniqueError as error:
+        raise explained(error, signature) from None
     outputs = [each[0] for each in every]
     notes: list[str] = []
     metric_name, scores = _accuracy(metric, data, outputs, notes)

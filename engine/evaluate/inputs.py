@@ -167,3 +167,35 @@ def _checked(spec: Mapping[str, Any], stored: Mapping[str, np.ndarray]) -> np.nd
             )
         array = array.astype(dtype)
     return array
+
+
+def batch_elsewhere(signature: Mapping[str, Any]) -> list[str]:
+    """Inputs holding the first input's batch dim on another axis than their first, described.
+
+    silero-vad's LSTM state is (2, batch, 128): ModelPress takes samples along every input's first
+    axis, so such a model cannot be fed generated or uploaded samples as it is.
+    """
+    specs = signature["inputs"]
+    first = specs[0]["shape"] if specs else None
+    if not first or not isinstance(first[0], str):
+        return []
+    batch = first[0]
+    return [
+        f"{spec['name']} (axis {spec['shape'].index(batch)} of {spec['shape']})"
+        for spec in specs[1:]
+        if spec["shape"] and spec["shape"][0] != batch and batch in spec["shape"]
+    ]
+
+
+def explained(error: TechniqueError, signature: Mapping[str, Any]) -> TechniqueError:
+    """`error` with the reason a model did not run on its samples, when its batch is off the first axis."""
+    elsewhere = batch_elsewhere(signature)
+    if error.slug != "model-not-runnable" or not elsewhere:
+        return error
+    return TechniqueError(
+        type(error.problem),
+        f"{error.problem.detail}; the batch dim '{signature['inputs'][0]['shape'][0]}' sits on another axis"
+        f" than the first in {', '.join(elsewhere)}, and samples are taken along every input's first"
+        " axis: export the model with the batch first in every input (a wrapper that transposes the"
+        " state in and out)",
+    )

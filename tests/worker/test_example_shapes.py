@@ -78,3 +78,39 @@ def test_a_minus_one_dim_is_free_not_a_size(tmp_path: Path) -> None:
     want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
     got = ort.InferenceSession(str(exported)).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def _batch_on_axis_one(tmp_path: Path) -> Path:
+    """silero-vad's shape: frames (batch, 4) and an LSTM-like state (2, batch, 3) summed into them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceSum", ["state", "axis0"], ["summed"], keepdims=0),
+            helper.make_node("Concat", ["frames", "summed"], ["out"], axis=1),
+        ],
+        "stateful",
+        [
+            helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 3]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 7])],
+        [numpy_helper.from_array(np.array([0], np.int64), "axis0")],
+    )
+    path = tmp_path / "stateful.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
+def test_a_batch_off_the_first_axis_is_named_when_the_model_cannot_run(tmp_path: Path) -> None:
+    path = _batch_on_axis_one(tmp_path)
+    with pytest.raises(TechniqueError) as raised:
+        compare_models(
+            str(path), str(path), signature=signature(onnx.load(str(path))), dataset_path=None, metric=None,
+            batch_sizes=[1], max_accuracy_drop=None, **FAST,
+        )  # fmt: skip
+    assert raised.value.slug == "model-not-runnable"
+    assert (
+        "the batch dim 'batch' sits on another axis than the first in state (axis 1 of [2, 'batch', 3])"
+        in (raised.value.problem.detail)
+    )
