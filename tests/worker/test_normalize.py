@@ -105,11 +105,7 @@ def test_an_identity_ending_an_if_branch_is_kept_and_the_rest_normalized(tmp_pat
         [value("x", onnx.TensorProto.FLOAT, [2]), value("flag", onnx.TensorProto.BOOL, [])],
         [value("out", onnx.TensorProto.FLOAT, [2])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    onnx.save(model, str(tmp_path / "if.onnx"))
-    record = ingest_model(
-        tmp_path / "if.onnx", tmp_path / "model.onnx", tmp_path / "work", normalized_path=tmp_path / "n.onnx"
-    )
+    record = _ingest_graph(graph, tmp_path / "if.onnx")
     assert record["normalization"]["applied"] is True
     assert record["normalization"]["changes"]["constants_lifted"] == 1
     normalized = onnx.load(str(tmp_path / "n.onnx"))
@@ -132,14 +128,7 @@ def test_a_graph_that_runs_on_no_generated_input_is_used_as_uploaded(tmp_path: P
         [value("x", onnx.TensorProto.FLOAT, [None, None]), value("offset", onnx.TensorProto.FLOAT, [None])],
         [value("out", onnx.TensorProto.FLOAT, [None, None])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    onnx.save(model, str(tmp_path / "unnamed.onnx"))
-    record = ingest_model(
-        tmp_path / "unnamed.onnx",
-        tmp_path / "model.onnx",
-        tmp_path / "work",
-        normalized_path=tmp_path / "n.onnx",
-    )
+    record = _ingest_graph(graph, tmp_path / "unnamed.onnx")
     assert record["normalization"]["applied"] is False
     assert record["normalization"]["note"] == (
         "techniques receive the uploaded graph unchanged: the uploaded model does not run on generated"
@@ -162,16 +151,16 @@ def test_a_model_that_needs_a_long_window_is_checked_at_a_size_it_runs(tmp_path:
         [value("audio", onnx.TensorProto.FLOAT, ["batch", 1, "samples"])],
         [value("frames", onnx.TensorProto.FLOAT, ["batch", 4, "steps"])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    onnx.save(model, str(tmp_path / "framed.onnx"))
-    record = ingest_model(
-        tmp_path / "framed.onnx",
-        tmp_path / "model.onnx",
-        tmp_path / "work",
-        normalized_path=tmp_path / "n.onnx",
-    )
+    record = _ingest_graph(graph, tmp_path / "framed.onnx")
     assert record["normalization"]["applied"] is True, record["normalization"]["note"]
     assert record["normalization"]["changes"]["constants_lifted"] == 1
+
+
+def _ingest_graph(graph: onnx.GraphProto, path: Path) -> dict:
+    """Save the graph at opset 17 and ingest it, normalized to n.onnx beside it."""
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    folder = path.parent
+    return ingest_model(path, folder / "model.onnx", folder / "work", normalized_path=folder / "n.onnx")
 
 
 def _constant(name: str, array: np.ndarray) -> onnx.NodeProto:
