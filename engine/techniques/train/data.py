@@ -21,17 +21,23 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Samples:
-    """The model's inputs (one tensor per graph input, samples along dim 0) and the labels, if any."""
+    """The model's inputs (one tensor per graph input, samples along dim 0) and the labels, if any.
+
+    A scalar input (silero-vad's sample rate) is one value that goes with every sample.
+    """
 
     inputs: list[torch.Tensor]
     labels: torch.Tensor | None
 
     def __len__(self) -> int:
-        return len(self.inputs[0])
+        return next((len(x) for x in self.inputs if x.dim()), 1)
 
     def take(self, index: torch.Tensor) -> Samples:
         """The samples at `index`."""
-        return Samples([x[index] for x in self.inputs], None if self.labels is None else self.labels[index])
+        return Samples(
+            [x[index] if x.dim() else x for x in self.inputs],
+            None if self.labels is None else self.labels[index],
+        )
 
 
 def _check(name: str, array: np.ndarray, spec: TensorSpec, dtype: torch.dtype) -> None:
@@ -64,8 +70,8 @@ def load_dataset(path: Path, module: OnnxModule) -> Samples:
         _check(spec.name, array, spec, dtype)
         inputs.append(torch.from_numpy(array).to(dtype))
     labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays else None
-    counts = {len(x) for x in inputs} | ({len(labels)} if labels is not None else set())
-    if len(counts) != 1 or not inputs[0].shape[0]:
+    counts = {len(x) for x in inputs if x.dim()} | ({len(labels)} if labels is not None else set())
+    if len(counts) != 1 or not min(counts):
         raise TechniqueError(DatasetMismatch, "dataset arrays must be non-empty and share their first dim")
     return Samples(inputs, labels)
 
