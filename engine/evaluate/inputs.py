@@ -32,7 +32,12 @@ class EvalData:
     @property
     def samples(self) -> int:
         """How many samples every array holds (a scalar input is one value for all of them)."""
-        return next((len(array) for array in self.arrays.values() if array.ndim), 1)
+        return sample_count(self.arrays)
+
+
+def sample_count(arrays: Mapping[str, np.ndarray]) -> int:
+    """The samples of arrays keyed by input name: the first axis of any but a scalar (one value for all)."""
+    return next((len(array) for array in arrays.values() if array.ndim), 1)
 
 
 def load_eval_data(
@@ -70,7 +75,7 @@ def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
         counts["labels"] = len(labels)
     if len(set(counts.values())) != 1:
         raise TechniqueError(DatasetMismatch, f"arrays hold different numbers of samples: {counts}")
-    if not counts or min(counts.values()) == 0:
+    if not any(array.ndim for array in arrays.values()) or min(counts.values()) == 0:
         raise TechniqueError(DatasetMismatch, "the dataset holds no samples")
     keep = slice(0, MAX_SAMPLES)
     return EvalData(
@@ -198,4 +203,5 @@ def explained(error: TechniqueError, signature: Mapping[str, Any]) -> TechniqueE
         f" than the first in {', '.join(elsewhere)}, and samples are taken along every input's first"
         " axis: export the model with the batch first in every input (a wrapper that transposes the"
         " state in and out)",
+        **error.problem.extensions,
     )

@@ -21,7 +21,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from engine.evaluate.inputs import take
+from engine.evaluate.inputs import sample_count, take
 from engine.evaluate.sessions import feeds_for, make_session
 from engine.evaluate.tensor_match import Source, candidate_reads, match_tensors, owners
 
@@ -124,7 +124,7 @@ def _tensor_errors(
         quant_session = _exposing(candidate, reads, Path(scratch) / "candidate.onnx", threads)
         batch = _batch(float_session)
         started = time.perf_counter()
-        for start in range(0, max(1, min(samples, len(next(iter(arrays.values()))))), batch):
+        for start in range(0, max(1, min(samples, sample_count(arrays))), batch):
             feeds = take(arrays, start, batch)
             floats = dict(
                 zip(sources, float_session.run(list(sources), feeds_for(float_session, feeds)), strict=True)

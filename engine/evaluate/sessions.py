@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from engine.contract import TechniqueError
 from engine.errortext import brief
-from engine.evaluate.inputs import take
+from engine.evaluate.inputs import sample_count, take
 from service.failures import ModelNotRunnable, SignatureMismatch
 
 PROVIDER = "CPUExecutionProvider"
@@ -100,7 +100,7 @@ def all_outputs(
     An output whose chunks cannot be joined along the sample axis (a scalar, or a per-batch count)
     is returned as its first chunk's value.
     """
-    samples = len(next(iter(arrays.values())))
+    samples = sample_count(arrays)
     parts: list[list[np.ndarray]] = []
     for start in range(0, samples, chunk):
         size = min(chunk, samples - start)

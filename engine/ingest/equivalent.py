@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,11 +11,13 @@ import numpy as np
 import onnx
 
 from engine.evaluate.inputs import fixed_batch, generate_inputs
-from engine.example_shapes import EXAMPLE_SIZES, has_free_dims
+from engine.example_shapes import EXAMPLE_SIZES, concrete_shapes, has_free_dims
 
 # The issue's bar: identical up to float rounding, relative to outputs larger than 1.
 TOLERANCE = 1e-5
 FREE_BATCH = 2
+# Generated inputs stop growing here (64 Mi values): a 3-D volume at 640 would be gigabytes.
+MAX_ELEMENTS = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,15 @@ def compare_outputs(
 def _first_run(session: Any, signature: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], list[Any]] | None:
     """Generated inputs at the first example size the session runs, and its outputs; None if none runs."""
     batch = fixed_batch(signature) or FREE_BATCH
-    free = has_free_dims([(spec["name"], spec["shape"] or []) for spec in signature["inputs"]])
-    for size in EXAMPLE_SIZES if free else EXAMPLE_SIZES[:1]:
-        inputs = generate_inputs(signature, batch, size=size)
+    specs = [(spec["name"], spec["shape"] or []) for spec in signature["inputs"]]
+    for size in EXAMPLE_SIZES if has_free_dims(specs) else EXAMPLE_SIZES[:1]:
+        if sum(math.prod(shape) for shape in concrete_shapes(specs, batch, size)) > MAX_ELEMENTS:
+            break  # a volume at this size would take gigabytes, and larger sizes more
         try:
+            inputs = generate_inputs(signature, batch, size=size)
             return inputs, session.run(None, _feeds(session, inputs))
+        except MemoryError:
+            break
         except Exception:  # onnxruntime raises several types; the next size may run
             continue
     return None

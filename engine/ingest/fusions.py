@@ -35,11 +35,16 @@ def fuse(model: ir.Model) -> dict[str, int]:
     if opset >= HARDSWISH_OPSET - 1:
         rule_sets["hardswish"] = fuse_hardswish_rules()
     counts = {name: rules.apply_to_model(model) for name, rules in rule_sets.items()}
-    if counts.get("hardswish") and opset < HARDSWISH_OPSET:
+    made_hardswish = any(node.op_type == "HardSwish" for node in model.graph.all_nodes())
+    if made_hardswish and opset < HARDSWISH_OPSET:
         # Opset 14 changed no default behaviour of an existing operator (it added types, Reshape's
         # allowzero=0, the RNNs' layout=0, BatchNormalization's training_mode=0), so 13 → 14 is a
-        # relabel; the equivalence check at ingest still compares the outputs.
+        # relabel; where it is not (a BatchNormalization with training outputs), the checker
+        # refuses the result and normalization runs again without fusions.
         model.opset_imports[""] = HARDSWISH_OPSET
+        for function in model.functions.values():
+            if "" in function.opset_imports:
+                function.opset_imports[""] = HARDSWISH_OPSET
     applied = {name: count for name, count in counts.items() if count}
     if applied:
         log.info("fused %s", applied)

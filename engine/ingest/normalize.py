@@ -31,7 +31,7 @@ def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onn
     must compute the upload's outputs on generated example inputs.
     """
     try:
-        normalized, named, fusions = _prepared(model, with_fusions=True)
+        normalized, named, fusions = _first_prepared(model)
     except Exception as error:  # the optimizer and checker raise many unrelated types
         return None, _fallback(f"normalization failed ({type(error).__name__}: {error})"[:500])
     changes = {**_changes(model, normalized), "free_dims_named": named, "fused": fusions}
@@ -43,7 +43,10 @@ def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onn
     verdict = compare_outputs(model, normalized, signature)
     if verdict.problem is not None and fusions:
         # A fused graph rounds differently; where that exceeds the bar, normalize without fusing.
-        normalized, named, _ = _prepared(model, with_fusions=False)
+        try:
+            normalized, named, _ = _prepared(model, with_fusions=False)
+        except Exception as error:  # the optimizer and checker raise many unrelated types
+            return None, _fallback(f"normalization failed ({type(error).__name__}: {error})"[:500])
         changes = {**_changes(model, normalized), "free_dims_named": named, "fused": {}}
         verdict = compare_outputs(model, normalized, signature)
     if verdict.problem is not None:
@@ -54,6 +57,15 @@ def normalize(model: onnx.ModelProto, signature: Mapping[str, Any]) -> tuple[onn
         "max_abs_difference": verdict.max_abs_difference,
         "note": None,
     }
+
+
+def _first_prepared(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, dict[str, int]]:
+    """The graph prepared with fusions, or without them when the fused one fails a check."""
+    try:
+        return _prepared(model, with_fusions=True)
+    except Exception as error:  # the optimizer and checker raise many unrelated types
+        log.info("normalizing without fusions: %s", error)
+        return _prepared(model, with_fusions=False)
 
 
 def _prepared(model: onnx.ModelProto, with_fusions: bool) -> tuple[onnx.ModelProto, int, dict[str, int]]:

@@ -100,7 +100,8 @@ def _check_splits(steps: list[dict[str, Any]], arrays: dict[str, dict[str, Any]]
     for index, step in enumerate(steps):
         params = CATALOG[step["technique"]].params.model_validate(step["params"])
         for dataset_id, fraction in params.held_out_splits():
-            shapes = [spec.get("shape") or [0] for spec in arrays.get(dataset_id, {}).values()]
+            # A scalar array (one value for every sample) has no samples axis to count.
+            shapes = [spec["shape"] for spec in arrays.get(dataset_id, {}).values() if spec.get("shape")]
             samples = int(shapes[0][0]) if shapes and isinstance(shapes[0][0], int) else None
             if samples is not None and too_small_to_split(samples, fraction):
                 raise DatasetTooSmall(

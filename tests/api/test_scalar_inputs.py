@@ -71,7 +71,9 @@ def _job(api: Api, gated: dict[str, str], step: dict[str, Any]) -> Any:
     [
         {"technique": "quantize.dynamic"},
         {"technique": "quantize.static", "params": {"dataset_id": "calibration"}},
+        {"technique": "quantize.auto", "params": {"dataset_id": "calibration"}},
     ],
+    ids=["dynamic", "static", "auto"],
 )
 def test_every_batch_gets_the_scalar(api: Api, gated: dict[str, str], step: dict[str, Any]) -> None:
     """Evaluation and calibration slice the frames into batches and pass the sample rate along."""

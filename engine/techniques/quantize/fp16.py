@@ -180,10 +180,12 @@ def _return_to_branches(graph: onnx.GraphProto, outer: set[str]) -> None:
 
 
 def _producing_body(graph: onnx.GraphProto, name: str) -> tuple[onnx.GraphProto, int] | None:
-    """The If/Loop/Scan body, at any depth below `graph`, with the node that outputs `name`."""
+    """The If/Loop/Scan body below `graph` holding `name`, and its producer's index (-1: a body input)."""
     for node in graph.node:
         for attribute in node.attribute:
             for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                if any(value.name == name for value in subgraph.input):  # a Loop's carried state
+                    return subgraph, -1
                 for index, inner in enumerate(subgraph.node):
                     if name in inner.output:
                         return subgraph, index
