@@ -10,7 +10,7 @@ Goal (issue 17 §3): total node time within 15% of the unprofiled latency.
 from __future__ import annotations
 
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 from bench.machine import machine
 from bench.models import REFERENCES, digits
 from engine.contract import StepContext
+from engine.evaluate.benchmark import timed_runs_ms
 from engine.evaluate.profile import compare_profiles, profile_model
 from engine.evaluate.profiler_overhead import bookkeeping_ms
 from engine.evaluate.sessions import make_session
@@ -38,14 +39,7 @@ RESULTS = Path(__file__).with_name("PROFILE.md")
 def _latency_p50(path: Path, feeds: dict[str, np.ndarray]) -> float:
     """p50 in ms of plain session.run calls, after a warm-up."""
     session = make_session(path, THREADS)
-    for _ in range(10):
-        session.run(None, feeds)
-    times = []
-    for _ in range(TIMED_RUNS):
-        before = time.perf_counter()
-        session.run(None, feeds)
-        times.append((time.perf_counter() - before) * 1000.0)
-    return float(np.percentile(times, 50))
+    return float(np.percentile(timed_runs_ms(partial(session.run, None, feeds), TIMED_RUNS, warmup=10), 50))
 
 
 def _variants(reference: Any, folder: Path) -> dict[str, Path]:

@@ -29,6 +29,18 @@ class PairTiming:
         return self.candidate_ms if which else self.baseline_ms
 
 
+def timed_runs_ms(call: Callable[[], object], runs: int, *, warmup: int) -> list[float]:
+    """Milliseconds of `runs` calls in a row, after `warmup` untimed ones (one model, no interleaving)."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000.0)
+    return times
+
+
 def keep_timing(rounds: int, elapsed_s: float, budget_s: float) -> bool:
     """Run until the budget is spent, and never report fewer than three runs."""
     return rounds < MIN_ROUNDS or elapsed_s < budget_s

@@ -77,11 +77,12 @@ def load_dataset(path: Path, signature: Mapping[str, Any]) -> EvalData:
         raise TechniqueError(DatasetMismatch, f"arrays hold different numbers of samples: {counts}")
     if not any(array.ndim for array in arrays.values()) or min(counts.values()) == 0:
         raise TechniqueError(DatasetMismatch, "the dataset holds no samples")
-    keep = slice(0, MAX_SAMPLES)
-    return EvalData(
-        {name: array[keep] if array.ndim else array for name, array in arrays.items()},
-        None if labels is None else labels[keep],
-    )
+    return EvalData(first_samples(arrays, MAX_SAMPLES), None if labels is None else labels[:MAX_SAMPLES])
+
+
+def first_samples(arrays: Mapping[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """The first `count` samples of each array; a scalar input (one value for all) as it is."""
+    return {name: array[:count] if array.ndim else array for name, array in arrays.items()}
 
 
 def generate_inputs(

@@ -12,12 +12,12 @@ import functools
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine.evaluate.benchmark import timed_runs_ms
 from engine.evaluate.sessions import make_session
 
 # Sum nodes over one-element tensors: their compute takes nanoseconds, their bookkeeping does not.
@@ -68,13 +68,7 @@ def _excess_ms(inputs: int, threads: int) -> float:
         onnx.save(_chain(inputs), str(path))
         feeds = {"x": np.ones(1, np.float32)}
         plain = make_session(path, threads)
-        for _ in range(WARMUP_RUNS):
-            plain.run(None, feeds)
-        timings = []
-        for _ in range(RUNS):
-            started = time.perf_counter()
-            plain.run(None, feeds)
-            timings.append((time.perf_counter() - started) * 1000.0)
+        timings = timed_runs_ms(functools.partial(plain.run, None, feeds), RUNS, warmup=WARMUP_RUNS)
         profiled = make_session(path, threads, profile_prefix=str(Path(scratch) / "trace"))
         for _ in range(WARMUP_RUNS + RUNS):
             profiled.run(None, feeds)

@@ -87,14 +87,14 @@ def time_program(
     session = make_session(onnx_path, threads)
     names = [spec.name for spec in module.inputs]
     timing = ProgramTiming()
-    tries = {
-        str(batch): random_inputs(example_inputs(module, batch=batch), seed=batch) for batch in batch_sizes
-    }
-    for batch, inputs in list(tries.items()):
+    tries: dict[str, list[Any]] = {}
+    for size in batch_sizes:
+        inputs = random_inputs(example_inputs(module, batch=size), seed=size)
         reason = _refusal(program, inputs)
-        if reason is not None:
-            timing.refused[batch] = reason
-            del tries[batch]
+        if reason is None:
+            tries[str(size)] = inputs
+        else:
+            timing.refused[str(size)] = reason
     if not tries:  # every batch size was refused: time the inputs the program was traced with
         tries = {_batch_of(examples): list(examples)}
     for batch, inputs in tries.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,9 +100,8 @@ def _drop_duplicate_nodes(graph: onnx.GraphProto) -> None:
         if key in seen:
             copies.append(index)
         seen.add(key)
-        for attribute in node.attribute:
-            for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                _drop_duplicate_nodes(subgraph)
+        for subgraph in _subgraphs(node):
+            _drop_duplicate_nodes(subgraph)
     for index in reversed(copies):
         del graph.node[index]
 
@@ -174,36 +174,41 @@ def _return_to_branches(graph: onnx.GraphProto, outer: set[str]) -> None:
             graph.node.remove(node)
             body.node.insert(index + 1, node)
     for node in graph.node:
-        for attribute in node.attribute:
-            for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                _return_to_branches(subgraph, outer | here)
+        for subgraph in _subgraphs(node):
+            _return_to_branches(subgraph, outer | here)
 
 
 def _producing_body(graph: onnx.GraphProto, name: str) -> tuple[onnx.GraphProto, int] | None:
     """The If/Loop/Scan body below `graph` holding `name`, and its producer's index (-1: a body input)."""
     for node in graph.node:
-        for attribute in node.attribute:
-            for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-                if any(value.name == name for value in subgraph.input):  # a Loop's carried state
-                    return subgraph, -1
-                for index, inner in enumerate(subgraph.node):
-                    if name in inner.output:
-                        return subgraph, index
-                found = _producing_body(subgraph, name)
-                if found is not None:
-                    return found
+        for subgraph in _subgraphs(node):
+            if any(value.name == name for value in subgraph.input):  # a Loop's carried state
+                return subgraph, -1
+            for index, inner in enumerate(subgraph.node):
+                if name in inner.output:
+                    return subgraph, index
+            found = _producing_body(subgraph, name)
+            if found is not None:
+                return found
     return None
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    """The bodies a node holds (If branches, Loop and Scan bodies)."""
+    for attribute in node.attribute:
+        if attribute.HasField("g"):
+            yield attribute.g
+        yield from attribute.graphs
 
 
 def _outer_reads(node: onnx.NodeProto) -> set[str]:
     """Names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing graph."""
     reads: set[str] = set()
-    for attribute in node.attribute:
-        for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
-            local = {value.name for value in (*subgraph.input, *subgraph.initializer)}
-            local |= {name for inner in subgraph.node for name in inner.output}
-            for inner in subgraph.node:
-                reads |= {name for name in (*inner.input, *_outer_reads(inner)) if name and name not in local}
+    for subgraph in _subgraphs(node):
+        local = {value.name for value in (*subgraph.input, *subgraph.initializer)}
+        local |= {name for inner in subgraph.node for name in inner.output}
+        for inner in subgraph.node:
+            reads |= {name for name in (*inner.input, *_outer_reads(inner)) if name and name not in local}
     return reads
 
 

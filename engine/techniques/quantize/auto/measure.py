@@ -18,7 +18,7 @@ from engine.contract import TechniqueError
 from engine.evaluate import accuracy as acc
 from engine.evaluate.benchmark import percentiles, time_pair
 from engine.evaluate.describe import model_size_bytes
-from engine.evaluate.inputs import fixed_batch, load_dataset, sample_count, take
+from engine.evaluate.inputs import first_samples, fixed_batch, load_dataset, sample_count, take
 from engine.evaluate.sessions import CHUNK, feeds_for, first_output, make_session
 from engine.techniques.quantize.auto.trials import Measurement
 from service.errors import InvalidParams
@@ -56,7 +56,7 @@ class TrialJudge:
     ) -> None:
         data = load_dataset(eval_path, signature)
         keep = slice(0, params.max_eval_samples)
-        self.arrays = {name: array[keep] if array.ndim else array for name, array in data.arrays.items()}
+        self.arrays = first_samples(data.arrays, params.max_eval_samples)
         self.params = params
         self.threads = threads
         fixed = fixed_batch(signature)
