@@ -89,6 +89,22 @@ def rescue(
         hints.append("finetune (train after pruning to recover accuracy)")
     if "sparsity" in used and isinstance(used["sparsity"], float):
         hints.append(f"a lower sparsity than {used['sparsity']:g}")
+    if "float_zero_points" in used:
+        hints += _finer_blocks(used)
+    return hints
+
+
+def _finer_blocks(used: Mapping[str, Any]) -> list[str]:
+    """Weight-only settings that keep more of each block's range, the largest win first."""
+    hints = []
+    # SmolLM2-135M int4 rtn: +80% perplexity in blocks of 128, +5% in blocks of 32 with float zero
+    # points (bench/WEIGHT_ONLY_VARIANTS.md).
+    if used.get("block_size", 0) > 32:
+        hints.append(f"block_size 32 (a scale per 32 weights, not per {used['block_size']})")
+    if used.get("algorithm") == "rtn" and not used.get("float_zero_points") and used.get("bits") == 4:
+        hints.append("float_zero_points true (each block keeps its exact minimum)")
+    if used.get("algorithm") == "rtn":
+        hints.append("algorithm gptq with a dataset_id (compensates rounding errors on calibration text)")
     return hints
 
 

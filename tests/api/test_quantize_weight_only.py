@@ -128,6 +128,32 @@ def test_rtn_quantizes_the_embedding_gather_too(api: Api, decoder: dict[str, Any
     assert job["comparison"]["candidate"]["accuracy"]["perplexity"] > 1
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"algorithm": "rtn", "float_zero_points": True},
+        {"algorithm": "hqq", "op_types": ["MatMul", "Gather"]},
+    ],
+    ids=["rtn-float-zero-points", "hqq-and-the-embedding"],
+)
+def test_float_zero_points_run_as_integer_ones_plus_offsets(
+    api: Api, decoder: dict[str, Any], params: dict[str, Any]
+) -> None:
+    job = _succeeded(
+        api,
+        _submit(api, decoder["model"]["id"], {**params, "block_size": 32},
+                {"dataset_id": decoder["tokens"], "max_perplexity_increase": 0.2, "batch_sizes": [1],
+                 "new_tokens": 4}),
+    )  # fmt: skip
+
+    metrics = job["steps"][0]["metrics"]
+    # Every quantized projection (7 in each of 2 layers, and the head) carries its offset term; the
+    # embedding table, when asked for, is quantized by rtn with integer zero points.
+    assert metrics["float_zero_point_nodes"] == 15
+    assert metrics["quantized_nodes"] == 15 + ("Gather" in params.get("op_types", []))
+    assert job["comparison"]["verdict"]["within_accuracy_budget"] is True
+
+
 @pytest.fixture
 def workers_without_gptq() -> Iterator[None]:
     """The live worker's registered capabilities, with gptq taken out for one test."""
@@ -172,7 +198,8 @@ def test_an_algorithm_no_worker_offers_is_refused_before_queuing(
         ({"algorithm": "gptq"}, "dataset_id"),
         ({"algorithm": "rtn", "block_size": 48}, "power of 2"),
         ({"algorithm": "rtn", "bits": 8, "op_types": ["Gather"]}, "4 bits"),
-        ({"algorithm": "hqq", "op_types": ["MatMul", "Gather"]}, "use rtn for Gather"),
+        ({"algorithm": "hqq", "float_zero_points": False}, "float by construction"),
+        ({"algorithm": "rtn", "float_zero_points": True, "symmetric": True}, "asymmetric"),
     ],
 )
 def test_incoherent_params_are_422(

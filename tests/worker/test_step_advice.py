@@ -151,3 +151,17 @@ def test_a_single_static_step_with_per_channel_is_not_told_to_use_per_channel(
     assert "per_channel" not in warning
     assert 'calibration_method "Entropy" or "Percentile"' in warning
     assert "quantize.auto with max_accuracy_drop=0.01" in warning
+
+
+def test_weight_only_advice_names_finer_blocks_and_float_zero_points_only_where_unused() -> None:
+    plain = rescue("quantize.weight_only", {"algorithm": "rtn"}, [], {"MatMul": 4})
+    assert any(hint.startswith("block_size 32") for hint in plain)
+    assert any(hint.startswith("float_zero_points true") for hint in plain)
+    assert any(hint.startswith("algorithm gptq") for hint in plain)
+
+    tuned = {"algorithm": "gptq", "block_size": 32, "dataset_id": "tokens", "float_zero_points": True}
+    assert not [
+        hint
+        for hint in rescue("quantize.weight_only", tuned, [], {"MatMul": 4})
+        if hint.startswith(("block_size", "float_zero_points", "algorithm"))
+    ]

@@ -13,11 +13,12 @@ exactly the integers and scales it chose (nbits_pack.py).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from engine.techniques.quantize.block_grid import Quantized, grid, round_to_nearest
 
 if TYPE_CHECKING:
     import onnx
@@ -28,40 +29,13 @@ EXTERNAL_DATA_BYTES = 1_800_000_000
 PERCDAMP = 0.01
 
 
-@dataclass(frozen=True)
-class Quantized:
-    """A weight [K, N] as integers on its grid: value = (q - zero) * scale, per block of K rows."""
-
-    q: np.ndarray  # uint8 [K, N], 0 .. 2**bits - 1
-    scale: np.ndarray  # float32 [blocks, N]
-    zero: np.ndarray  # uint8 [blocks, N]
-
-    def dequantized(self, block_size: int) -> np.ndarray:
-        """The float weight the integers stand for."""
-        rows = np.arange(self.q.shape[0]) // block_size
-        return ((self.q.astype(np.float32) - self.zero[rows]) * self.scale[rows]).astype(np.float32)
-
-
-def _grid(rows: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Scale and zero point per column for a block of rows (min/max, as round-to-nearest chooses)."""
-    top = 2**bits - 1
-    if symmetric:
-        # Integers 0 .. 2^b - 1 around the zero point 2^(b-1) that MatMulNBits implies without zero
-        # points. As onnxruntime's own blockwise quantizer does, the scale takes the sign that maps the
-        # largest-magnitude weight to the integer end with one more step (-2^(b-1)).
-        half = 2 ** (bits - 1)
-        extreme = np.take_along_axis(rows, np.abs(rows).argmax(axis=0)[None], axis=0)[0]
-        scale = extreme / -half
-        zero = np.full(rows.shape[1], half, dtype=np.float64)
-    else:
-        low, high = np.minimum(rows.min(axis=0), 0.0), np.maximum(rows.max(axis=0), 0.0)
-        scale = (high - low) / top
-        zero = np.clip(np.round(-low / np.where(scale != 0, scale, 1.0)), 0, top)
-    return np.where(scale != 0, scale, 1.0), zero
-
-
 def quantize_weight(
-    weight: np.ndarray, hessian: np.ndarray, bits: int, block_size: int, symmetric: bool
+    weight: np.ndarray,
+    hessian: np.ndarray,
+    bits: int,
+    block_size: int,
+    symmetric: bool,
+    float_offsets: bool = False,
 ) -> Quantized:
     """GPTQ of one weight [K, N] (K = input features) given the Hessian [K, K] of its inputs."""
     top = 2**bits - 1
@@ -76,23 +50,24 @@ def quantize_weight(
     inverse = np.linalg.cholesky(np.linalg.inv(h)).T
     blocks = -(-rows // block_size)
     q = np.zeros(w.shape, dtype=np.uint8)
-    scales, zeros = np.zeros((blocks, w.shape[1])), np.zeros((blocks, w.shape[1]))
+    scales, zeros, offsets = (np.zeros((blocks, w.shape[1])) for _ in range(3))
     # One quantization block is one lazy-update batch: its grid is chosen on the weights as updated
     # by every earlier block, as the reference implementation does at group boundaries.
     for block in range(blocks):
         start, end = block * block_size, min((block + 1) * block_size, rows)
-        scale, zero = _grid(w[start:end], bits, symmetric)
-        scales[block], zeros[block] = scale, zero
+        scale, zero, offset = grid(w[start:end], bits, symmetric, float_offsets)
+        scales[block], zeros[block], offsets[block] = scale, zero, offset
         part, errors = w[start:end].copy(), np.zeros((end - start, w.shape[1]))
         local = inverse[start:end, start:end]
         for i in range(end - start):
-            integers = np.clip(np.round(part[i] / scale) + zero, 0, top)
+            integers = np.clip(np.round((part[i] - offset) / scale) + zero, 0, top)
             q[start + i] = integers
-            error = (part[i] - (integers - zero) * scale) / local[i, i]
+            error = (part[i] - (integers - zero) * scale - offset) / local[i, i]
             part[i:] -= np.outer(local[i, i:], error)
             errors[i] = error
         w[end:] -= inverse[start:end, end:].T @ errors
-    return Quantized(q, scales.astype(np.float32), zeros.astype(np.uint8))
+    kept = offsets.astype(np.float32) if float_offsets else None
+    return Quantized(q, scales.astype(np.float32), zeros.astype(np.uint8), kept)
 
 
 def hessians(
@@ -143,7 +118,7 @@ def weight_of(initializers: dict[str, onnx.TensorProto], node: onnx.NodeProto) -
 
 def quantize_model(
     model: onnx.ModelProto,
-    feeds: Iterable[dict[str, np.ndarray]],
+    feeds: Iterable[dict[str, np.ndarray]] | None,
     excluded: set[str],
     workdir: Path,
     *,
@@ -151,11 +126,13 @@ def quantize_model(
     block_size: int,
     symmetric: bool,
     accuracy_level: int,
+    float_offsets: bool = False,
 ) -> onnx.ModelProto:
-    """`model` with every MatMul of a constant 2-D weight, bar `excluded`,
-    replaced by a GPTQ-quantized MatMulNBits node; calibrated on `feeds`."""
+    """`model` with every MatMul of a constant 2-D weight, bar `excluded`, replaced by a MatMulNBits
+    node: GPTQ calibrated on `feeds`, or round-to-nearest without them."""
     from onnx import helper
 
+    from engine.techniques.quantize.block_offsets import BlockOffsets, add_offset_terms
     from engine.techniques.quantize.nbits_pack import matmul_nbits
 
     constants = {tensor.name: tensor for tensor in model.graph.initializer}
@@ -166,16 +143,26 @@ def quantize_model(
         for weight in [weight_of(constants, node)]
         if weight is not None
     ]
-    inputs = hessians(model, sorted({node.input[0] for node, _ in targets}), feeds, workdir)
+    sources = sorted({node.input[0] for node, _ in targets})
+    inputs = hessians(model, sources, feeds, workdir) if feeds is not None else None
     originals: set[str] = set()
+    terms: dict[str, BlockOffsets] = {}
     for node, weight in targets:
-        if node.input[0] not in inputs:
+        if inputs is None:
+            quantized = round_to_nearest(weight, bits, block_size, symmetric, float_offsets)
+        elif node.input[0] in inputs:
+            quantized = quantize_weight(
+                weight, inputs[node.input[0]], bits, block_size, symmetric, float_offsets
+            )
+        else:
             continue  # the calibration data never reached this node
-        quantized = quantize_weight(weight, inputs[node.input[0]], bits, block_size, symmetric)
         replacement, initializers = matmul_nbits(node, quantized, bits, block_size, symmetric, accuracy_level)
         originals.add(node.input[1])
         model.graph.initializer.extend(initializers)
         node.CopyFrom(replacement)
+        if quantized.offset is not None:
+            terms[node.output[0]] = BlockOffsets(quantized.offset, block_size)
+    add_offset_terms(model, terms)
     # A float weight still read elsewhere (a tied embedding's Gather) stays.
     read = {name for node in model.graph.node for name in node.input}
     read |= {output.name for output in model.graph.output}

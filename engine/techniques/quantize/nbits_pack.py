@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     import onnx
 
-    from engine.techniques.quantize.gptq import Quantized
+    from engine.techniques.quantize.block_grid import Quantized
 
 
 def _nibbles(values: np.ndarray) -> np.ndarray:
@@ -22,6 +22,11 @@ def _nibbles(values: np.ndarray) -> np.ndarray:
     if values.shape[-1] % 2:
         values = np.concatenate([values, np.zeros((*values.shape[:-1], 1), np.uint8)], axis=-1)
     return (values[..., 0::2] | (values[..., 1::2] << 4)).astype(np.uint8)
+
+
+def pack_columns(values: np.ndarray, bits: int) -> np.ndarray:
+    """Zero points [N, blocks] as MatMulNBits stores them: each column's packed into whole bytes."""
+    return _nibbles(values) if bits == 4 else values.astype(np.uint8)
 
 
 def matmul_nbits(
@@ -48,8 +53,7 @@ def matmul_nbits(
         numpy_helper.from_array(np.ascontiguousarray(weight.scale.T.reshape(-1)), f"{base}_scales"),
     ]
     if not symmetric:
-        zeros = weight.zero.T  # [N, blocks]
-        packed_zeros = _nibbles(zeros) if bits == 4 else zeros
+        packed_zeros = pack_columns(weight.zero.T, bits)  # from [N, blocks]
         initializers.append(
             numpy_helper.from_array(np.ascontiguousarray(packed_zeros.reshape(-1)), f"{base}_zp")
         )
