@@ -24,6 +24,9 @@ _SYSTEM_READABLE = (
     "/etc/ld.so.cache", "/etc/localtime", "/proc",
     "/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random",
 )  # fmt: skip
+# What the CUDA driver reads besides its device files: the GPUs' PCI records (/proc/driver/nvidia is
+# under /proc already).
+_GPU_READABLE = ("/sys/bus/pci", "/sys/devices")
 # The repository packages a sandboxed entry point may import; the repository root itself is only
 # listed (Python's importer needs that), so the data folder beside the code stays unreadable.
 CODE_PACKAGES = ("engine", "service")
@@ -58,6 +61,12 @@ def readable_paths(box: Path, entry_module: str) -> list[Path]:
     return [*paths, *(Path(name) for name in _SYSTEM_READABLE), box]
 
 
+def gpu_devices(root: Path = Path("/dev")) -> list[Path]:
+    """The NVIDIA device files (control, one per GPU, unified memory): a step on a GPU worker trains
+    and times models on the GPU from inside the sandbox, and CUDA opens and ioctls these."""
+    return sorted(root.glob("nvidia*"))
+
+
 def confine(box: Path, work: Path, entry_module: str, *, use_landlock: bool) -> None:
     """Apply every in-process layer; raises when a requested layer cannot be applied (fail closed)."""
     forbid_inspection()
@@ -66,4 +75,6 @@ def confine(box: Path, work: Path, entry_module: str, *, use_landlock: bool) -> 
     if use_landlock:
         # The importer must list the repository root (names only); reading stays limited to the packages.
         code_root = Path(__file__).resolve().parents[1]
-        landlock.restrict(readable_paths(box, entry_module), [work], listable=[code_root])
+        devices = gpu_devices()
+        readable = readable_paths(box, entry_module) + [Path(name) for name in _GPU_READABLE if devices]
+        landlock.restrict(readable, [work], listable=[code_root], devices=devices)

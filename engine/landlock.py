@@ -67,9 +67,14 @@ def _writable_rights(abi: int) -> int:
     return rights
 
 
-def restrict(readable: Iterable[Path], writable: Iterable[Path], listable: Iterable[Path] = ()) -> None:
-    """From now on this process may read (and execute) only under `readable`, write only under `writable`
-    and list (names, not contents) under `listable`.
+def restrict(
+    readable: Iterable[Path],
+    writable: Iterable[Path],
+    listable: Iterable[Path] = (),
+    devices: Iterable[Path] = (),
+) -> None:
+    """From now on this process may read (and execute) only under `readable`, write only under `writable`,
+    list (names, not contents) under `listable`, and open and ioctl the device files `devices` (a GPU's).
 
     TCP is denied (ABI 4), and signals and abstract unix sockets stop at the sandbox (ABI 6).
     Paths that do not exist are skipped. Raises LandlockError when the kernel offers no Landlock.
@@ -94,6 +99,8 @@ def restrict(readable: Iterable[Path], writable: Iterable[Path], listable: Itera
             _allow(libc, ruleset, path, _writable_rights(abi) & handled)
         for path in listable:
             _allow(libc, ruleset, path, READ_DIR)
+        for path in devices:
+            _allow(libc, ruleset, path, (READ_FILE | WRITE_FILE | _IOCTL_DEV) & handled)
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise LandlockError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
         if libc.syscall(_SYS_RESTRICT_SELF, ruleset, 0) != 0:
