@@ -105,6 +105,16 @@ def test_only_a_gpu_only_worker_is_in_the_gpu_pool() -> None:
     assert registry.pool_for(["cpu"]) == WorkerPool.CPU
 
 
+@pytest.mark.parametrize("technique", ["prune.structured", "distill", "quantize.qat"])
+def test_training_steps_go_to_the_gpu_pool_while_a_gpu_worker_is_alive(technique: str) -> None:
+    from service.catalog.base import Queue
+    from service.workers.capability import pool_for_step
+
+    assert pool_for_step(technique, gpu_available=True) == Queue.GPU
+    assert pool_for_step(technique, gpu_available=False) == Queue.CPU
+    assert pool_for_step("quantize.dynamic", gpu_available=True) == Queue.CPU
+
+
 def test_housekeeping_runs_on_every_beat_and_its_failure_does_not_stop_the_heartbeat(database: str) -> None:
     from service.workers.heartbeat import Heartbeat
 

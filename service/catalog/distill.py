@@ -105,5 +105,6 @@ DISTILL_TECHNIQUES = (
         queue=Queue.CPU,
         params=DistillParams,
         implementation="engine.techniques.train.distill",
+        trains=True,
     ),
 )

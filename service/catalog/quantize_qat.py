@@ -50,5 +50,6 @@ QAT_TECHNIQUES = (
         queue=Queue.CPU,
         params=QatParams,
         implementation="engine.techniques.quantize.qat",
+        trains=True,
     ),
 )

@@ -57,3 +57,20 @@ def test_tensorrt_builds_an_fp16_engine_with_its_metadata(cnn_onnx: Path, tmp_pa
     assert (tmp_path / "engine.plan").stat().st_size > 0
     assert engine["precision"] == precision and engine["profiles"][0]["max"][0] == 8
     assert (tmp_path / engine["timing_cache"]).stat().st_size > 0
+
+
+def test_fine_tuning_runs_on_the_gpu_and_hands_the_model_back_on_the_cpu(
+    cnn_onnx: Path, digits_npz: Path
+) -> None:
+    from engine.bridge import from_onnx
+    from engine.techniques.train.finetune import finetune
+    from service.catalog.training import TrainingParams
+
+    student, teacher = from_onnx(cnn_onnx), from_onnx(cnn_onnx)
+    report = finetune(
+        student, teacher, digits_npz, TrainingParams(dataset_id="digits", epochs=2), lambda *_: None
+    )
+
+    assert report["device"] == "cuda" and len(report["epochs"]) == 2
+    assert {p.device.type for p in [*student.parameters(), *teacher.parameters()]} == {"cpu"}
+    assert report["epochs"][-1]["validation"]["top1"] >= report["before"]["top1"] - 0.05

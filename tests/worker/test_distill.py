@@ -74,6 +74,7 @@ def test_a_derived_student_learns_from_labels_and_teacher_and_passes_ingest(
     report = metrics["distill"]
     assert metrics["student"] == "derived" and metrics["parameters_after"] < metrics["parameters_teacher"]
     assert report["objective"] == "cross_entropy+distillation_kl"
+    assert report["device"] == "cpu"  # this machine has no GPU: tests/gpu covers the other path
     assert len(report["epochs"]) == 6 and report["best_epoch"] >= 1
     assert report["after"]["top1"] > report["before"]["top1"]
     teacher, student = test_accuracy(cnn_onnx), test_accuracy(out)

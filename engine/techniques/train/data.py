@@ -32,6 +32,12 @@ class Samples:
     def __len__(self) -> int:
         return next((len(x) for x in self.inputs if x.dim()), 1)
 
+    def to(self, device: torch.device) -> Samples:
+        """The same samples on `device`."""
+        return Samples(
+            [x.to(device) for x in self.inputs], None if self.labels is None else self.labels.to(device)
+        )
+
     def take(self, index: torch.Tensor) -> Samples:
         """The samples at `index`."""
         return Samples(

@@ -146,10 +146,33 @@ def finetune(
     `custom` replaces the default objective: its name, the batch loss, and extra parameters it
     trains along with the student (adapters).
     """
+    from engine.techniques.train.device import on_device, training_device
+
+    device = training_device()
+    extra = list(custom[2]) if custom is not None else []
+    with on_device(device, [student, teacher], extra):
+        report = _finetune(student, teacher, data, params, progress, span, after_step, custom, extra, device)
+    return report
+
+
+def _finetune(
+    student: OnnxModule,
+    teacher: OnnxModule,
+    data: Path,
+    params: TrainingParams,
+    progress: Progress,
+    span: tuple[float, float],
+    after_step: Callable[[], None] | None,
+    custom: tuple[str, Objective, Iterable[torch.nn.Parameter]] | None,
+    extra: list[torch.nn.Parameter],
+    device: torch.device,
+) -> dict[str, Any]:
+    """finetune's loop, with the models and `extra` already on `device`."""
     import torch
 
     started = time.monotonic()
-    train, held_out = split(load_dataset(data, student), params.validation_fraction, params.seed)
+    samples = load_dataset(data, student).to(device)
+    train, held_out = split(samples, params.validation_fraction, params.seed)
     trained_on = custom[1] if custom is not None else None
     fitted = fitting_batch_size(student, teacher, train, params, trained_on)
     requested = params.batch_size
@@ -159,12 +182,12 @@ def finetune(
     limit = params.epoch_limit
     per_epoch = -(-_usable(len(train), params.batch_size) // params.batch_size)
     clock = Clock(limit * per_epoch, params.time_budget_s)
-    extra = list(custom[2]) if custom is not None else []
     optimizer = torch.optim.Adam([*student.parameters(), *extra], lr=params.learning_rate)
     teacher.eval()
     student.eval()
     report: dict[str, Any] = {
         "objective": custom[0] if custom is not None else _objective_name(train, params),
+        "device": device.type,
         "samples": len(train),
         "batch_size": params.batch_size,
         "epochs": [],

@@ -68,13 +68,18 @@ def _zero(masks: Masks) -> None:
     import torch
 
     with torch.no_grad():
-        for weight, mask in masks.values():
+        for name, (weight, mask) in masks.items():
+            if mask.device != weight.device:  # training moved the weight to the GPU: the mask follows once
+                mask = mask.to(weight.device)
+                masks[name] = (weight, mask)
             weight.masked_fill_(mask, 0)
 
 
 def _check_zeros(masks: Masks) -> None:
     """Every masked weight is still zero; anything else is a bug, not the user's doing."""
-    revived = sorted(name for name, (weight, mask) in masks.items() if bool(weight.detach()[mask].any()))
+    revived = sorted(
+        name for name, (weight, mask) in masks.items() if bool(weight.detach()[mask.to(weight.device)].any())
+    )
     if revived:
         detail = f"fine-tuning revived pruned weights of {', '.join(revived)}"
         raise TechniqueError(PrunedWeightsRevived, detail, nodes=revived)
