@@ -23,6 +23,7 @@ from engine.techniques.quantize.block_offsets import (
     add_offset_terms,
     integer_zero_points,
 )
+from engine.techniques.quantize.gemm_as_matmul import rewrite_gemms
 from engine.techniques.quantize.gptq import EXTERNAL_DATA_BYTES as _EXTERNAL_DATA_BYTES
 
 QUANTIZED_OPS = {"MatMulNBits", "GatherBlockQuantized"}
@@ -40,6 +41,7 @@ def run(model_path: Path, output_path: Path, params: WeightOnlyParams, ctx: Step
         raise TechniqueError(InvalidParams, f"nodes_to_exclude names nodes the model lacks: {unknown}")
     if "Gather" in params.op_types:
         model = _opset_for_int4_gather(model)
+    gemms = rewrite_gemms(model, set(params.nodes_to_exclude)) if "MatMul" in params.op_types else 0
     before = _weighted_nodes(model, params.op_types)
     if not before:
         raise TechniqueError(
@@ -71,7 +73,8 @@ def run(model_path: Path, output_path: Path, params: WeightOnlyParams, ctx: Step
             f"{left} {'/'.join(params.op_types)} nodes kept float weights: their weight's inner size is"
             f" not a multiple of the block size's constraints, or the weight is not a 2-D constant"
         )
-    return StepOutcome(metrics={**census, "candidate_nodes": len(before)}, warnings=warnings)
+    metrics = {**census, "candidate_nodes": len(before), "gemm_nodes_as_matmul": gemms}
+    return StepOutcome(metrics=metrics, warnings=warnings)
 
 
 def _quantizer(model: onnx.ModelProto, params: WeightOnlyParams) -> Any:
