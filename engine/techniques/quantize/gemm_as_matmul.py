@@ -57,7 +57,9 @@ def rewrite_gemms(model: onnx.ModelProto, excluded: Collection[str] = ()) -> int
                 )
             product = f"{output}_product"
             nodes.append(helper.make_node("MatMul", [node.input[0], weight_name], [product], name=node.name))
-            nodes.append(helper.make_node("Add", [product, bias_name], [output], name=f"{node.name}_bias"))
+            nodes.append(
+                helper.make_node("Add", [product, bias_name], [output], name=f"{node.name or output}_bias")
+            )
         replaced |= {node.input[1]} | ({bias} if bias is not None and bias in constants else set())
         rewritten += 1
     if rewritten:
