@@ -81,6 +81,7 @@ def check_references(
     _check_splits(steps, {str(key): dataset.arrays for key, dataset in datasets.items()})
     if model.status == ModelStatus.READY and model.signature:
         _check_language_metric(request, model.signature)
+        _check_searches_on_decoders(steps, model.signature)
         for dataset in datasets.values():
             check_against_signature(dataset.arrays, model.signature)
         for dataset_id, metric, where in _labelled_uses(request, steps):
@@ -140,6 +141,28 @@ def _check_language_metric(request: JobCreate, signature: dict[str, Any]) -> Non
             " decoder's (inputs input_ids and attention_mask, output logits)",
             errors=[{"loc": ["evaluation", "metric"], "msg": "not a decoder", "type": "value_error"}],
         )
+
+
+# Techniques that score candidates on batches of the dataset's own arrays, as classifiers and regressors
+# take them: a decoder's evaluation (perplexity over token windows, generation speed) is not theirs.
+SEARCHES = ("optimize", "quantize.auto")
+
+
+def _check_searches_on_decoders(steps: list[dict[str, Any]], signature: dict[str, Any]) -> None:
+    """A search on a language model is refused with what to use instead, not failed in the worker."""
+    if signature.get("decoder") is None:
+        return
+    for index, step in enumerate(steps):
+        if step["technique"] in SEARCHES:
+            raise InvalidParams(
+                f"step {index} ({step['technique']}) does not search language models yet: this model is a"
+                " decoder. Use quantize.weight_only (int4: block_size 32 with float_zero_points, or"
+                " algorithm gptq with a dataset_id of token ids) or quantize.dynamic, with"
+                " evaluation.metric 'perplexity' to measure each",
+                errors=[
+                    {"loc": ["steps", index, "technique"], "msg": "not for decoders", "type": "value_error"}
+                ],
+            )
 
 
 def _labelled_uses(request: JobCreate, steps: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:

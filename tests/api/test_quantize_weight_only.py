@@ -209,6 +209,20 @@ def test_incoherent_params_are_422(
     assert fragment in body["detail"]
 
 
+@pytest.mark.parametrize("technique", ["optimize", "quantize.auto"])
+def test_a_search_on_a_decoder_is_refused_with_what_to_use_instead(
+    api: Api, decoder: dict[str, Any], technique: str
+) -> None:
+    response = api.post(
+        "/v1/jobs",
+        json={"model_id": decoder["model"]["id"],
+              "steps": [{"technique": technique, "params": {"dataset_id": decoder["tokens"]}}]},
+    )  # fmt: skip
+    body = assert_problem(response, 422, "invalid-params")
+    assert "decoder" in body["detail"] and "quantize.weight_only" in body["detail"]
+    assert body["errors"][0]["loc"] == ["steps", 0, "technique"]
+
+
 def test_perplexity_needs_a_decoder_and_token_ids(
     api: Api, decoder: dict[str, Any], matmul_mlp_onnx: Path, tmp_path: Path
 ) -> None:
