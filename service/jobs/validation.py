@@ -81,7 +81,7 @@ def check_references(
     _check_splits(steps, {str(key): dataset.arrays for key, dataset in datasets.items()})
     if model.status == ModelStatus.READY and model.signature:
         _check_language_metric(request, model.signature)
-        _check_searches_on_decoders(steps, model.signature)
+        _check_steps_on_decoders(steps, model.signature)
         for dataset in datasets.values():
             check_against_signature(dataset.arrays, model.signature)
         for dataset_id, metric, where in _labelled_uses(request, steps):
@@ -143,22 +143,31 @@ def _check_language_metric(request: JobCreate, signature: dict[str, Any]) -> Non
         )
 
 
-# Techniques that score candidates on batches of the dataset's own arrays, as classifiers and regressors
-# take them: a decoder's evaluation (perplexity over token windows, generation speed) is not theirs.
-SEARCHES = ("optimize", "quantize.auto")
+# Techniques that feed the dataset's arrays to the model as they are, or bridge it to torch: neither
+# handles a decoder's KV-cache inputs yet. Its tools are weight-only, dynamic and fp16 quantization and
+# magnitude / N:M pruning without fine-tuning, measured by perplexity and generation speed.
+NOT_FOR_DECODERS = (
+    "optimize", "quantize.auto", "quantize.static", "quantize.qat", "distill", "prune.structured",
+    "export.torch",
+)  # fmt: skip
+FINETUNED = ("prune.magnitude", "prune.nm")
 
 
-def _check_searches_on_decoders(steps: list[dict[str, Any]], signature: dict[str, Any]) -> None:
-    """A search on a language model is refused with what to use instead, not failed in the worker."""
+def _check_steps_on_decoders(steps: list[dict[str, Any]], signature: dict[str, Any]) -> None:
+    """A step that cannot run on a language model is refused with what to use instead."""
     if signature.get("decoder") is None:
         return
     for index, step in enumerate(steps):
-        if step["technique"] in SEARCHES:
+        technique = step["technique"]
+        finetuned = technique in FINETUNED and (step["params"] or {}).get("finetune")
+        if technique in NOT_FOR_DECODERS or finetuned:
+            what = f"{technique} with finetune" if finetuned else technique
             raise InvalidParams(
-                f"step {index} ({step['technique']}) does not search language models yet: this model is a"
-                " decoder. Use quantize.weight_only (int4: block_size 32 with float_zero_points, or"
-                " algorithm gptq with a dataset_id of token ids) or quantize.dynamic, with"
-                " evaluation.metric 'perplexity' to measure each",
+                f"step {index} ({what}) does not handle language models yet: this model is a decoder"
+                " (KV-cache inputs). Use quantize.weight_only (int4: block_size 32 with"
+                " float_zero_points, or algorithm gptq with a dataset_id of token ids), quantize.dynamic,"
+                " quantize.fp16, or prune.magnitude / prune.nm without finetune, with evaluation.metric"
+                " 'perplexity' to measure each",
                 errors=[
                     {"loc": ["steps", index, "technique"], "msg": "not for decoders", "type": "value_error"}
                 ],

@@ -209,15 +209,36 @@ def test_incoherent_params_are_422(
     assert fragment in body["detail"]
 
 
-@pytest.mark.parametrize("technique", ["optimize", "quantize.auto"])
-def test_a_search_on_a_decoder_is_refused_with_what_to_use_instead(
-    api: Api, decoder: dict[str, Any], technique: str
+def _with_tokens(params: dict[str, Any], tokens: str) -> dict[str, Any]:
+    """`params` with every "TOKENS" placeholder, nested ones too, replaced by the dataset id."""
+    return {
+        key: _with_tokens(value, tokens)
+        if isinstance(value, dict)
+        else tokens
+        if value == "TOKENS"
+        else value
+        for key, value in params.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("technique", "params"),
+    [
+        ("optimize", {"dataset_id": "TOKENS"}),
+        ("quantize.auto", {"dataset_id": "TOKENS"}),
+        ("quantize.static", {"dataset_id": "TOKENS"}),
+        ("distill", {"dataset_id": "TOKENS", "student": {"sparsity": 0.5}}),
+        ("prune.structured", {"sparsity": 0.3}),
+        ("prune.magnitude", {"sparsity": 0.5, "finetune": {"dataset_id": "TOKENS"}}),
+        ("export.torch", {}),
+    ],
+)
+def test_a_step_that_cannot_run_on_a_decoder_is_refused_with_what_to_use_instead(
+    api: Api, decoder: dict[str, Any], technique: str, params: dict[str, Any]
 ) -> None:
-    response = api.post(
-        "/v1/jobs",
-        json={"model_id": decoder["model"]["id"],
-              "steps": [{"technique": technique, "params": {"dataset_id": decoder["tokens"]}}]},
-    )  # fmt: skip
+    """They used to fail in the worker: a missing attention_mask array, or an IndexError in the bridge."""
+    step = {"technique": technique, "params": _with_tokens(params, decoder["tokens"])}
+    response = api.post("/v1/jobs", json={"model_id": decoder["model"]["id"], "steps": [step]})
     body = assert_problem(response, 422, "invalid-params")
     assert "decoder" in body["detail"] and "quantize.weight_only" in body["detail"]
     assert body["errors"][0]["loc"] == ["steps", 0, "technique"]
