@@ -30,6 +30,8 @@ def decoder_layout(signature: Mapping[str, Any]) -> dict[str, Any] | None:
     if set(inputs) - known:
         return None  # other inputs (e.g. use_cache_branch) mean a calling convention not driven here
     logits_shape = outputs["logits"].get("shape") or []
+    if logits_shape and len(logits_shape) != 3:
+        return None  # a sequence classifier's [batch, labels] (DistilBERT's inputs are these two too)
     layout: dict[str, Any] = {
         "position_ids": "position_ids" in inputs,
         "vocab_size": logits_shape[-1] if logits_shape and isinstance(logits_shape[-1], int) else None,

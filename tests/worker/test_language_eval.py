@@ -97,3 +97,15 @@ def test_a_classifier_is_not_a_decoder(mlp_onnx: Path) -> None:
         "position_ids": False, "vocab_size": None, "past_inputs": [], "present_outputs": [], "kv_heads": None,
         "head_dim": None, "cache_dtype": None,
     }  # fmt: skip
+
+
+def test_a_sequence_classifier_on_token_ids_is_not_a_decoder() -> None:
+    """DistilBERT's classifier takes input_ids and attention_mask too, but its logits are [batch, labels]."""
+    classifier = {
+        "inputs": [{"name": "input_ids", "shape": ["batch", "sequence"]},
+                   {"name": "attention_mask", "shape": ["batch", "sequence"]}],
+        "outputs": [{"name": "logits", "shape": ["batch", 2]}],
+    }  # fmt: skip
+    assert decoder_layout(classifier) is None
+    language_model = {**classifier, "outputs": [{"name": "logits", "shape": ["batch", "sequence", 256]}]}
+    assert decoder_layout(language_model) is not None
