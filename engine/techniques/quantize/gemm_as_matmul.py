@@ -65,29 +65,16 @@ def rewrite_gemms(model: onnx.ModelProto, excluded: Collection[str] = ()) -> int
     if rewritten:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
-        _drop_unread(model, replaced)
+        drop_unread_initializers(model, replaced)
     return rewritten
 
 
-def _drop_unread(model: onnx.ModelProto, candidates: set[str]) -> None:
-    """Remove the initializers among `candidates` that nothing reads any more (a tied weight stays)."""
-    read = _read_names(model.graph) | {output.name for output in model.graph.output}
-    read |= {value.name for value in model.graph.input}
+def drop_unread_initializers(model: onnx.ModelProto, candidates: set[str]) -> None:
+    """Remove the initializers among `candidates` that nothing reads any more: no node at any depth
+    (If/Loop bodies, local functions), no graph output or input (a tied weight stays)."""
+    from engine.ingest.safety import iter_nodes
+
+    read = {name for node in iter_nodes(model) for name in node.input}
+    read |= {value.name for value in (*model.graph.output, *model.graph.input)}
     for tensor in [t for t in model.graph.initializer if t.name in candidates and t.name not in read]:
         model.graph.initializer.remove(tensor)
-
-
-def _read_names(graph: onnx.GraphProto) -> set[str]:
-    """Every name a node of `graph` or of its subgraphs (If/Loop/Scan bodies) reads."""
-    from onnx import AttributeProto
-
-    names: set[str] = set()
-    for node in graph.node:
-        names.update(node.input)
-        for attribute in node.attribute:
-            if attribute.type == AttributeProto.GRAPH:
-                names |= _read_names(attribute.g)
-            elif attribute.type == AttributeProto.GRAPHS:
-                for body in attribute.graphs:
-                    names |= _read_names(body)
-    return names

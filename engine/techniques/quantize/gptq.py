@@ -133,6 +133,7 @@ def quantize_model(
     from onnx import helper
 
     from engine.techniques.quantize.block_offsets import BlockOffsets, add_offset_terms
+    from engine.techniques.quantize.gemm_as_matmul import drop_unread_initializers
     from engine.techniques.quantize.nbits_pack import matmul_nbits
 
     constants = {tensor.name: tensor for tensor in model.graph.initializer}
@@ -164,10 +165,7 @@ def quantize_model(
             terms[node.output[0]] = BlockOffsets(quantized.offset, block_size)
     add_offset_terms(model, terms)
     # A float weight still read elsewhere (a tied embedding's Gather) stays.
-    read = {name for node in model.graph.node for name in node.input}
-    read |= {output.name for output in model.graph.output}
-    for tensor in [t for t in model.graph.initializer if t.name in originals and t.name not in read]:
-        model.graph.initializer.remove(tensor)
+    drop_unread_initializers(model, originals)
     if not any(entry.domain == "com.microsoft" for entry in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return model

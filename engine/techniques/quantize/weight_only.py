@@ -255,17 +255,13 @@ def _census(model: onnx.ModelProto) -> dict[str, int]:
     many MatMul/Gather kept float ones."""
     ops = [node.op_type for node in model.graph.node]
     offsets = sum(node.op_type == "Add" and node.name.endswith(OFFSET_SUFFIX) for node in model.graph.node)
+    # The offset terms' block sums and products are MatMuls of their own, not float weights.
+    sums = sum(
+        node.op_type == "MatMul" and node.name.endswith(BLOCK_SUMS_SUFFIX) for node in model.graph.node
+    )
     return {
         "quantized_nodes": sum(op in QUANTIZED_OPS for op in ops),
         "float_zero_point_nodes": offsets,
-        # The offset terms' block sums and products are MatMuls of their own, not float weights.
-        "float_matmul_nodes": ops.count("MatMul") - offsets - _block_sum_nodes(model),
+        "float_matmul_nodes": ops.count("MatMul") - offsets - sums,
         "float_gather_nodes": ops.count("Gather"),
     }
-
-
-def _block_sum_nodes(model: onnx.ModelProto) -> int:
-    """The MatMuls that sum an input block by block for the offset terms."""
-    return sum(
-        node.op_type == "MatMul" and node.name.endswith(BLOCK_SUMS_SUFFIX) for node in model.graph.node
-    )
