@@ -146,10 +146,17 @@ def train(
     return model.eval()
 
 
-def build(reference: Reference, workdir: Path) -> BuiltModel:
-    """Train the model, export it with a symbolic batch axis, and write its datasets."""
+def build(reference: Reference, workdir: Path, *, unseen_validation: bool = False) -> BuiltModel:
+    """Train the model, export it with a symbolic batch axis, and write its datasets.
+
+    With `unseen_validation` the model does not train on the validation images: a search that judges
+    trained candidates (pruned and fine-tuned) on them would otherwise score everything on images the
+    original already knew by heart, and a 100% baseline there hides every loss.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     train_x, train_y = digits("train", reference.image_size)
+    fit = slice(0, -VALIDATION_SAMPLES) if unseen_validation else slice(None)
+    fit_x, fit_y = train_x[fit], train_y[fit]
     test_x, test_y = digits("test", reference.image_size)
     torch.manual_seed(SEED)
     threads = torch.get_num_threads()
@@ -157,7 +164,7 @@ def build(reference: Reference, workdir: Path) -> BuiltModel:
     torch.set_num_threads(1)
     started = time.perf_counter()
     try:
-        model = train(reference.factory(), train_x, train_y, reference.epochs, reference.learning_rate)
+        model = train(reference.factory(), fit_x, fit_y, reference.epochs, reference.learning_rate)
     finally:
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - started

@@ -30,10 +30,12 @@ def evaluate_job(
     measured: list[tuple[JobStep, Path]],
     signature: dict[str, Any],
     workdir: Path,
+    engine: Path | None = None,
 ) -> dict[str, Any]:
     """The comparison document, with every step's warnings added to the verdict's.
 
-    `final` is the candidate; `measured` pairs each step that wrote an ONNX model with it, in order.
+    `final` is the candidate; `measured` pairs each step that wrote an ONNX model with it, in order;
+    `engine` is a TensorRT engine built from `final`, timed on the GPU when the evaluation is on cuda.
     """
     lease.advance("evaluating", len(job.steps) / (len(job.steps) + 1))
     evaluation = job.evaluation or {}
@@ -65,6 +67,7 @@ def evaluate_job(
                 "warmup_runs": settings.bench_warmup_runs,
                 "min_runs": settings.bench_min_runs,
                 "device": evaluation.get("device", "cpu"),
+                "engine_path": box.admit(engine, f"engine/{engine.name}") if engine else None,
                 "max_accuracy_drop": _budget(evaluation),
                 "prompt_length": evaluation.get("prompt_length") or 32,
                 "new_tokens": evaluation.get("new_tokens") or 32,

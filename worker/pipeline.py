@@ -106,11 +106,17 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
             engine_input = previous  # kept: the comparison measures the ONNX the engine was built from
         else:
             measured.append((step, current))
-    if engine_input is not None:
-        # Engines are not timed yet (execute_async_v3 is not wired): compare the model they came from.
-        journal.warning("the engine itself is not timed; the comparison measures the ONNX it was built from")
-        current = engine_input
     evaluation = job.evaluation or {}
+    engine: Path | None = None
+    if engine_input is not None:
+        # The comparison's CPU figures are of the ONNX the engine came from; the engine itself runs on
+        # its GPU only, where a cuda evaluation times it (the comparison's gpu.engine).
+        engine, current = current, engine_input
+        if evaluation.get("device") != "cuda":
+            journal.warning(
+                "the engine itself is timed only with evaluation.device 'cuda'; this comparison measures"
+                " the ONNX it was built from"
+            )
     if _moved(lease, journal, job, capability.pool_for_evaluation(evaluation)):
         return
     journal.info(
@@ -120,7 +126,7 @@ def _run_claimed(job_id: uuid.UUID, lease: Lease, settings: Settings, workdir: P
         batch_sizes=evaluation.get("batch_sizes"),
     )
     journal.flush()
-    comparison = evaluate_job(lease, settings, job, original, current, measured, signature, workdir)
+    comparison = evaluate_job(lease, settings, job, original, current, measured, signature, workdir, engine)
     _log_result(journal, comparison)
     journal.info("job succeeded", artifact_id=steps[-1].artifact_id)
     record_success(lease, comparison, journal=journal)

@@ -9,6 +9,8 @@ from service.errors import DatasetMismatch, InvalidParams
 
 HIGHER_IS_BETTER = {"top1": True, "top5": True, "mse": False, "mae": False, "cosine": True}
 BUDGET_TOLERANCE = 1e-9
+# One-sided 95%: a drop's upper bound is the measured drop plus this many standard errors.
+CONFIDENCE_Z = 1.645
 
 
 def default_metric(labels: np.ndarray) -> str:
@@ -27,28 +29,46 @@ def check_metric(metric: str) -> str:
 
 def score(metric: str, outputs: np.ndarray, labels: np.ndarray) -> float:
     """top-k over the last axis for classifiers; mean squared or absolute error or cosine for the rest."""
+    return float(np.mean(per_sample(metric, outputs, labels)))
+
+
+def per_sample(metric: str, outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each sample's part of the score (the score is their mean): hits, squared or absolute errors, cosine."""
     if metric in ("top1", "top5"):
-        return _top_k(outputs, labels, 1 if metric == "top1" else 5)
+        return _top_k_hits(outputs, labels, 1 if metric == "top1" else 5)
     if labels.size != outputs.size:
         raise TechniqueError(
             DatasetMismatch, f"labels have shape {labels.shape}; the model's output has {outputs.shape}"
         )
     targets = labels.astype(np.float64).reshape(outputs.shape)
     if metric == "cosine":
-        return _mean_cosine(outputs, targets)
-    error = outputs - targets
-    return float(np.mean(error**2) if metric == "mse" else np.mean(np.abs(error)))
+        return _cosines(outputs, targets)
+    error = (outputs - targets).reshape(len(outputs), -1)
+    return np.mean(error**2 if metric == "mse" else np.abs(error), axis=1)
 
 
-def _mean_cosine(outputs: np.ndarray, targets: np.ndarray) -> float:
-    """Mean over samples of the cosine between each output and its target, both flattened."""
+def drop_upper_bound(metric: str, baseline: np.ndarray, candidate: np.ndarray) -> float:
+    """The drop plus CONFIDENCE_Z paired standard errors: how large the loss may be beyond sampling luck.
+
+    Both models are scored on the same samples, so the error is that of the per-sample differences:
+    a candidate that flips many answers both ways has an uncertain drop even when the flips cancel.
+    """
+    differences = baseline - candidate if HIGHER_IS_BETTER[metric] else candidate - baseline
+    differences = differences.astype(np.float64).reshape(-1)
+    if differences.size < 2:
+        return float(np.mean(differences)) if differences.size else 0.0
+    error = float(np.std(differences, ddof=1)) / np.sqrt(differences.size)
+    return float(np.mean(differences)) + CONFIDENCE_Z * error
+
+
+def _cosines(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each sample's cosine between its output and its target, both flattened."""
     a = outputs.reshape(len(outputs), -1).astype(np.float64)
     b = targets.reshape(len(targets), -1)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     same = np.all(a == b, axis=1)
     # Two identical outputs agree perfectly even when both are zero; one zero output has no direction.
-    cosine = np.where(norms > 0, np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0), same.astype(float))
-    return float(np.mean(cosine))
+    return np.where(norms > 0, np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0), same.astype(float))
 
 
 def accuracy_drop(metric: str, baseline: float, candidate: float) -> float:
@@ -62,7 +82,8 @@ def within_budget(drop: float, max_drop: float) -> bool:
     return drop <= max_drop + BUDGET_TOLERANCE
 
 
-def _top_k(outputs: np.ndarray, labels: np.ndarray, k: int) -> float:
+def _top_k_hits(outputs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """1.0 where a sample's label is among its k best scores (a sample's positions averaged), else 0.0."""
     if labels.dtype.kind not in "iub":
         raise TechniqueError(DatasetMismatch, f"top-k needs integer class labels, not {labels.dtype}")
     if outputs.ndim < 2 or outputs.shape[:-1] != labels.shape:
@@ -79,7 +100,10 @@ def _top_k(outputs: np.ndarray, labels: np.ndarray, k: int) -> float:
             f" {classes} classes (labels 0 to {classes - 1})",
         )
     if k == 1:
-        return float(np.mean(np.argmax(outputs, axis=-1) == labels))
-    k = min(k, outputs.shape[-1])
-    best = np.argpartition(-outputs, k - 1, axis=-1)[..., :k]
-    return float(np.mean(np.any(best == labels[..., None], axis=-1)))
+        hits = np.argmax(outputs, axis=-1) == labels
+    else:
+        k = min(k, outputs.shape[-1])
+        best = np.argpartition(-outputs, k - 1, axis=-1)[..., :k]
+        hits = np.any(best == labels[..., None], axis=-1)
+    # A sequence labeller's positions count within their sample: the samples are what is independent.
+    return hits.reshape(len(hits), -1).mean(axis=1) if hits.ndim > 1 else hits.astype(np.float64)

@@ -25,6 +25,7 @@ from engine.evaluate.node_errors import node_errors
 from engine.evaluate.precision import DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY, precision_kind
 from engine.evaluate.profile import compare_profiles, profile_model
 from engine.evaluate.sessions import CHUNK, all_outputs, feeds_for, make_session, run_checked
+from engine.evaluate.tensorrt_engine import engine_latency
 from engine.evaluate.verdict import judge
 from service.errors import InvalidParams
 
@@ -43,6 +44,7 @@ def compare_models(
     min_runs: int,
     max_accuracy_drop: float | None,
     device: str = "cpu",
+    engine_path: str | None = None,
     prompt_length: int = 32,
     new_tokens: int = 32,
     steps: list[dict[str, Any]] | None = None,
@@ -50,7 +52,9 @@ def compare_models(
     """Measure both models on this machine, interleaved, and return the comparison object.
 
     With `device="cuda"` the comparison also carries `gpu`: both models timed on this worker's GPU
-    through torch (engine.evaluate.cuda), after the CPU measurements (accuracy stays onnxruntime's).
+    through torch (engine.evaluate.cuda), after the CPU measurements (accuracy stays onnxruntime's);
+    with an `engine_path` too, `gpu.engine` times that TensorRT engine against the baseline there
+    (engine.evaluate.tensorrt_engine).
 
     Each batch size gets `warmup_runs` untimed runs per model, then alternating timed runs until
     `time_budget_s` is spent (never fewer than 3); when the budget allows fewer than `min_runs`,
@@ -168,9 +172,13 @@ def compare_models(
         "environment": environment(threads),
     }
     if device == "cuda":
-        comparison["gpu"] = cuda_latency(
-            list(paths), [int(batch) for batch in timings], warmup_runs=warmup_runs, budget_s=time_budget_s
-        )
+        batches = [int(batch) for batch in timings]
+        gpu = cuda_latency(list(paths), batches, warmup_runs=warmup_runs, budget_s=time_budget_s)
+        if engine_path is not None:
+            gpu["engine"] = engine_latency(
+                Path(engine_path), paths[0], batches, warmup_runs=warmup_runs, budget_s=time_budget_s
+            )
+        comparison["gpu"] = gpu
     return comparison
 
 

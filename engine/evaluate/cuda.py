@@ -8,6 +8,8 @@ project's CPU machines (see bench/GPU.md); tests/gpu/test_gpu_pool.py runs it wh
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,8 @@ def cuda_latency(
     with torch.inference_mode():
         for batch in dict.fromkeys(batch_sizes):
             inputs = [t.to(device="cuda", dtype=dtype) for t in example_inputs(modules[0], batch=batch)]
-            latencies, peaks = _interleaved(torch, modules, inputs, warmup_runs, budget_s)
+            runs = [partial(module, *inputs) for module in modules]
+            latencies, peaks = interleaved(torch, runs, warmup_runs, budget_s)
             result["batches"][str(batch)] = [
                 {
                     "latency_ms": percentiles(ms),
@@ -61,16 +64,19 @@ def cuda_latency(
     return result
 
 
-def _interleaved(
-    torch: Any, modules: list[Any], inputs: list[Any], warmup_runs: int, budget_s: float
+def interleaved(
+    torch: Any, runs: Sequence[Callable[[], object]], warmup_runs: int, budget_s: float
 ) -> tuple[list[np.ndarray], list[int]]:
-    """Warm both, then alternate who goes first each round; each run timed by its own pair of events."""
+    """Warm both, then alternate who goes first each round; each run timed by its own pair of events.
+
+    Each run must queue its work on torch's current stream, where the events are recorded.
+    """
     peaks = []
-    for module in modules:
+    for run in runs:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         for _ in range(max(warmup_runs, 1)):
-            module(*inputs)
+            run()
         torch.cuda.synchronize()
         peaks.append(int(torch.cuda.max_memory_allocated()))
     times: list[list[float]] = [[], []]
@@ -80,7 +86,7 @@ def _interleaved(
         for which in order:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
-            modules[which](*inputs)
+            runs[which]()
             end.record()
             end.synchronize()  # the kernels finished: elapsed_time is device time, not launch time
             times[which].append(float(begin.elapsed_time(end)))

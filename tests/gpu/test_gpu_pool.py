@@ -59,6 +59,22 @@ def test_tensorrt_builds_an_fp16_engine_with_its_metadata(cnn_onnx: Path, tmp_pa
     assert (tmp_path / engine["timing_cache"]).stat().st_size > 0
 
 
+@pytest.mark.tensorrt
+def test_an_fp16_engine_is_timed_against_the_original_on_the_same_gpu(cnn_onnx: Path, tmp_path: Path) -> None:
+    from engine.evaluate.tensorrt_engine import engine_latency
+    from engine.techniques.build import tensorrt as build
+
+    params = TensorRTBuildParams.model_validate({**GPU_TEST_PARAMS, "precision": "fp16"})
+    build.run(cnn_onnx, tmp_path / "engine.plan", params, StepContext(workdir=tmp_path))
+    result = engine_latency(tmp_path / "engine.plan", cnn_onnx, [1, 8], warmup_runs=5, budget_s=1.0)
+    assert result["tensorrt_version"] and result["engine_device_memory_bytes"] is not None
+    for batch in ("1", "8"):
+        figures = result["batches"][batch]
+        for side in ("baseline", "engine"):
+            assert 0 < figures[side]["latency_ms"]["p50"] <= figures[side]["latency_ms"]["p99"]
+        assert figures["speedup"] > 0
+
+
 def test_fine_tuning_runs_on_the_gpu_and_hands_the_model_back_on_the_cpu(
     cnn_onnx: Path, digits_npz: Path
 ) -> None:

@@ -83,6 +83,17 @@ def test_the_frontier_keeps_only_undominated_measured_trials() -> None:
     assert dominates((0, 1, 1), (0, 2, 1)) and not dominates((0, 1, 1), (0, 1, 1))
 
 
+def test_the_choice_prefers_a_drop_within_budget_at_its_confidence_bound() -> None:
+    def row(index: int, speedup: float, drop: float, bound: float) -> dict[str, object]:
+        return {"id": index, "status": "ok", "speedup": speedup, "size_bytes": 1, "accuracy_drop": drop,
+                "accuracy_drop_bound": bound, "within_budget": drop <= 0.01}  # fmt: skip
+
+    lucky, sure = row(1, 2.6, 0.0, 0.02), row(2, 1.9, 0.0, 0.004)
+    assert optimize.choose([row(0, 1.0, 0, 0), lucky, sure], "latency", 0.01) is sure
+    # With no candidate sure to be within budget, the fastest within it as measured is still chosen.
+    assert optimize.choose([row(0, 1.0, 0, 0), lucky, row(3, 1.5, 0.005, 0.03)], "latency", 0.01) is lucky
+
+
 def test_optimize_on_the_digits_mlp_returns_the_fastest_candidate_within_budget(
     mlp_onnx: Path, datasets: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -100,7 +111,9 @@ def test_optimize_on_the_digits_mlp_returns_the_fastest_candidate_within_budget(
             assert set(row["latency_ms"]) >= {"p50", "p99"} and row["size_bytes"] > 0
     best = trials[metrics["best"]]
     eligible = [r for r in trials[1:] if r["status"] == "ok" and r["within_budget"] and r["speedup"] >= 1.0]
-    assert best["id"] == (max(eligible, key=lambda r: r["speedup"])["id"] if eligible else 0)
+    confident = [r for r in eligible if r["accuracy_drop_bound"] <= 0.05 + 1e-9]
+    assert all(r["accuracy_drop_bound"] >= r["accuracy_drop"] - 1e-12 for r in eligible)
+    assert best["id"] == (max(confident or eligible, key=lambda r: r["speedup"])["id"] if eligible else 0)
     assert set(metrics["frontier"]) <= {row["id"] for row in trials if row["status"] == "ok"}
     # The artifact is the chosen candidate: its accuracy on the labelled digits is what the table says.
     images, labels = model_zoo.digits()

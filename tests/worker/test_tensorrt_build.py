@@ -91,3 +91,23 @@ def test_a_cuda_evaluation_on_a_worker_without_a_gpu_says_so(cnn_onnx: Path) -> 
         cuda_latency([cnn_onnx, cnn_onnx], [1, 8], warmup_runs=1, budget_s=0.1)
     assert raised.value.slug == "no-capable-worker"
     assert "has no GPU" in raised.value.detail
+
+
+def test_an_engine_that_cannot_run_here_says_why(cnn_onnx: Path, tmp_path: Path) -> None:
+    """No GPU: no-capable-worker; a GPU without TensorRT: tensorrt-unavailable; with it: not an engine."""
+    import importlib.util
+
+    import torch
+
+    from engine.evaluate.tensorrt_engine import engine_latency
+
+    (tmp_path / "engine.plan").write_bytes(b"not an engine")
+    if not torch.cuda.is_available():
+        expected = "no-capable-worker"
+    elif importlib.util.find_spec("tensorrt") is None:
+        expected = "tensorrt-unavailable"
+    else:
+        expected = "tensorrt-build-failed"
+    with pytest.raises(TechniqueError) as raised:
+        engine_latency(tmp_path / "engine.plan", cnn_onnx, [1, 8], warmup_runs=1, budget_s=0.1)
+    assert raised.value.slug == expected

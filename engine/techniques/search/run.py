@@ -22,6 +22,7 @@ import onnx
 
 from engine.contract import StepContext, StepOutcome, TechniqueError
 from engine.errortext import brief
+from engine.evaluate.accuracy import within_budget
 from engine.evaluate.describe import model_size_bytes
 from engine.techniques.quantize.auto.measure import TrialJudge
 from engine.techniques.quantize.auto.prepare import save_model
@@ -117,6 +118,7 @@ def _row(
         "speedup": measured["speedup"],
         "accuracy": measured["accuracy"],
         "accuracy_drop": measured["accuracy_drop"],
+        "accuracy_drop_bound": measured["accuracy_drop_bound"],
         "within_budget": measured["within_budget"],
     }
 
@@ -131,16 +133,29 @@ def _skipped(index: int, candidate: Candidate) -> dict[str, Any]:
     }
 
 
-def choose(trials: list[dict[str, Any]], objective: str) -> dict[str, Any]:
-    """The best measured trial within budget and not slower than the original; else the original."""
+def choose(trials: list[dict[str, Any]], objective: str, max_drop: float) -> dict[str, Any]:
+    """The best measured trial within budget and not slower than the original; else the original.
+
+    Candidates whose drop stays within the budget at its upper confidence bound come first: the
+    fastest of many noisy measurements is otherwise often one whose drop was measured low by luck
+    (a pruned model that flips many answers both ways), and it then misses the budget on new data.
+    """
     eligible = [
         row for row in trials[1:] if row["status"] == "ok" and row["within_budget"] and row["speedup"] >= 1.0
     ]
+    confident = [row for row in eligible if confidently_within(row, max_drop)]
+    eligible = confident or eligible
     if not eligible:
         return trials[0]
     if objective == "size":
         return min(eligible, key=lambda row: (row["size_bytes"], -row["speedup"]))
     return max(eligible, key=lambda row: (row["speedup"], -row["size_bytes"]))
+
+
+def confidently_within(row: dict[str, Any], max_drop: float) -> bool:
+    """Whether a measured trial's drop is within the budget even at its upper confidence bound."""
+    bound = row.get("accuracy_drop_bound")
+    return bound is None or within_budget(bound, max_drop)
 
 
 def closest(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -160,7 +175,7 @@ def _finish(
     started: float,
 ) -> StepOutcome:
     """Write the best model and report the trial table, the frontier and the choice."""
-    best = choose(trials, params.objective)
+    best = choose(trials, params.objective, params.max_accuracy_drop)
     steps = () if best["id"] == 0 else candidates[best["id"] - 1].steps
     save_model(built[steps], output_path)
     warnings: list[str] = []
@@ -178,11 +193,18 @@ def _finish(
         "best": best["id"],
         "accuracy": best["accuracy"],
         "accuracy_drop": best["accuracy_drop"],
+        "accuracy_drop_bound": best.get("accuracy_drop_bound"),
         "speedup": best["speedup"],
         "within_accuracy_budget": best["within_budget"],
         "search_stopped": stopped,
         "search_seconds": time.monotonic() - started,
     }
+    if best["id"] != 0 and not confidently_within(best, params.max_accuracy_drop):
+        warnings.append(
+            f"the chosen candidate's drop ({best['accuracy_drop']:.4g}) is within the budget as measured on"
+            f" {judge.samples} samples, but its 95% upper bound ({best['accuracy_drop_bound']:.4g}) is not,"
+            " and no candidate's was: evaluate it on more data before relying on it"
+        )
     if best["id"] == 0:
         near = closest(trials)
         warnings.append(

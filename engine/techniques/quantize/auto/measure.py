@@ -67,7 +67,8 @@ class TrialJudge:
         labels = None if data.labels is None else data.labels[keep]
         self.against = "labels" if labels is not None else "float model outputs"
         self.metric, self.targets = _targets(params.metric, labels, outputs)
-        self.baseline_accuracy = acc.score(self.metric, outputs, self.targets)
+        self.baseline_scores = acc.per_sample(self.metric, outputs, self.targets)
+        self.baseline_accuracy = float(np.mean(self.baseline_scores))
 
     @property
     def samples(self) -> int:
@@ -82,10 +83,13 @@ class TrialJudge:
     def measure(self, candidate_path: Path) -> Measurement:
         """Score and time one candidate against the original."""
         session = make_session(candidate_path, self.threads)
-        score = acc.score(self.metric, first_output(session, self.arrays, self.chunk), self.targets)
+        scores = acc.per_sample(self.metric, first_output(session, self.arrays, self.chunk), self.targets)
+        score = float(np.mean(scores))
         drop = acc.accuracy_drop(self.metric, self.baseline_accuracy, score)
+        bound = acc.drop_upper_bound(self.metric, self.baseline_scores, scores)
         if self.params.drop_type == "relative" and not self.relative_undefined:
             drop /= abs(self.baseline_accuracy)
+            bound /= abs(self.baseline_accuracy)
         runs = [partial(s.run, None, feeds_for(s, self.timing_feeds)) for s in (self.baseline, session)]
         timing = time_pair(*runs, warmup_runs=WARMUP_RUNS, budget_s=self.params.timing_budget_s)
         baseline_p50 = percentiles(timing.baseline_ms)["p50"]
@@ -99,6 +103,7 @@ class TrialJudge:
             speedup=baseline_p50 / candidate_p50,
             size_bytes=model_size_bytes(candidate_path),
             latency_percentiles_ms=dict(candidate),
+            accuracy_drop_bound=bound,
         )
 
 

@@ -17,6 +17,8 @@ class Measurement:
     speedup: float
     size_bytes: int
     latency_percentiles_ms: dict[str, float] = field(default_factory=dict)
+    # The drop plus 1.645 paired standard errors over the evaluation samples (one-sided 95%).
+    accuracy_drop_bound: float | None = None
 
 
 # Keyword-only: the measurement's last field has a default, the trial's own fields follow it.
