@@ -11,13 +11,16 @@ PRESENT = "present.{layer}.{kind}"
 TOKEN_INPUTS = ("input_ids", "attention_mask")
 
 
-def decoder_layout(signature: Mapping[str, Any]) -> dict[str, Any] | None:
+def decoder_layout(signature: Mapping[str, Any], token_rows: int | None = None) -> dict[str, Any] | None:
     """What evaluation needs to drive the model as a decoder, or None when it is not one.
 
     A decoder takes `input_ids` and `attention_mask` (optionally `position_ids` and
     `past_key_values.<layer>.key|value`) and returns `logits` (optionally `present.<layer>.key|value`).
     A KV cache counts only when every past input has a matching present output and its head count
     and head size are fixed numbers, since an empty cache for the first pass must be built from them.
+    `token_rows` is the size of the table the token ids index (token_embedding_rows): a language
+    model scores every token of it, so logits over another number of classes are a token
+    classifier's (a tagger's [batch, sequence, labels]).
     """
     inputs = {spec["name"]: spec for spec in signature.get("inputs", [])}
     outputs = {spec["name"]: spec for spec in signature.get("outputs", [])}
@@ -32,6 +35,9 @@ def decoder_layout(signature: Mapping[str, Any]) -> dict[str, Any] | None:
     logits_shape = outputs["logits"].get("shape") or []
     if logits_shape and len(logits_shape) != 3:
         return None  # a sequence classifier's [batch, labels] (DistilBERT's inputs are these two too)
+    classes = logits_shape[-1] if logits_shape else None
+    if token_rows is not None and isinstance(classes, int) and classes != token_rows:
+        return None  # a token classifier: [batch, sequence, labels] with labels fewer than the vocabulary
     layout: dict[str, Any] = {
         "position_ids": "position_ids" in inputs,
         "vocab_size": logits_shape[-1] if logits_shape and isinstance(logits_shape[-1], int) else None,
@@ -59,3 +65,32 @@ def decoder_layout(signature: Mapping[str, Any]) -> dict[str, Any] | None:
         cache_dtype=inputs[past[0][2]]["dtype"],
     )
     return layout
+
+
+def token_embedding_rows(model: Any) -> int | None:
+    """Rows of the table that a Gather indexes by `input_ids` (through a Cast at most), when it is stored.
+
+    A weight-only-quantized table is read through its DequantizeLinear; any other producer leaves the
+    size unknown (None).
+    """
+    graph = model.graph
+    stored = {tensor.name: list(tensor.dims) for tensor in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    for node in graph.node:
+        values = [attribute.t for attribute in node.attribute if attribute.name == "value"]
+        if node.op_type == "Constant" and values:
+            stored[node.output[0]] = list(values[0].dims)
+    ids = {"input_ids"} | {
+        node.output[0] for node in graph.node if node.op_type == "Cast" and list(node.input) == ["input_ids"]
+    }
+    for node in graph.node:
+        if node.op_type != "Gather" or len(node.input) < 2 or node.input[1] not in ids:
+            continue
+        table = node.input[0]
+        producer = producers.get(table)
+        if producer is not None and producer.op_type == "DequantizeLinear":
+            table = producer.input[0]
+        dims = stored.get(table)
+        if dims:
+            return int(dims[0])
+    return None

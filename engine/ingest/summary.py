@@ -8,13 +8,13 @@ import onnx
 
 from engine.evaluate.describe import op_histogram
 from engine.evaluate.parameters import count_parameters
-from engine.ingest.decoder import decoder_layout
+from engine.ingest.decoder import decoder_layout, token_embedding_rows
 
 
 def summarize(model: onnx.ModelProto, source_format: str) -> dict[str, Any]:
     """The ingest record; `model` must hold its weights (external data loaded)."""
     described: dict[str, Any] = signature(model)
-    layout = decoder_layout(described)
+    layout = decoder_layout(described, token_embedding_rows(model))
     if layout is not None:
         described["decoder"] = layout
     return {

@@ -109,3 +109,75 @@ def test_a_sequence_classifier_on_token_ids_is_not_a_decoder() -> None:
     assert decoder_layout(classifier) is None
     language_model = {**classifier, "outputs": [{"name": "logits", "shape": ["batch", "sequence", 256]}]}
     assert decoder_layout(language_model) is not None
+
+
+def _character_classes(tokens: np.ndarray) -> np.ndarray:
+    """A tag per byte of the text: letter, digit, space, punctuation, other (a tagger's labels)."""
+    text = [chr(int(token)) for token in tokens.reshape(-1)]
+    tags = [
+        0 if c.isalpha() else 1 if c.isdigit() else 2 if c.isspace() else 3 if c in ".,;:!?'\"()" else 4
+        for c in text
+    ]
+    return np.array(tags, np.int64).reshape(tokens.shape)
+
+
+def test_a_token_classifier_is_not_a_decoder_and_is_scored_per_token(tmp_path: Path) -> None:
+    """A tagger (BERT for token classification) takes input_ids and attention_mask and returns
+    [batch, sequence, labels] logits like a language model, but over 5 tags, not the 256 tokens its
+    embedding holds: it is compared as a classifier, top-1 over every token of real text."""
+    from transformers import BertConfig, BertForTokenClassification
+
+    from engine.contract import StepContext
+    from engine.evaluate.compare import compare_models
+    from engine.techniques.quantize import dynamic
+    from service.catalog.quantize import DynamicQuantParams
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=language_models.VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=language_models.SEQUENCE, num_labels=5,
+    )  # fmt: skip
+    tokens = language_models.token_windows(24)
+    tags = _character_classes(tokens)
+    model = BertForTokenClassification(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    ids, labels = torch.from_numpy(tokens[:16]), torch.from_numpy(tags[:16])
+    for _ in range(30):  # a few steps: the byte's class is easy to learn from its embedding
+        optimizer.zero_grad()
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels).loss.backward()
+        optimizer.step()
+    model.eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    path = tmp_path / "tagger.onnx"
+    axes = {name: {0: "batch", 1: "sequence"} for name in ("input_ids", "attention_mask", "logits")}
+    torch.onnx.export(
+        Logits(), (ids[:2], torch.ones_like(ids[:2])), str(path), input_names=["input_ids", "attention_mask"],
+        output_names=["logits"], dynamic_axes=axes, dynamo=False,
+    )  # fmt: skip
+    signature = summarize(onnx.load(str(path)), "onnx")["signature"]
+    assert "decoder" not in signature
+    assert signature["outputs"][0]["shape"][-1] == 5
+
+    held_out = {"input_ids": tokens[16:], "attention_mask": np.ones_like(tokens[16:]), "labels": tags[16:]}
+    np.savez(tmp_path / "held_out.npz", **held_out)
+    candidate = tmp_path / "int8.onnx"
+    dynamic.run(path, candidate, DynamicQuantParams(), StepContext(workdir=tmp_path))
+    comparison = compare_models(
+        str(path), str(candidate), signature=signature, dataset_path=str(tmp_path / "held_out.npz"),
+        metric=None, batch_sizes=[1], max_accuracy_drop=None, threads=1, time_budget_s=0.3,
+        warmup_runs=2, min_runs=3,
+    )  # fmt: skip
+    session = make_session(path, 1)
+    logits = session.run(None, {"input_ids": tokens[16:], "attention_mask": np.ones_like(tokens[16:])})[0]
+    per_token = float(np.mean(logits.argmax(-1) == tags[16:]))
+    assert comparison["baseline"]["accuracy"]["top1"] == pytest.approx(per_token)
+    assert per_token > 0.6  # trained: well above the 0.2 of guessing among five tags
+    assert "perplexity" not in comparison["baseline"]["accuracy"]
