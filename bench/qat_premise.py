@@ -128,12 +128,18 @@ def train(recipe: Recipe, x: np.ndarray, y: np.ndarray, seed: int) -> nn.Module:
 
 
 def depthwise_spread(path: Path) -> float:
-    """The largest ratio of a depthwise layer's widest channel range to its median one (folded weights)."""
+    """The largest ratio of a depthwise layer's widest channel range to its median one (folded weights).
+
+    Depthwise: a Conv whose group count is its output channels (the one-channel stem is not one).
+    """
+    graph = onnx.load(str(path)).graph
+    weights = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
     spreads = []
-    for tensor in onnx.load(str(path)).graph.initializer:
-        weights = numpy_helper.to_array(tensor)
-        if weights.ndim == 4 and weights.shape[1] == 1 and weights.shape[0] > 1:
-            ranges = np.abs(weights).reshape(weights.shape[0], -1).max(axis=1)
+    for node in graph.node:
+        groups = next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
+        kernel = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if kernel is not None and groups > 1 and groups == kernel.shape[0]:
+            ranges = np.abs(kernel).reshape(kernel.shape[0], -1).max(axis=1)
             spreads.append(float(ranges.max() / max(np.median(ranges), 1e-12)))
     return max(spreads) if spreads else 0.0
 

@@ -80,8 +80,13 @@ def _memory_advice() -> str:
     """What ran out, and the parameters that need less."""
     import resource
 
-    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
-    size = f" ({limit / 2**30:.0f} GiB of address space)" if limit != resource.RLIM_INFINITY else ""
+    size = ""
+    # The sandbox caps one of the two (worker/sandbox/isolation.py): the data segment on a GPU worker.
+    for kind, what in ((resource.RLIMIT_AS, "address space"), (resource.RLIMIT_DATA, "data segment")):
+        limit, _ = resource.getrlimit(kind)
+        if limit != resource.RLIM_INFINITY:
+            size = f" ({limit / 2**30:.0f} GiB of {what})"
+            break
     return (
         f"the step ran out of its memory limit{size}: lower `batch_size` (training), "
         "`max_calibration_samples` or `calibration_batch_size` (calibration), or raise the worker's "

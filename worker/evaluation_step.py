@@ -52,6 +52,7 @@ def evaluate_job(
             evaluation["dataset_id"]
         ]
     batch_sizes = evaluation.get("batch_sizes") or [1, 8]
+    on_gpu = evaluation.get("device") == "cuda"  # an engine is timed on its GPU only
     with open_box() as box:
         comparison: dict[str, Any] = run_sandboxed(
             "engine.evaluate:compare_models",
@@ -67,7 +68,7 @@ def evaluate_job(
                 "warmup_runs": settings.bench_warmup_runs,
                 "min_runs": settings.bench_min_runs,
                 "device": evaluation.get("device", "cpu"),
-                "engine_path": box.admit(engine, f"engine/{engine.name}") if engine else None,
+                "engine_path": box.admit(engine, f"engine/{engine.name}") if engine and on_gpu else None,
                 "max_accuracy_drop": _budget(evaluation),
                 "prompt_length": evaluation.get("prompt_length") or 32,
                 "new_tokens": evaluation.get("new_tokens") or 32,

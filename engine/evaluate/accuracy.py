@@ -43,7 +43,11 @@ def per_sample(metric: str, outputs: np.ndarray, labels: np.ndarray) -> np.ndarr
     targets = labels.astype(np.float64).reshape(outputs.shape)
     if metric == "cosine":
         return _cosines(outputs, targets)
-    error = (outputs - targets).reshape(len(outputs), -1)
+    error = outputs - targets
+    if error.ndim == 0 or error.size == 0:
+        # A scalar output is one sample; no samples give no parts (their mean is NaN, as before).
+        return np.reshape(error**2 if metric == "mse" else np.abs(error), -1).astype(np.float64)
+    error = error.reshape(len(error), -1)
     return np.mean(error**2 if metric == "mse" else np.abs(error), axis=1)
 
 
@@ -58,6 +62,10 @@ def drop_upper_bound(metric: str, baseline: np.ndarray, candidate: np.ndarray) -
     if differences.size < 2:
         return float(np.mean(differences)) if differences.size else 0.0
     error = float(np.std(differences, ddof=1)) / np.sqrt(differences.size)
+    if metric in ("top1", "top5"):
+        # Never surer than one flipped answer in n allows: no flip among 100 samples does not make a
+        # 1-point budget certain.
+        error = max(error, 1.0 / differences.size)
     return float(np.mean(differences)) + CONFIDENCE_Z * error
 
 
@@ -106,4 +114,6 @@ def _top_k_hits(outputs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
         best = np.argpartition(-outputs, k - 1, axis=-1)[..., :k]
         hits = np.any(best == labels[..., None], axis=-1)
     # A sequence labeller's positions count within their sample: the samples are what is independent.
-    return hits.reshape(len(hits), -1).mean(axis=1) if hits.ndim > 1 else hits.astype(np.float64)
+    if hits.ndim > 1 and hits.size:
+        return hits.reshape(len(hits), -1).mean(axis=1)
+    return np.reshape(hits, -1).astype(np.float64) if hits.ndim <= 1 else np.zeros(0)

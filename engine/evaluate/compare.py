@@ -175,14 +175,27 @@ def compare_models(
         batches = [int(batch) for batch in timings]
         gpu = cuda_latency(list(paths), batches, warmup_runs=warmup_runs, budget_s=time_budget_s)
         if engine_path is not None:
-            gpu["engine"] = engine_latency(
-                Path(engine_path), paths[0], batches, warmup_runs=warmup_runs, budget_s=time_budget_s
-            )
+            gpu["engine"] = _engine_timing(Path(engine_path), paths[0], batches, warmup_runs, time_budget_s)
+            if "error" in gpu["engine"]:
+                verdict["warnings"].append(f"the TensorRT engine was not timed: {gpu['engine']['detail']}")
         comparison["gpu"] = gpu
     return comparison
 
 
 _INT8_KINDS = (DYNAMIC_INT8, STATIC_INT8, WEIGHT_ONLY)
+
+
+def _engine_timing(
+    engine: Path, baseline: Path, batches: list[int], warmup_runs: int, budget_s: float
+) -> dict[str, Any]:
+    """The engine's GPU timing, or why there is none: the job's other figures stand either way.
+
+    This worker may lack TensorRT or be another GPU class than the engine was built for.
+    """
+    try:
+        return engine_latency(engine, baseline, batches, warmup_runs=warmup_runs, budget_s=budget_s)
+    except TechniqueError as error:
+        return {"error": error.slug, "detail": error.detail}
 
 
 def _profile(

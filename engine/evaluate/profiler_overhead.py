@@ -86,10 +86,10 @@ def _excess_ms(inputs: int, threads: int) -> float:
 def _trimmed_mean(values: list[float]) -> float:
     """The mean of the middle 80%.
 
-    Not the median: onnxruntime writes spans in whole microseconds (truncated), so a span of 1.7 µs
-    reads 1 or 2 and the median of such spans moves in steps of a whole microsecond, as large as the
-    bookkeeping it measures; the mean of many keeps the fraction. The tails go: a preempted node
-    would otherwise weigh on it.
+    Not the median: onnxruntime writes spans in whole microseconds (truncated), so the median of such
+    spans moves in steps of a whole microsecond, as large as the bookkeeping it measures, while the
+    mean of many spans that jitter keeps a fraction. A model's own spans are truncated alike, so what
+    truncation takes off both roughly cancels. The tails go: a preempted node would weigh on it.
     """
     ordered = sorted(values)
     cut = len(ordered) // 10

@@ -28,7 +28,10 @@ BACKEND = "TensorRT engine (execute_async_v3) against the original ONNX model on
 def engine_latency(
     engine_path: Path, baseline_path: Path, batch_sizes: list[int], *, warmup_runs: int, budget_s: float
 ) -> dict[str, Any]:
-    """Per batch: the original (torch, fp32) and the engine interleaved; percentiles and speedup."""
+    """Per batch: the original (torch, fp32) and the engine interleaved; percentiles and speedup.
+
+    A batch size outside the engine's optimization profile is reported as skipped, not timed.
+    """
     torch = require_cuda()
     trt = import_tensorrt()
     from engine.bridge import example_inputs, from_onnx
@@ -43,26 +46,29 @@ def engine_latency(
         "engine_device_memory_bytes": device_memory_bytes(engine),
         "batches": {},
     }
-    with torch.inference_mode():
+    # A stream of its own: on the legacy default stream enqueueV3 adds synchronizations that the
+    # events would count as the engine's time.
+    with torch.inference_mode(), torch.cuda.stream(torch.cuda.Stream()):
         for batch in dict.fromkeys(batch_sizes):
             inputs = [t.to(device="cuda") for t in example_inputs(baseline, batch=batch)]
             named = {spec.name: tensor for spec, tensor in zip(baseline.inputs, inputs, strict=True)}
-            runs = [partial(baseline, *inputs), bind(torch, trt, engine, context, named)]
-            latencies, peaks = interleaved(torch, runs, warmup_runs, budget_s)
+            try:
+                runs = [partial(baseline, *inputs), bind(torch, trt, engine, context, named)]
+            except OutsideProfile as outside:
+                result["batches"][str(batch)] = {"skipped": str(outside)}
+                continue
+            latencies, _ = interleaved(torch, runs, warmup_runs, budget_s)
             baseline_ms, engine_ms = latencies
             result["batches"][str(batch)] = {
-                "baseline": {
-                    "latency_ms": percentiles(baseline_ms),
-                    "throughput_per_s": throughput(baseline_ms, batch),
-                    "peak_memory_bytes": peaks[0],
-                },
-                "engine": {
-                    "latency_ms": percentiles(engine_ms),
-                    "throughput_per_s": throughput(engine_ms, batch),
-                },
-                "speedup": float(np.median(baseline_ms) / np.median(engine_ms)),
+                side: {"latency_ms": percentiles(ms), "throughput_per_s": throughput(ms, batch)}
+                for side, ms in (("baseline", baseline_ms), ("engine", engine_ms))
             }
+            result["batches"][str(batch)]["speedup"] = float(np.median(baseline_ms) / np.median(engine_ms))
     return result
+
+
+class OutsideProfile(ValueError):
+    """An input shape the engine's optimization profile does not cover."""
 
 
 def load_engine(trt: Any, engine_path: Path) -> Any:
@@ -90,16 +96,20 @@ def bind(torch: Any, trt: Any, engine: Any, context: Any, inputs: dict[str, Any]
         tensor = inputs[name].to(torch_dtype(torch, trt, engine.get_tensor_dtype(name))).contiguous()
         inputs[name] = tensor  # the converted tensor must outlive the runs that read its address
         if not context.set_input_shape(name, tuple(tensor.shape)):
-            raise TechniqueError(
-                TensorRTBuildFailed,
-                f"input '{name}' of shape {list(tensor.shape)} is outside the engine's optimization profile; "
-                "build it with this batch size in batch_sizes",
+            raise OutsideProfile(
+                f"input '{name}' of shape {list(tensor.shape)} is outside the engine's optimization profile"
+                " (build it with this batch size in batch_sizes)"
             )
         context.set_tensor_address(name, tensor.data_ptr())
     for name in names:
         if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
             continue
         shape = tuple(context.get_tensor_shape(name))
+        if any(dim < 0 for dim in shape):
+            raise TechniqueError(
+                TensorRTBuildFailed,
+                f"output '{name}' has a data-dependent shape {list(shape)}; such engines are not timed",
+            )
         dtype = torch_dtype(torch, trt, engine.get_tensor_dtype(name))
         outputs[name] = torch.empty(shape, dtype=dtype, device="cuda")
         context.set_tensor_address(name, outputs[name].data_ptr())
@@ -115,9 +125,21 @@ def bind(torch: Any, trt: Any, engine: Any, context: Any, inputs: dict[str, Any]
     return run
 
 
+# TensorRT DataType member names and the torch dtype holding the same values (bfloat16 has no numpy twin).
+TORCH_DTYPES = {
+    "FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
+    "INT32": "int32", "INT64": "int64", "BOOL": "bool",
+}  # fmt: skip
+
+
 def torch_dtype(torch: Any, trt: Any, dtype: Any) -> Any:
-    """The torch dtype of a TensorRT tensor type (through numpy: trt.nptype knows them all)."""
-    return torch.from_numpy(np.empty(0, dtype=trt.nptype(dtype))).dtype
+    """The torch dtype of a TensorRT tensor type; FP8, INT4 and other packed types are refused by name."""
+    name = next((key for key in TORCH_DTYPES if getattr(trt.DataType, key, None) == dtype), None)
+    if name is None:
+        raise TechniqueError(
+            TensorRTBuildFailed, f"an engine tensor of type {dtype} cannot be bound from torch"
+        )
+    return getattr(torch, TORCH_DTYPES[name])
 
 
 def device_memory_bytes(engine: Any) -> int | None:

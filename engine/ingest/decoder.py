@@ -19,8 +19,8 @@ def decoder_layout(signature: Mapping[str, Any], token_rows: int | None = None) 
     A KV cache counts only when every past input has a matching present output and its head count
     and head size are fixed numbers, since an empty cache for the first pass must be built from them.
     `token_rows` is the size of the table the token ids index (token_embedding_rows): a language
-    model scores every token of it, so logits over another number of classes are a token
-    classifier's (a tagger's [batch, sequence, labels]).
+    model scores every token of it, so logits over fewer classes are a token classifier's (a
+    tagger's [batch, sequence, labels]).
     """
     inputs = {spec["name"]: spec for spec in signature.get("inputs", [])}
     outputs = {spec["name"]: spec for spec in signature.get("outputs", [])}
@@ -36,8 +36,10 @@ def decoder_layout(signature: Mapping[str, Any], token_rows: int | None = None) 
     if logits_shape and len(logits_shape) != 3:
         return None  # a sequence classifier's [batch, labels] (DistilBERT's inputs are these two too)
     classes = logits_shape[-1] if logits_shape else None
-    if token_rows is not None and isinstance(classes, int) and classes != token_rows:
-        return None  # a token classifier: [batch, sequence, labels] with labels fewer than the vocabulary
+    if token_rows is not None and isinstance(classes, int) and classes < token_rows:
+        # A token classifier's [batch, sequence, labels]; a head padded past the vocabulary is still a
+        # language model's.
+        return None
     layout: dict[str, Any] = {
         "position_ids": "position_ids" in inputs,
         "vocab_size": logits_shape[-1] if logits_shape and isinstance(logits_shape[-1], int) else None,
@@ -86,6 +88,8 @@ def token_embedding_rows(model: Any) -> int | None:
     for node in graph.node:
         if node.op_type != "Gather" or len(node.input) < 2 or node.input[1] not in ids:
             continue
+        if any(attribute.name == "axis" and attribute.i != 0 for attribute in node.attribute):
+            continue  # not a lookup of rows
         table = node.input[0]
         producer = producers.get(table)
         if producer is not None and producer.op_type == "DequantizeLinear":

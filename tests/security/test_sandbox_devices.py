@@ -85,3 +85,23 @@ def test_the_sandbox_child_grants_the_gpu_files_only_where_they_exist(
 
     assert granted["devices"] == devices
     assert (Path("/sys/devices") in granted["readable"]) is present
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_memory_is_capped_as_address_space_except_where_cuda_needs_it(gpu: bool) -> None:
+    """CUDA reserves address space for unified memory beyond any step's cap: on a GPU worker the cap
+    is on the data segment instead (a real child process reports its own limits)."""
+    import resource
+    from functools import partial
+
+    from worker.sandbox.isolation import apply_limits
+
+    cap = 6 << 30
+    probe = "import resource as r; print(r.getrlimit(r.RLIMIT_AS)[0], r.getrlimit(r.RLIMIT_DATA)[0])"
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], preexec_fn=partial(apply_limits, cap, 60, gpu=gpu),
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    address_space, data = (int(value) for value in shown)
+    inherited = resource.getrlimit(resource.RLIMIT_DATA if not gpu else resource.RLIMIT_AS)[0]
+    assert (data, address_space) == ((cap, inherited) if gpu else (inherited, cap))

@@ -181,3 +181,44 @@ def test_a_token_classifier_is_not_a_decoder_and_is_scored_per_token(tmp_path: P
     assert comparison["baseline"]["accuracy"]["top1"] == pytest.approx(per_token)
     assert per_token > 0.6  # trained: well above the 0.2 of guessing among five tags
     assert "perplexity" not in comparison["baseline"]["accuracy"]
+
+
+@pytest.mark.parametrize("stored", ["initializer", "constant", "int8 table", "cast ids"])
+def test_the_embedding_table_is_found_however_it_is_stored(stored: str) -> None:
+    """token_embedding_rows reads the rows through a Cast of the ids, a Constant or a DequantizeLinear."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from engine.ingest.decoder import token_embedding_rows
+
+    table = np.zeros((300, 8), np.float32)
+    nodes, initializers, ids = [], [], "input_ids"
+    if stored == "cast ids":
+        nodes.append(helper.make_node("Cast", ["input_ids"], ["ids32"], to=TensorProto.INT32))
+        ids = "ids32"
+    if stored == "constant":
+        nodes.append(helper.make_node("Constant", [], ["table"], value=numpy_helper.from_array(table)))
+    elif stored == "int8 table":
+        initializers += [
+            numpy_helper.from_array(table.astype(np.int8), "table_q"),
+            numpy_helper.from_array(np.array(0.1, np.float32), "scale"),
+        ]
+        nodes.append(helper.make_node("DequantizeLinear", ["table_q", "scale"], ["table"]))
+    else:
+        initializers.append(numpy_helper.from_array(table, "table"))
+    nodes.append(helper.make_node("Gather", ["table", ids], ["embedded"]))
+    graph = helper.make_graph(
+        nodes, "embedding", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+        [helper.make_tensor_value_info("embedded", TensorProto.FLOAT, ["b", "s", 8])], initializers,
+    )  # fmt: skip
+    assert token_embedding_rows(helper.make_model(graph)) == 300
+
+
+def test_a_head_padded_past_the_vocabulary_is_still_a_decoder() -> None:
+    signature = {
+        "inputs": [{"name": "input_ids", "shape": ["batch", "sequence"]},
+                   {"name": "attention_mask", "shape": ["batch", "sequence"]}],
+        "outputs": [{"name": "logits", "shape": ["batch", "sequence", 320]}],
+    }  # fmt: skip
+    assert decoder_layout(signature, token_rows=300) is not None
+    tagger = {**signature, "outputs": [{"name": "logits", "shape": ["batch", "sequence", 9]}]}
+    assert decoder_layout(tagger, token_rows=300) is None

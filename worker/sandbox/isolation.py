@@ -33,9 +33,15 @@ def die_with_parent() -> None:
         return
 
 
-def apply_limits(memory_bytes: int, cpu_seconds: int) -> None:
-    """Cap address space, CPU time, file size and core dumps for this process and its children."""
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+def apply_limits(memory_bytes: int, cpu_seconds: int, *, gpu: bool = False) -> None:
+    """Cap memory, CPU time and core dumps for this process and its children.
+
+    Memory is capped as address space, except where a GPU is present: CUDA reserves address space for
+    unified memory far beyond any cap a step could have (it fails to start under one), so there the
+    cap is on the data segment, the private writable memory the process actually takes.
+    """
+    limit = resource.RLIMIT_DATA if gpu else resource.RLIMIT_AS
+    resource.setrlimit(limit, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.setsid()
@@ -48,13 +54,13 @@ def drop_user(uid: int, gid: int) -> None:
     os.setuid(uid)
 
 
-def preexec(memory_bytes: int, cpu_seconds: int, user: tuple[int, int] | None) -> None:
+def preexec(memory_bytes: int, cpu_seconds: int, user: tuple[int, int] | None, gpu: bool = False) -> None:
     """Runs in the forked child before exec: network first (it needs root), then limits, then the user.
 
     The parent-death signal comes last: the kernel clears it when the user changes.
     """
     drop_network()
-    apply_limits(memory_bytes, cpu_seconds)
+    apply_limits(memory_bytes, cpu_seconds, gpu=gpu)
     if user is not None:
         drop_user(*user)
     die_with_parent()

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from engine.confine import gpu_devices
 from engine.contract import TechniqueError
 from service.failures import Cancelled, ResourceLimit, StepTimeout, WorkerCrashed, problem_for
 from worker.sandbox.box import Box
@@ -93,7 +94,7 @@ def run_sandboxed(
             env=_child_env(limits.threads, box),
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=partial(preexec, limits.memory_bytes, cpu_seconds, layers.user),
+            preexec_fn=partial(preexec, limits.memory_bytes, cpu_seconds, layers.user, bool(gpu_devices())),
         )
         try:
             _watch(child, box.work, limits, on_progress, should_cancel)

@@ -4,8 +4,9 @@ Each candidate runs the catalog's own technique modules in this process (the san
 from its prefix's output when another candidate already built it (one pruned model feeds several
 quantizations). Every candidate is scored and timed by quantize.auto's judge against the original at the
 objective's batch size. The best is the candidate within the accuracy budget that is best on the
-objective and not slower than the original; without one the original itself is returned, with the
-closest candidate and what it misses by.
+objective and not slower than the original, candidates within it even at the drop's upper confidence
+bound first; without one the original itself is returned, with the closest candidate and what it
+misses by.
 """
 
 from __future__ import annotations
