@@ -84,6 +84,12 @@ class OptimizeParams(TechniqueParams):
     time_budget_s: float = Field(
         600.0, gt=0.0, le=86_400.0, description="No new candidate starts when it would end past this"
     )
+    drop_confidence: Literal["measured", "upper_bound"] = Field(
+        "measured",
+        description="What must be within max_accuracy_drop: the drop as measured, or its one-sided 95% upper"
+        " bound (the drop plus 1.645 paired standard errors over the evaluation samples), which favours"
+        " candidates that flip few answers; every trial reports both",
+    )
     max_eval_samples: int = Field(1000, ge=1, le=10_000, description="Evaluation samples per candidate")
     timing_budget_s: float = Field(1.0, gt=0.0, le=60.0, description="Seconds of timed runs per candidate")
     # The judge shared with quantize.auto reads these two; optimize always takes the drop as absolute.

@@ -4,9 +4,9 @@ Each candidate runs the catalog's own technique modules in this process (the san
 from its prefix's output when another candidate already built it (one pruned model feeds several
 quantizations). Every candidate is scored and timed by quantize.auto's judge against the original at the
 objective's batch size. The best is the candidate within the accuracy budget that is best on the
-objective and not slower than the original, candidates within it even at the drop's upper confidence
-bound first; without one the original itself is returned, with the closest candidate and what it
-misses by.
+objective and not slower than the original (with `drop_confidence: upper_bound`, candidates within it
+even at the drop's upper confidence bound first); without one the original itself is returned, with
+the closest candidate and what it misses by.
 """
 
 from __future__ import annotations
@@ -134,18 +134,21 @@ def _skipped(index: int, candidate: Candidate) -> dict[str, Any]:
     }
 
 
-def choose(trials: list[dict[str, Any]], objective: str, max_drop: float) -> dict[str, Any]:
+def choose(
+    trials: list[dict[str, Any]], objective: str, max_drop: float, *, upper_bound: bool = False
+) -> dict[str, Any]:
     """The best measured trial within budget and not slower than the original; else the original.
 
-    Candidates whose drop stays within the budget at its upper confidence bound come first: the
-    fastest of many noisy measurements is otherwise often one whose drop was measured low by luck
-    (a pruned model that flips many answers both ways), and it then misses the budget on new data.
+    With `upper_bound`, candidates whose drop stays within the budget at its upper confidence bound
+    come first: the fastest of many noisy measurements is often one whose drop was measured low by
+    luck (a pruned model that flips many answers both ways), and it then misses the budget on new
+    data. When none does, the measured drop decides.
     """
     eligible = [
         row for row in trials[1:] if row["status"] == "ok" and row["within_budget"] and row["speedup"] >= 1.0
     ]
-    confident = [row for row in eligible if confidently_within(row, max_drop)]
-    eligible = confident or eligible
+    if upper_bound:
+        eligible = [row for row in eligible if confidently_within(row, max_drop)] or eligible
     if not eligible:
         return trials[0]
     if objective == "size":
@@ -176,7 +179,8 @@ def _finish(
     started: float,
 ) -> StepOutcome:
     """Write the best model and report the trial table, the frontier and the choice."""
-    best = choose(trials, params.objective, params.max_accuracy_drop)
+    upper_bound = params.drop_confidence == "upper_bound"
+    best = choose(trials, params.objective, params.max_accuracy_drop, upper_bound=upper_bound)
     steps = () if best["id"] == 0 else candidates[best["id"] - 1].steps
     save_model(built[steps], output_path)
     warnings: list[str] = []
@@ -203,8 +207,10 @@ def _finish(
     if best["id"] != 0 and not confidently_within(best, params.max_accuracy_drop):
         warnings.append(
             f"the chosen candidate's drop ({best['accuracy_drop']:.4g}) is within the budget as measured on"
-            f" {judge.samples} samples, but its 95% upper bound ({best['accuracy_drop_bound']:.4g}) is not,"
-            " and no candidate's was: evaluate it on more data before relying on it"
+            f" {judge.samples} samples, but its 95% upper bound ({best['accuracy_drop_bound']:.4g}) is not"
+            + (", and no candidate's was" if upper_bound else "")
+            + ": evaluate it on more data before relying on it"
+            + ("" if upper_bound else ", or set drop_confidence 'upper_bound'")
         )
     if best["id"] == 0:
         near = closest(trials)
