@@ -82,11 +82,17 @@ def train_float(x: np.ndarray, y: np.ndarray, seed: int) -> nn.Module:
     """The float model, trained with Adam and a cosine schedule."""
     torch.manual_seed(seed)
     model = mobilenet()
+    return fit(model, torch.optim.Adam(model.parameters(), lr=3e-3), x, y, EPOCHS)
+
+
+def fit(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, epochs: int
+) -> nn.Module:
+    """Cross-entropy training in shuffled batches of 64 under a cosine schedule; the model in eval mode."""
     images, labels = torch.from_numpy(x), torch.from_numpy(y)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, EPOCHS)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     model.train()
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         order = torch.randperm(len(images))
         for start in range(0, len(images), 64):
             index = order[start : start + 64]

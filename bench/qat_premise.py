@@ -113,18 +113,7 @@ def train(recipe: Recipe, x: np.ndarray, y: np.ndarray, seed: int) -> nn.Module:
             model.parameters(), lr=recipe.learning_rate, momentum=0.9, nesterov=True,
             weight_decay=recipe.weight_decay,
         )  # fmt: skip
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs)
-    images, labels = torch.from_numpy(x), torch.from_numpy(y)
-    model.train()
-    for _ in range(recipe.epochs):
-        order = torch.randperm(len(images))
-        for start in range(0, len(images), 64):
-            index = order[start : start + 64]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(images[index]), labels[index]).backward()
-            optimizer.step()
-        schedule.step()
-    return model.eval()
+    return base.fit(model, optimizer, x, y, recipe.epochs)
 
 
 def depthwise_spread(path: Path) -> float:
