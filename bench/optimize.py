@@ -116,15 +116,12 @@ def _paired_gap(hand: Path, ours: Path, test_npz: Path) -> dict[str, float]:
     """optimize's test top-1 drop minus the hand recipe's, and that paired difference's standard error."""
     with np.load(test_npz, allow_pickle=False) as stored:
         images, labels = stored["x"], stored["labels"]
-    hits = [
+    hand_hits, our_hits = (
         acc.per_sample("top1", first_output(make_session(path, 1), {"x": images}, 256), labels)
         for path in (hand, ours)
-    ]
-    differences = hits[0] - hits[1]
-    return {
-        "gap": float(np.mean(differences)),
-        "error": float(np.std(differences, ddof=1) / np.sqrt(len(differences))),
-    }
+    )
+    gap, error = acc.paired_drop("top1", hand_hits, our_hits)
+    return {"gap": gap, "error": error}
 
 
 def _ratios(result: Any) -> dict[str, float] | None:

@@ -24,7 +24,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from bench import qat as base
+from bench import qat_models as base
 from bench.machine import machine
 from engine.techniques.quantize import static
 from service.catalog.quantize_static import StaticQuantParams

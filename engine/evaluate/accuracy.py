@@ -51,22 +51,27 @@ def per_sample(metric: str, outputs: np.ndarray, labels: np.ndarray) -> np.ndarr
     return np.mean(error**2 if metric == "mse" else np.abs(error), axis=1)
 
 
-def drop_upper_bound(metric: str, baseline: np.ndarray, candidate: np.ndarray) -> float:
-    """The drop plus CONFIDENCE_Z paired standard errors: how large the loss may be beyond sampling luck.
+def paired_drop(metric: str, baseline: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """The candidate's drop from per-sample scores of both on the same samples, and its standard error.
 
-    Both models are scored on the same samples, so the error is that of the per-sample differences:
-    a candidate that flips many answers both ways has an uncertain drop even when the flips cancel.
+    The error is that of the per-sample differences: a candidate that flips many answers both ways
+    has an uncertain drop even when the flips cancel.
     """
     differences = baseline - candidate if HIGHER_IS_BETTER[metric] else candidate - baseline
     differences = differences.astype(np.float64).reshape(-1)
     if differences.size < 2:
-        return float(np.mean(differences)) if differences.size else 0.0
-    error = float(np.std(differences, ddof=1)) / np.sqrt(differences.size)
-    if metric in ("top1", "top5"):
+        return (float(np.mean(differences)) if differences.size else 0.0), 0.0
+    return float(np.mean(differences)), float(np.std(differences, ddof=1)) / np.sqrt(differences.size)
+
+
+def drop_upper_bound(metric: str, baseline: np.ndarray, candidate: np.ndarray) -> float:
+    """The drop plus CONFIDENCE_Z paired standard errors: how large the loss may be beyond sampling luck."""
+    drop, error = paired_drop(metric, baseline, candidate)
+    if metric in ("top1", "top5") and baseline.size >= 2:
         # Never surer than one flipped answer in n allows: no flip among 100 samples does not make a
         # 1-point budget certain.
-        error = max(error, 1.0 / differences.size)
-    return float(np.mean(differences)) + CONFIDENCE_Z * error
+        error = max(error, 1.0 / baseline.size)
+    return drop + CONFIDENCE_Z * error
 
 
 def _cosines(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -114,15 +114,14 @@ def bind(torch: Any, trt: Any, engine: Any, context: Any, inputs: dict[str, Any]
         outputs[name] = torch.empty(shape, dtype=dtype, device="cuda")
         context.set_tensor_address(name, outputs[name].data_ptr())
 
-    buffers = (inputs, outputs)
+    # The engine reads and writes the addresses bound above: the run holds their tensors alive.
+    return partial(_execute, torch, context, (inputs, outputs))
 
-    def run() -> None:
-        # The engine reads and writes the addresses bound above: the closure keeps their tensors alive.
-        assert buffers
-        if not context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
-            raise TechniqueError(TensorRTBuildFailed, "TensorRT failed to run the engine (execute_async_v3)")
 
-    return run
+def _execute(torch: Any, context: Any, _buffers: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """One run of the bound engine on torch's current stream (`_buffers` only keeps its tensors alive)."""
+    if not context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+        raise TechniqueError(TensorRTBuildFailed, "TensorRT failed to run the engine (execute_async_v3)")
 
 
 # TensorRT DataType member names and the torch dtype holding the same values (bfloat16 has no numpy twin).

@@ -42,7 +42,7 @@ def decoder_layout(signature: Mapping[str, Any], token_rows: int | None = None) 
         return None
     layout: dict[str, Any] = {
         "position_ids": "position_ids" in inputs,
-        "vocab_size": logits_shape[-1] if logits_shape and isinstance(logits_shape[-1], int) else None,
+        "vocab_size": classes if isinstance(classes, int) else None,
         "past_inputs": [],
         "present_outputs": [],
         "kv_heads": None,
