@@ -144,9 +144,7 @@ def choose(
     luck (a pruned model that flips many answers both ways), and it then misses the budget on new
     data. When none does, the measured drop decides.
     """
-    eligible = [
-        row for row in trials[1:] if row["status"] == "ok" and row["within_budget"] and row["speedup"] >= 1.0
-    ]
+    eligible = qualifying(trials)
     if upper_bound:
         eligible = [row for row in eligible if confidently_within(row, max_drop)] or eligible
     if not eligible:
@@ -154,6 +152,13 @@ def choose(
     if objective == "size":
         return min(eligible, key=lambda row: (row["size_bytes"], -row["speedup"]))
     return max(eligible, key=lambda row: (row["speedup"], -row["size_bytes"]))
+
+
+def qualifying(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The measured candidates within the budget as measured and not slower than the original."""
+    return [
+        row for row in trials[1:] if row["status"] == "ok" and row["within_budget"] and row["speedup"] >= 1.0
+    ]
 
 
 def confidently_within(row: dict[str, Any], max_drop: float) -> bool:
@@ -205,12 +210,16 @@ def _finish(
         "search_seconds": time.monotonic() - started,
     }
     if best["id"] != 0 and not confidently_within(best, params.max_accuracy_drop):
+        # Empty under upper_bound: the choice fell back to the measured drop because no candidate was sure.
+        max_drop = params.max_accuracy_drop
+        sure = [row["id"] for row in qualifying(trials) if confidently_within(row, max_drop)]
+        advice = (
+            f"; candidates {sure} are within it even there (drop_confidence 'upper_bound')" if sure else ""
+        )
         warnings.append(
             f"the chosen candidate's drop ({best['accuracy_drop']:.4g}) is within the budget as measured on"
-            f" {judge.samples} samples, but its 95% upper bound ({best['accuracy_drop_bound']:.4g}) is not"
-            + (", and no candidate's was" if upper_bound else "")
-            + ": evaluate it on more data before relying on it"
-            + ("" if upper_bound else ", or set drop_confidence 'upper_bound'")
+            f" {judge.samples} samples, but its 95% upper bound ({best['accuracy_drop_bound']:.4g}) is not:"
+            f" evaluate it on more data before relying on it{advice}"
         )
     if best["id"] == 0:
         near = closest(trials)
