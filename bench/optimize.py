@@ -108,7 +108,7 @@ def bench_model(name: str, workdir: Path, budget_s: float) -> dict[str, Any]:
         "best_hand": best_hand, "ours": ours, "best": _steps(best_row["steps"]), "trials": metrics["trials"],
         "frontier": metrics["frontier"], "search_seconds": search_seconds,
         "stopped": metrics["search_stopped"], "vs_hand": _ratios(duel_hand), "vs_fp32": _ratios(duel_fp32),
-        "accuracy_gap": accuracy_gap,
+        "accuracy_gap": accuracy_gap, "choice": metrics.get("choice", ""),
     }  # fmt: skip
 
 
@@ -225,6 +225,8 @@ def report(rows: list[dict[str, Any]], budget_s: float, command: str) -> str:
                 f"| {trial['id']} | {_steps(trial['steps'])} | {trial['status']} | {figures}"
                 f" | {trial['time_s']:.1f} |"
             )
+        if row["choice"]:
+            lines += ["", f"Run-off: {row['choice']}."]
     return "\n".join(lines) + "\n"
 
 

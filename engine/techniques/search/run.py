@@ -5,7 +5,8 @@ from its prefix's output when another candidate already built it (one pruned mod
 quantizations). Every candidate is scored and timed by quantize.auto's judge against the original at the
 objective's batch size. The best is the candidate within the accuracy budget that is best on the
 objective and not slower than the original (with `drop_confidence: upper_bound`, candidates within it
-even at the drop's upper confidence bound first); without one the original itself is returned, with
+even at the drop's upper confidence bound first); for a speed objective the candidates close to the
+fastest are then timed head to head (runoff.py). Without one the original itself is returned, with
 the closest candidate and what it misses by.
 """
 
@@ -23,12 +24,13 @@ import onnx
 
 from engine.contract import StepContext, StepOutcome, TechniqueError
 from engine.errortext import brief
-from engine.evaluate.accuracy import within_budget
 from engine.evaluate.describe import model_size_bytes
 from engine.techniques.quantize.auto.measure import TrialJudge
 from engine.techniques.quantize.auto.prepare import save_model
 from engine.techniques.search.candidates import Candidate, Step, build
+from engine.techniques.search.choice import choose, closest, confidently_within, eligible, qualifying
 from engine.techniques.search.frontier import pareto
+from engine.techniques.search.runoff import MAX_CONTENDERS, Runoff, contenders, run_off
 from service.catalog import CATALOG
 from service.catalog.optimize import OptimizeParams
 
@@ -53,9 +55,11 @@ def run(model_path: Path, output_path: Path, params: OptimizeParams, ctx: StepCo
     trials = [_row(0, (), judge.measure(model_path).__dict__, time.monotonic() - started)]
     built: dict[tuple[Step, ...], Path] = {(): model_path}
     stopped = "every candidate was tried"
+    # The run-off at the end times up to MAX_CONTENDERS candidates and the leader again.
+    reserve = params.timing_budget_s * (MAX_CONTENDERS + 1)
     for index, candidate in enumerate(candidates, start=1):
         spent = [row["time_s"] for row in trials[1:] if row["status"] != "skipped"] or [trials[0]["time_s"]]
-        if time.monotonic() - started + sum(spent) / len(spent) > params.time_budget_s:
+        if time.monotonic() - started + sum(spent) / len(spent) + reserve > params.time_budget_s:
             stopped = f"time_budget_s ({params.time_budget_s:g} s) would be exceeded by another candidate"
             trials += [_skipped(i, c) for i, c in enumerate(candidates[index - 1 :], start=index)]
             break
@@ -134,45 +138,6 @@ def _skipped(index: int, candidate: Candidate) -> dict[str, Any]:
     }
 
 
-def choose(
-    trials: list[dict[str, Any]], objective: str, max_drop: float, *, upper_bound: bool = False
-) -> dict[str, Any]:
-    """The best measured trial within budget and not slower than the original; else the original.
-
-    With `upper_bound`, candidates whose drop stays within the budget at its upper confidence bound
-    come first: the fastest of many noisy measurements is often one whose drop was measured low by
-    luck (a pruned model that flips many answers both ways), and it then misses the budget on new
-    data. When none does, the measured drop decides.
-    """
-    eligible = qualifying(trials)
-    if upper_bound:
-        eligible = [row for row in eligible if confidently_within(row, max_drop)] or eligible
-    if not eligible:
-        return trials[0]
-    if objective == "size":
-        return min(eligible, key=lambda row: (row["size_bytes"], -row["speedup"]))
-    return max(eligible, key=lambda row: (row["speedup"], -row["size_bytes"]))
-
-
-def qualifying(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The measured candidates within the budget as measured and not slower than the original."""
-    return [
-        row for row in trials[1:] if row["status"] == "ok" and row["within_budget"] and row["speedup"] >= 1.0
-    ]
-
-
-def confidently_within(row: dict[str, Any], max_drop: float) -> bool:
-    """Whether a measured trial's drop is within the budget even at its upper confidence bound."""
-    bound = row.get("accuracy_drop_bound")
-    return bound is None or within_budget(bound, max_drop)
-
-
-def closest(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The measured candidate with the least drop, for a search where none met the budget."""
-    measured = [row for row in trials[1:] if row["status"] == "ok"]
-    return min(measured, key=lambda row: (row["accuracy_drop"], -row["speedup"])) if measured else None
-
-
 def _finish(
     trials: list[dict[str, Any]],
     built: dict[tuple[Step, ...], Path],
@@ -186,6 +151,9 @@ def _finish(
     """Write the best model and report the trial table, the frontier and the choice."""
     upper_bound = params.drop_confidence == "upper_bound"
     best = choose(trials, params.objective, params.max_accuracy_drop, upper_bound=upper_bound)
+    runoff = None if params.objective == "size" else _run_off(trials, built, candidates, judge, params)
+    if runoff is not None:
+        best = trials[runoff.chosen]
     steps = () if best["id"] == 0 else candidates[best["id"] - 1].steps
     save_model(built[steps], output_path)
     warnings: list[str] = []
@@ -209,6 +177,9 @@ def _finish(
         "search_stopped": stopped,
         "search_seconds": time.monotonic() - started,
     }
+    if runoff is not None:
+        metrics["runoff"] = runoff.as_dict()
+        metrics["choice"] = _choice(runoff, trials)
     if best["id"] != 0 and not confidently_within(best, params.max_accuracy_drop):
         # Empty under upper_bound: the choice fell back to the measured drop because no candidate was sure.
         max_drop = params.max_accuracy_drop
@@ -238,6 +209,36 @@ def _finish(
         if path != built[()] and path.parent.name.startswith("build-"):
             shutil.rmtree(path.parent, ignore_errors=True)
     return StepOutcome(metrics=metrics, warnings=warnings)
+
+
+def _run_off(
+    trials: list[dict[str, Any]],
+    built: dict[tuple[Step, ...], Path],
+    candidates: list[Candidate],
+    judge: TrialJudge,
+    params: OptimizeParams,
+) -> Runoff | None:
+    """The speed objectives' run-off among the candidates close to the fastest; None with one or none."""
+    upper_bound = params.drop_confidence == "upper_bound"
+    close = contenders(eligible(trials, params.max_accuracy_drop, upper_bound=upper_bound))
+    if len(close) < 2:
+        return None
+    paths = [built[candidates[row["id"] - 1].steps] for row in close]
+    return run_off(close, paths, judge.timing_feeds, judge.threads, params.timing_budget_s)
+
+
+def _choice(runoff: Runoff, trials: list[dict[str, Any]]) -> str:
+    """Why the run-off's winner was chosen, in words."""
+    speeds, chosen = runoff.relative_speed, trials[runoff.chosen]
+    leader = next(iter(speeds))
+    timed = ", ".join(f"{ident} {speed:.2f}" for ident, speed in speeds.items())
+    head = f"trials timed head to head (speed relative to trial {leader}: {timed}; noise ±{runoff.noise:.2f})"
+    if speeds[runoff.chosen] == max(speeds.values()):
+        return f"{head}: trial {runoff.chosen} is the fastest"
+    return (
+        f"{head}: trial {runoff.chosen} is as fast as the fastest within the noise, with drop"
+        f" {chosen['accuracy_drop']:.4g}, {len(chosen['steps'])} step(s) and {chosen['size_bytes']} bytes"
+    )
 
 
 def _labelled(ctx: StepContext, params: OptimizeParams) -> bool:
