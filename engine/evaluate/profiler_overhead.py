@@ -20,29 +20,43 @@ import numpy as np
 from engine.evaluate.benchmark import timed_runs_ms
 from engine.evaluate.sessions import make_session
 
-# Sum nodes over one-element tensors: their compute takes nanoseconds, their bookkeeping does not.
+# Sum nodes over small tensors: their compute takes nanoseconds, their bookkeeping does not.
 CHAIN_NODES = 48
 FEW_INPUTS, MANY_INPUTS = 1, 7
 RUNS = 40
 WARMUP_RUNS = 5
 REPEATS = 3
+CALIBRATION_ELEMENTS = 4096
 
 
 @functools.lru_cache(maxsize=8)
-def bookkeeping_ms(threads: int) -> tuple[float, float]:
+def bookkeeping_ms(threads: int, shape: tuple[int, ...] = (1,)) -> tuple[float, float]:
     """(per node, per input or output tensor) milliseconds the profiler adds inside a node's span.
 
-    Fitted on two chains of Sum nodes, with 1 and with 7 inputs each: how much longer a node's
-    mean span is than its share of an unprofiled run of the same chain (which also covers the
-    executor's work between kernels, so the node times still add up to the run) gives a line in
-    the node's tensor count. Never negative.
+    Fitted on two chains of Sum nodes over tensors of `shape`, with 1 and with 7 inputs each: how much
+    longer a node's mean span is than its share of an unprofiled run of the same chain (which also
+    covers the executor's work between kernels, so the node times still add up to the run) gives a
+    line in the node's tensor count. Never negative.
     """
     # The least of a few measurements: another process's load only ever adds to the excess.
-    few = min(_excess_ms(FEW_INPUTS, threads) for _ in range(REPEATS))
-    many = min(_excess_ms(MANY_INPUTS, threads) for _ in range(REPEATS))
+    few = min(_excess_ms(FEW_INPUTS, threads, shape) for _ in range(REPEATS))
+    many = min(_excess_ms(MANY_INPUTS, threads, shape) for _ in range(REPEATS))
     per_tensor = max((many - few) / (MANY_INPUTS - FEW_INPUTS), 0.0)
     per_node = max(few - per_tensor * (FEW_INPUTS + 1), 0.0)
     return per_node, per_tensor
+
+
+def calibration_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The model's input shape, its largest dimension halved until it holds at most CALIBRATION_ELEMENTS.
+
+    Same rank and batch as the model's tensors, so the profiler formats shapes like the model's, but
+    small enough that copying it costs the chain's nodes next to nothing.
+    """
+    dims = [max(int(dim), 1) for dim in shape] or [1]
+    while int(np.prod(dims)) > CALIBRATION_ELEMENTS:
+        largest = dims.index(max(dims))
+        dims[largest] = (dims[largest] + 1) // 2
+    return tuple(dims)
 
 
 def node_tensors(args: dict) -> int:
@@ -59,14 +73,14 @@ def node_tensors(args: dict) -> int:
     return count
 
 
-def _excess_ms(inputs: int, threads: int) -> float:
+def _excess_ms(inputs: int, threads: int, shape: tuple[int, ...]) -> float:
     """A Sum node's mean profiled span minus its share of an unprofiled run, in ms."""
     import onnx
 
     with tempfile.TemporaryDirectory(prefix="bookkeeping-") as scratch:
         path = Path(scratch) / "chain.onnx"
-        onnx.save(_chain(inputs), str(path))
-        feeds = {"x": np.ones(1, np.float32)}
+        onnx.save(_chain(inputs, shape), str(path))
+        feeds = {"x": np.ones(shape, np.float32)}
         plain = make_session(path, threads)
         timings = timed_runs_ms(functools.partial(plain.run, None, feeds), RUNS, warmup=WARMUP_RUNS)
         profiled = make_session(path, threads, profile_prefix=str(Path(scratch) / "trace"))
@@ -97,7 +111,7 @@ def _trimmed_mean(values: list[float]) -> float:
     return sum(kept) / len(kept)
 
 
-def _chain(inputs: int) -> Any:
+def _chain(inputs: int, shape: tuple[int, ...]) -> Any:
     """CHAIN_NODES Sum nodes in a row over a one-element float tensor, each reading `inputs` tensors."""
     from onnx import TensorProto, helper
 
@@ -108,7 +122,7 @@ def _chain(inputs: int) -> Any:
     graph = helper.make_graph(
         nodes,
         "profiler_bookkeeping",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info(previous, TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info(previous, TensorProto.FLOAT, list(shape))],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)

@@ -10,7 +10,7 @@ import pytest
 
 from engine.contract import StepContext
 from engine.evaluate.profile import QDQ_OPS, aggregate, compare_profiles, node_events, profile_model
-from engine.evaluate.profiler_overhead import bookkeeping_ms
+from engine.evaluate.profiler_overhead import CALIBRATION_ELEMENTS, bookkeeping_ms, calibration_shape
 from engine.techniques.quantize import static as quantize_static
 from service.catalog.quantize_static import StaticQuantParams
 from tests import model_zoo
@@ -144,10 +144,20 @@ def test_the_profilers_own_work_is_taken_off_each_node_by_its_tensor_count() -> 
 
 def test_the_profilers_bookkeeping_is_measured_small_and_positive(cnn_onnx: Path) -> None:
     """A few microseconds a node on any machine; the profile says what it took off."""
-    per_node, per_tensor = bookkeeping_ms(1)
+    shape = calibration_shape(_feeds()["x"].shape)
+    per_node, per_tensor = bookkeeping_ms(1, shape)
     assert 0 <= per_node < 0.05 and 0 <= per_tensor < 0.02 and per_node + 3 * per_tensor > 0
     profile = profile_model(cnn_onnx, _feeds(), threads=1, budget_s=0.2)
     assert profile["profiler_bookkeeping_us"] == {
         "per_node": pytest.approx(per_node * 1e3),
         "per_tensor": pytest.approx(per_tensor * 1e3),
     }
+    assert profile["profiler_calibration_shape"] == list(shape)
+
+
+def test_the_calibration_keeps_the_inputs_rank_and_batch_and_stays_small() -> None:
+    assert calibration_shape((8, 1, 16, 16)) == (8, 1, 16, 16)
+    image = calibration_shape((8, 3, 640, 640))
+    assert len(image) == 4 and image[:2] == (8, 3) and np.prod(image) <= CALIBRATION_ELEMENTS
+    assert calibration_shape((1, 100_000)) == (1, 3125)
+    assert calibration_shape(()) == (1,) and calibration_shape((0, 5)) == (1, 5)
