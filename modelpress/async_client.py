@@ -286,15 +286,11 @@ class AsyncClient:
         refuse_existing(Path(destination), overwrite=overwrite)
         async with self._stream(calls.artifact_content(artifact_id)) as response:
             total = int(response.headers.get("content-length", 0))
-            partial = PartialFile(Path(destination), overwrite=overwrite)
-            try:
+            with PartialFile(
+                Path(destination), overwrite=overwrite, total=total, on_chunk=on_chunk
+            ) as partial:
                 async for chunk in response.aiter_bytes(1024 * 1024):
                     partial.write(chunk)
-                    if on_chunk is not None:
-                        on_chunk(partial.written, total)
-            except BaseException:
-                partial.discard()
-                raise
         return partial.commit(response.headers.get("etag", "").strip('"'))
 
     # Catalog and settings

@@ -277,15 +277,11 @@ class Client:
         refuse_existing(Path(destination), overwrite=overwrite)
         with self._stream(calls.artifact_content(artifact_id)) as response:
             total = int(response.headers.get("content-length", 0))
-            partial = PartialFile(Path(destination), overwrite=overwrite)
-            try:
+            with PartialFile(
+                Path(destination), overwrite=overwrite, total=total, on_chunk=on_chunk
+            ) as partial:
                 for chunk in response.iter_bytes(1024 * 1024):
                     partial.write(chunk)
-                    if on_chunk is not None:
-                        on_chunk(partial.written, total)
-            except BaseException:
-                partial.discard()
-                raise
         return partial.commit(response.headers.get("etag", "").strip('"'))
 
     # Catalog and settings

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 from modelpress.errors import DownloadProblem
@@ -13,11 +15,23 @@ from modelpress.results import Download
 
 
 class PartialFile:
-    """A download in progress: bytes go to a private temporary file, hashed as they arrive."""
+    """A download in progress: bytes go to a private temporary file, hashed as they arrive.
 
-    def __init__(self, destination: Path, *, overwrite: bool) -> None:
+    As a context manager it discards what was written when the block raises (an interrupted download).
+    """
+
+    def __init__(
+        self,
+        destination: Path,
+        *,
+        overwrite: bool,
+        total: int = 0,
+        on_chunk: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.destination = Path(destination)
         self.overwrite = overwrite
+        self.total = total
+        self.on_chunk = on_chunk
         refuse_existing(self.destination, overwrite=overwrite)
         handle, name = tempfile.mkstemp(prefix=f".{self.destination.name}.", dir=self.destination.parent)
         self.path = Path(name)
@@ -26,11 +40,22 @@ class PartialFile:
         self._digest = hashlib.sha256()
         self.written = 0
 
+    def __enter__(self) -> PartialFile:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self.discard()
+
     def write(self, chunk: bytes) -> None:
-        """Append a chunk."""
+        """Append a chunk and report the bytes written so far (and the expected total) to on_chunk."""
         self._file.write(chunk)
         self._digest.update(chunk)
         self.written += len(chunk)
+        if self.on_chunk is not None:
+            self.on_chunk(self.written, self.total)
 
     def discard(self) -> None:
         """Drop what was written (an interrupted or refused download)."""

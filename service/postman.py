@@ -13,7 +13,8 @@ import sys
 import uuid
 from typing import Any
 
-from service.postman_flow import FLOW, Poll, Step, steps
+from service.postman_flow import FLOW, steps
+from service.postman_step import Poll, Step
 
 SCHEMA_URL = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 NAMESPACE = uuid.UUID("6f1c2f0e-3f7e-4d4e-9a57-6d6f64656c70")

@@ -1,4 +1,4 @@
-"""What onnxruntime's profiler adds to each node's kernel time, measured on nodes that do no work.
+"""What onnxruntime's profiler adds to each node's kernel time, measured on nodes that do almost no work.
 
 onnxruntime starts a node's clock, runs the kernel, then formats every input's and output's type
 and shape, reads its arena's statistics and builds the event's arguments before it stops the clock
@@ -20,7 +20,8 @@ import numpy as np
 from engine.evaluate.benchmark import timed_runs_ms
 from engine.evaluate.sessions import make_session
 
-# Sum nodes over small tensors: their compute takes nanoseconds, their bookkeeping does not.
+# Sum nodes over at most CALIBRATION_ELEMENTS floats: their compute takes a fraction of a microsecond,
+# their bookkeeping does not.
 CHAIN_NODES = 48
 FEW_INPUTS, MANY_INPUTS = 1, 7
 RUNS = 40
@@ -38,23 +39,26 @@ def bookkeeping_ms(threads: int, shape: tuple[int, ...] = (1,)) -> tuple[float, 
     covers the executor's work between kernels, so the node times still add up to the run) gives a
     line in the node's tensor count. Never negative.
     """
-    # The least of a few measurements: another process's load only ever adds to the excess.
-    few = min(_excess_ms(FEW_INPUTS, threads, shape) for _ in range(REPEATS))
-    many = min(_excess_ms(MANY_INPUTS, threads, shape) for _ in range(REPEATS))
+    # The median of a few measurements: load during the plain runs lowers the excess, during the
+    # profiled ones raises it.
+    few = statistics.median(_excess_ms(FEW_INPUTS, threads, shape) for _ in range(REPEATS))
+    many = statistics.median(_excess_ms(MANY_INPUTS, threads, shape) for _ in range(REPEATS))
     per_tensor = max((many - few) / (MANY_INPUTS - FEW_INPUTS), 0.0)
     per_node = max(few - per_tensor * (FEW_INPUTS + 1), 0.0)
     return per_node, per_tensor
 
 
 def calibration_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The model's input shape, its largest dimension halved until it holds at most CALIBRATION_ELEMENTS.
+    """A concrete input shape with its largest non-batch dimension halved until it holds at most
+    CALIBRATION_ELEMENTS (the batch only once the others are down to 1).
 
-    Same rank and batch as the model's tensors, so the profiler formats shapes like the model's, but
+    Same rank and batch as the model's input, so the profiler formats shapes like the model's, but
     small enough that copying it costs the chain's nodes next to nothing.
     """
-    dims = [max(int(dim), 1) for dim in shape] or [1]
+    dims = [max(int(dim), 1) for dim in shape]
     while int(np.prod(dims)) > CALIBRATION_ELEMENTS:
-        largest = dims.index(max(dims))
+        rest = dims[1:]
+        largest = 1 + rest.index(max(rest)) if rest and max(rest) > 1 else 0
         dims[largest] = (dims[largest] + 1) // 2
     return tuple(dims)
 
@@ -112,7 +116,7 @@ def _trimmed_mean(values: list[float]) -> float:
 
 
 def _chain(inputs: int, shape: tuple[int, ...]) -> Any:
-    """CHAIN_NODES Sum nodes in a row over a one-element float tensor, each reading `inputs` tensors."""
+    """CHAIN_NODES Sum nodes in a row over a float tensor of `shape`, each reading `inputs` tensors."""
     from onnx import TensorProto, helper
 
     nodes, previous = [], "x"

@@ -82,7 +82,11 @@ class OptimizeParams(TechniqueParams):
     )
     finetune_epochs: int = Field(3, ge=0, le=1000, description="Epochs of fine-tuning after pruning")
     time_budget_s: float = Field(
-        600.0, gt=0.0, le=86_400.0, description="No new candidate starts when it would end past this"
+        600.0,
+        gt=0.0,
+        le=86_400.0,
+        description="No new candidate starts when it would end past this, less the time kept for the"
+        " run-off of the fastest candidates (at most a tenth)",
     )
     drop_confidence: Literal["measured", "upper_bound"] = Field(
         "measured",
@@ -91,7 +95,12 @@ class OptimizeParams(TechniqueParams):
         " candidates that flip few answers; every trial reports both",
     )
     max_eval_samples: int = Field(1000, ge=1, le=10_000, description="Evaluation samples per candidate")
-    timing_budget_s: float = Field(1.0, gt=0.0, le=60.0, description="Seconds of timed runs per candidate")
+    timing_budget_s: float = Field(
+        1.0,
+        gt=0.0,
+        le=60.0,
+        description="Seconds of timed runs per candidate, and per contender in the run-off",
+    )
     # The judge shared with quantize.auto reads these two; optimize always takes the drop as absolute.
     drop_type: Literal["absolute"] = Field("absolute", description="The drop is in metric units")
 

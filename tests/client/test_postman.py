@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from service.postman import FlowDrift, build_collection, render
-from service.postman_flow import Step, steps
+from service.postman_flow import steps
+from service.postman_step import Step
 from tests.client.conftest import LiveServer
 from tests.fixtures.api import new_key
 from tests.fixtures.infrastructure import ROOT

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from engine.techniques.search import runoff
@@ -46,41 +46,79 @@ def _row(ident: int, speedup: float, drop: float, steps: int) -> dict[str, Any]:
     }
 
 
+def _fixed_times(per_session_ms: list[float]) -> Any:
+    """A stand-in for the timing loop: every round gives each session the same time (a quiet machine)."""
+
+    def rotate(runs: list[Any], budget_s: float) -> list[list[float]]:
+        assert len(runs) == len(per_session_ms)
+        return [[ms] * runoff.MIN_ROUNDS for ms in per_session_ms]
+
+    return rotate
+
+
 def test_contenders_are_the_eligible_trials_close_behind_the_leader() -> None:
     rows = [_row(1, 1.5, 0.0, 1), _row(2, 3.0, 0.0, 1), _row(3, 2.5, 0.0, 2), _row(4, 2.3, 0.0, 1)]
 
     chosen = runoff.contenders(rows)
 
-    assert [row["id"] for row in chosen] == [2, 3]  # 2.3 is more than 25% behind 3.0
+    assert [row["id"] for row in chosen] == [2, 3]  # 3.0 / 2.3 = 1.30: more than CLOSE (1.25) slower
     assert runoff.contenders([]) == []
 
 
-def test_a_tie_goes_to_the_smaller_drop_then_fewer_steps_and_a_slower_model_never_wins(
-    tmp_path: Path,
-) -> None:
-    fast = _matmul_chain(tmp_path / "fast.onnx", 2)
-    same = Path(shutil.copy(fast, tmp_path / "same.onnx"))
-    slow = _matmul_chain(tmp_path / "slow.onnx", 60)
-    # The leader's speedup was measured high by luck; the contender is the same model with one step less
-    # at the same drop; the slow model has the smallest drop of all but does thirty times the work.
-    rows = [_row(1, 2.4, 0.004, 2), _row(2, 2.0, 0.004, 1), _row(3, 2.0, -0.01, 1)]
+def test_a_tie_goes_to_the_smaller_drop_then_fewer_steps(tmp_path: Path, monkeypatch: Any) -> None:
+    model = _matmul_chain(tmp_path / "model.onnx", 2)
+    # Leader, a contender 2% slower (within the 5% floor) with fewer steps at the same drop, one 2% slower
+    # with a smaller drop but 8% slower still (out), and the leader's second session.
+    monkeypatch.setattr(runoff, "_rotate", _fixed_times([1.0, 1.02, 1.08, 1.0]))
+    rows = [_row(1, 2.4, 0.004, 2), _row(2, 2.3, 0.004, 1), _row(3, 2.2, -0.01, 1)]
 
-    result = runoff.run_off(rows, [fast, same, slow], FEEDS, threads=1, seconds_each=0.3)
+    result = runoff.run_off(rows, [model] * 3, FEEDS, threads=1, seconds_each=0.01)
 
-    assert list(result.relative_speed) == [1, 2, 3]
-    assert result.relative_speed[3] < 0.5
-    assert abs(result.relative_speed[2] - 1.0) <= result.noise
-    assert result.chosen == 2
-    assert result.as_dict()["chosen"] == 2 and result.as_dict()["relative_speed"]["3"] < 0.5
+    assert result.relative_speed[2] == pytest.approx(1 / 1.02) and result.noise == runoff.MIN_NOISE
+    assert result.chosen == 2 and result.conclusive
+    assert result.as_dict()["contenders"][2] == {"id": 3, "relative_speed": pytest.approx(1 / 1.08)}
+    assert "trial 2 is as fast as the fastest within the noise" in runoff.describe(result)
+
+
+def test_under_upper_bound_the_tie_goes_to_the_smaller_bound(tmp_path: Path, monkeypatch: Any) -> None:
+    model = _matmul_chain(tmp_path / "model.onnx", 2)
+    monkeypatch.setattr(runoff, "_rotate", _fixed_times([1.0, 1.0, 1.0]))
+    lucky = {**_row(1, 2.4, 0.000, 1), "accuracy_drop_bound": 0.02}
+    steady = {**_row(2, 2.3, 0.002, 1), "accuracy_drop_bound": 0.008}
+
+    assert runoff.run_off([lucky, steady], [model] * 2, FEEDS, threads=1, seconds_each=0.01).chosen == 1
+    by_bound = runoff.run_off(
+        [lucky, steady], [model] * 2, FEEDS, threads=1, seconds_each=0.01, by_bound=True
+    )
+    assert by_bound.chosen == 2
+
+
+def test_a_machine_too_busy_to_tell_them_apart_keeps_the_leader(tmp_path: Path, monkeypatch: Any) -> None:
+    model = _matmul_chain(tmp_path / "model.onnx", 2)
+    # The leader's second session ran 30% slower than its first: nothing can be told apart at that noise.
+    monkeypatch.setattr(runoff, "_rotate", _fixed_times([1.0, 1.0, 1.3]))
+    rows = [_row(1, 2.4, 0.004, 2), _row(2, 2.3, 0.0, 1)]
+
+    result = runoff.run_off(rows, [model] * 2, FEEDS, threads=1, seconds_each=0.01)
+
+    assert not result.conclusive and result.chosen == 1
+    assert "too much to tell them apart" in runoff.describe(result)
 
 
 def test_a_contender_that_is_really_faster_wins_over_a_smaller_drop(tmp_path: Path) -> None:
     fast = _matmul_chain(tmp_path / "fast.onnx", 2)
     slow = _matmul_chain(tmp_path / "slow.onnx", 60)
-    # The slow model measured first by luck and with the smaller drop: head to head it loses.
+    # Really timed: the slow model (thirty times the work) was measured first by luck and has the
+    # smaller drop; head to head it loses by far more than any noise floor.
     rows = [_row(1, 2.4, 0.0, 1), _row(2, 2.2, 0.006, 2)]
 
     result = runoff.run_off(rows, [slow, fast], FEEDS, threads=1, seconds_each=0.3)
 
-    assert result.relative_speed[2] > 2.0
-    assert result.chosen == 2
+    assert result.relative_speed[1] == 1.0 and result.relative_speed[2] > 2.0
+    assert result.chosen == 2 or not result.conclusive
+
+
+def test_rows_and_models_must_pair_up(tmp_path: Path) -> None:
+    model = _matmul_chain(tmp_path / "model.onnx", 2)
+    with pytest.raises(ValueError, match="2 contenders but 3 models"):
+        runoff.run_off([_row(1, 2.0, 0.0, 1), _row(2, 1.9, 0.0, 1)], [model] * 3, FEEDS, 1, 0.01)

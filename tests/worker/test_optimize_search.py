@@ -123,10 +123,12 @@ def test_optimize_on_the_digits_mlp_returns_the_fastest_candidate_within_budget(
         assert best["id"] == leader
     else:
         # The candidates close to the leader were timed head to head: the choice is as fast as any of them.
-        speeds = runoff["relative_speed"]
-        assert runoff["contenders"][0] == leader and best["id"] == runoff["chosen"] in runoff["contenders"]
-        assert speeds[str(best["id"])] >= max(speeds.values()) * (1 - runoff["noise"])
-        assert metrics["choice"].startswith("trials timed head to head")
+        speeds = {entry["id"]: entry["relative_speed"] for entry in runoff["contenders"]}
+        assert list(speeds)[0] == leader and best["id"] == runoff["chosen"] in speeds
+        if runoff["conclusive"]:
+            assert speeds[best["id"]] >= max(speeds.values()) * (1 - runoff["noise"])
+        assert metrics["choice"].startswith("timed head to head")
+    assert metrics["choice"] if eligible else "choice" not in metrics
     if best["id"] and best["accuracy_drop_bound"] > 0.05:
         assert any("95% upper bound" in warning for warning in outcome.warnings)
     assert set(metrics["frontier"]) <= {row["id"] for row in trials if row["status"] == "ok"}
@@ -180,3 +182,22 @@ def test_a_failed_build_does_not_stop_the_next_candidates(mlp_onnx: Path, tmp_pa
     output = optimize.build_pipeline(dynamic, built, ctx, tmp_path)
 
     assert output.exists() and built[dynamic] == output
+
+
+def test_the_size_objective_has_no_run_off_and_keeps_no_time_for_one(
+    mlp_onnx: Path, datasets: dict[str, Path], tmp_path: Path
+) -> None:
+    outcome, _ = _optimize(
+        mlp_onnx, tmp_path / "size", datasets, objective="size", techniques=["quantize.dynamic"]
+    )
+    metrics = outcome.metrics
+    assert "runoff" not in metrics and "choice" not in metrics
+    assert metrics["search_stopped"] == "every candidate was tried"
+
+    def settings(**params: object) -> OptimizeParams:
+        return OptimizeParams.model_validate({"dataset_id": "labelled", **params})
+
+    assert optimize.runoff_reserve_s(settings(objective="size")) == 0.0
+    # Five sessions' timing, but never more than a tenth of the whole budget.
+    assert optimize.runoff_reserve_s(settings(timing_budget_s=1.0, time_budget_s=600)) == 5.0
+    assert optimize.runoff_reserve_s(settings(timing_budget_s=1.0, time_budget_s=20)) == pytest.approx(2.0)

@@ -159,5 +159,9 @@ def test_the_calibration_keeps_the_inputs_rank_and_batch_and_stays_small() -> No
     assert calibration_shape((8, 1, 16, 16)) == (8, 1, 16, 16)
     image = calibration_shape((8, 3, 640, 640))
     assert len(image) == 4 and image[:2] == (8, 3) and np.prod(image) <= CALIBRATION_ELEMENTS
+    assert calibration_shape((64, 3, 32, 32)) == (64, 3, 4, 4)
     assert calibration_shape((1, 100_000)) == (1, 3125)
-    assert calibration_shape(()) == (1,) and calibration_shape((0, 5)) == (1, 5)
+    assert calibration_shape((100_000, 1)) == (3125, 1)
+    assert calibration_shape(()) == () and calibration_shape((0, 5)) == (1, 5)
+    per_node, per_tensor = bookkeeping_ms(1, ())  # a scalar input: the chain runs on scalars
+    assert per_node >= 0 and per_tensor >= 0

@@ -30,9 +30,12 @@ from engine.techniques.quantize.auto.prepare import save_model
 from engine.techniques.search.candidates import Candidate, Step, build
 from engine.techniques.search.choice import choose, closest, confidently_within, eligible, qualifying
 from engine.techniques.search.frontier import pareto
-from engine.techniques.search.runoff import MAX_CONTENDERS, Runoff, contenders, run_off
+from engine.techniques.search.runoff import CLOSE, MAX_CONTENDERS, contenders, describe, run_off
 from service.catalog import CATALOG
 from service.catalog.optimize import OptimizeParams
+
+# At most this share of time_budget_s is kept for the run-off.
+RUNOFF_SHARE = 0.1
 
 
 def run(model_path: Path, output_path: Path, params: OptimizeParams, ctx: StepContext) -> StepOutcome:
@@ -55,17 +58,27 @@ def run(model_path: Path, output_path: Path, params: OptimizeParams, ctx: StepCo
     trials = [_row(0, (), judge.measure(model_path).__dict__, time.monotonic() - started)]
     built: dict[tuple[Step, ...], Path] = {(): model_path}
     stopped = "every candidate was tried"
-    # The run-off at the end times up to MAX_CONTENDERS candidates and the leader again.
-    reserve = params.timing_budget_s * (MAX_CONTENDERS + 1)
+    reserve = runoff_reserve_s(params)
     for index, candidate in enumerate(candidates, start=1):
         spent = [row["time_s"] for row in trials[1:] if row["status"] != "skipped"] or [trials[0]["time_s"]]
         if time.monotonic() - started + sum(spent) / len(spent) + reserve > params.time_budget_s:
-            stopped = f"time_budget_s ({params.time_budget_s:g} s) would be exceeded by another candidate"
+            kept = f", keeping {reserve:.3g} s for the run-off" if reserve else ""
+            stopped = (
+                f"time_budget_s ({params.time_budget_s:g} s) would be exceeded by another candidate{kept}"
+            )
             trials += [_skipped(i, c) for i, c in enumerate(candidates[index - 1 :], start=index)]
             break
         trials.append(_try(index, candidate, built, judge, ctx, workdir))
         ctx.progress(min(index / len(candidates), 0.99), _summary(trials[-1]))
-    return _finish(trials, built, candidates, judge, params, output_path, stopped, started)
+    return _finish(trials, built, candidates, judge, params, output_path, stopped, started, ctx)
+
+
+def runoff_reserve_s(params: OptimizeParams) -> float:
+    """Seconds kept back for the run-off: the speed objectives' timing of up to five sessions, at most a
+    tenth of the budget (its rounds then shrink, down to MIN_ROUNDS each)."""
+    if params.objective == "size":
+        return 0.0
+    return min(params.timing_budget_s * (MAX_CONTENDERS + 1), RUNOFF_SHARE * params.time_budget_s)
 
 
 def _try(
@@ -147,16 +160,17 @@ def _finish(
     output_path: Path,
     stopped: str,
     started: float,
+    ctx: StepContext,
 ) -> StepOutcome:
     """Write the best model and report the trial table, the frontier and the choice."""
     upper_bound = params.drop_confidence == "upper_bound"
     best = choose(trials, params.objective, params.max_accuracy_drop, upper_bound=upper_bound)
-    runoff = None if params.objective == "size" else _run_off(trials, built, candidates, judge, params)
-    if runoff is not None:
-        best = trials[runoff.chosen]
+    warnings: list[str] = []
+    choice: dict[str, Any] = {}
+    if params.objective != "size" and best["id"] != 0:
+        best, choice = _run_off(trials, built, candidates, judge, params, ctx, warnings)
     steps = () if best["id"] == 0 else candidates[best["id"] - 1].steps
     save_model(built[steps], output_path)
-    warnings: list[str] = []
     metrics: dict[str, Any] = {
         "objective": params.objective,
         "batch_size": params.batch_size,
@@ -177,9 +191,7 @@ def _finish(
         "search_stopped": stopped,
         "search_seconds": time.monotonic() - started,
     }
-    if runoff is not None:
-        metrics["runoff"] = runoff.as_dict()
-        metrics["choice"] = _choice(runoff, trials)
+    metrics.update(choice)
     if best["id"] != 0 and not confidently_within(best, params.max_accuracy_drop):
         # Empty under upper_bound: the choice fell back to the measured drop because no candidate was sure.
         max_drop = params.max_accuracy_drop
@@ -217,28 +229,27 @@ def _run_off(
     candidates: list[Candidate],
     judge: TrialJudge,
     params: OptimizeParams,
-) -> Runoff | None:
-    """The speed objectives' run-off among the candidates close to the fastest; None with one or none."""
+    ctx: StepContext,
+    warnings: list[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The speed objectives' choice: the leader, or the run-off's winner among those close to it."""
     upper_bound = params.drop_confidence == "upper_bound"
     close = contenders(eligible(trials, params.max_accuracy_drop, upper_bound=upper_bound))
+    leader = close[0]
     if len(close) < 2:
-        return None
-    paths = [built[candidates[row["id"] - 1].steps] for row in close]
-    return run_off(close, paths, judge.timing_feeds, judge.threads, params.timing_budget_s)
-
-
-def _choice(runoff: Runoff, trials: list[dict[str, Any]]) -> str:
-    """Why the run-off's winner was chosen, in words."""
-    speeds, chosen = runoff.relative_speed, trials[runoff.chosen]
-    leader = next(iter(speeds))
-    timed = ", ".join(f"{ident} {speed:.2f}" for ident, speed in speeds.items())
-    head = f"trials timed head to head (speed relative to trial {leader}: {timed}; noise ±{runoff.noise:.2f})"
-    if speeds[runoff.chosen] == max(speeds.values()):
-        return f"{head}: trial {runoff.chosen} is the fastest"
-    return (
-        f"{head}: trial {runoff.chosen} is as fast as the fastest within the noise, with drop"
-        f" {chosen['accuracy_drop']:.4g}, {len(chosen['steps'])} step(s) and {chosen['size_bytes']} bytes"
-    )
+        alone = f"trial {leader['id']}: no other candidate within {CLOSE:g}x of its speed, no run-off needed"
+        return leader, {"choice": alone}
+    ids = [row["id"] for row in close]
+    ctx.progress(0.99, f"timing candidates {ids} head to head")
+    paths = [built[candidates[ident - 1].steps] for ident in ids]
+    seconds_each = runoff_reserve_s(params) / (MAX_CONTENDERS + 1)
+    try:
+        runoff = run_off(close, paths, judge.timing_feeds, judge.threads, seconds_each, by_bound=upper_bound)
+    except Exception as error:  # the search's result stands without it
+        warnings.append(f"the run-off between candidates {ids} failed ({brief(error)}); the fastest as"
+                        " measured is kept")  # fmt: skip
+        return leader, {"choice": f"trial {leader['id']}: the fastest as measured (the run-off failed)"}
+    return trials[runoff.chosen], {"runoff": runoff.as_dict(), "choice": describe(runoff)}
 
 
 def _labelled(ctx: StepContext, params: OptimizeParams) -> bool:

@@ -3,11 +3,14 @@
 Each trial's speedup comes from its own interleaved pair with the original, taken minutes apart from
 the others', so two trials' speedups differ by the noise of two separate measurements: on a model that
 runs in a tenth of a millisecond one model measured 2.05x in one pair and 2.52x in another. The
-contenders within CLOSE of the leader and a second session of the leader run in rotating order, round
-by round, so their ratios cancel load that comes and goes, and the leader against itself gives the
-noise floor. Contenders not slower than the fastest beyond that floor are tied; among them the smaller
-measured drop wins, then the fewer steps (a step that buys no speed can still cost accuracy on data the
-evaluation set does not hold), then the smaller model.
+contenders (at most CLOSE times slower than the leader as measured) and a second session of the leader
+run round by round, in an order that rotates and turns around every other round, so their ratios
+cancel load that comes and goes and no session always follows the same neighbour; the leader against
+itself gives the noise floor. Contenders not slower than the fastest beyond that floor are tied; among
+them the smaller drop wins (its upper bound under drop_confidence upper_bound), then the fewer steps (a
+step that buys no speed can still cost accuracy on data the evaluation set does not hold), then the
+smaller model. When the leader's two sessions disagree by more than MAX_NOISE, the run-off cannot tell
+anything apart and the leader stays.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 
 from engine.evaluate.sessions import feeds_for, make_session
 
-# A trial is a contender when its speedup is at least the leader's / (1 + CLOSE).
-CLOSE = 0.25
+# A trial is a contender when the leader's measured speedup is at most CLOSE times its own.
+CLOSE = 1.25
 MAX_CONTENDERS = 4
 REPEATS = 3
 WARMUP_RUNS = 3
@@ -31,6 +34,8 @@ MIN_ROUNDS = 3
 # Never call a difference smaller than this real, however quiet the leader's A/A runs were: the report
 # calls under 5% within run-to-run noise on a shared CPU too (service.report.decision.FASTER).
 MIN_NOISE = 0.05
+# Above this the machine was too busy for the run-off to tell the contenders apart.
+MAX_NOISE = 0.125
 
 
 @dataclass(frozen=True)
@@ -41,12 +46,19 @@ class Runoff:
     noise: float
     chosen: int
 
+    @property
+    def conclusive(self) -> bool:
+        """Whether the leader's two sessions agreed closely enough to tell the contenders apart."""
+        return self.noise <= MAX_NOISE
+
     def as_dict(self) -> dict[str, Any]:
-        """The run-off as the step's metrics store it (trial ids as keys)."""
+        """The run-off as the step's metrics store it."""
         return {
-            "contenders": list(self.relative_speed),
-            "relative_speed": {str(ident): speed for ident, speed in self.relative_speed.items()},
+            "contenders": [
+                {"id": ident, "relative_speed": speed} for ident, speed in self.relative_speed.items()
+            ],
             "noise": self.noise,
+            "conclusive": self.conclusive,
             "chosen": self.chosen,
         }
 
@@ -56,7 +68,7 @@ def contenders(eligible: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ranked = sorted(eligible, key=lambda row: (-row["speedup"], row["size_bytes"]))
     if not ranked:
         return []
-    floor = ranked[0]["speedup"] / (1.0 + CLOSE)
+    floor = ranked[0]["speedup"] / CLOSE
     return [row for row in ranked if row["speedup"] >= floor][:MAX_CONTENDERS]
 
 
@@ -66,8 +78,12 @@ def run_off(
     feeds: dict[str, Any],
     threads: int,
     seconds_each: float,
+    *,
+    by_bound: bool = False,
 ) -> Runoff:
     """Time rows[0] (the leader), the others and the leader again in turn; pick among the tied."""
+    if len(rows) != len(paths):
+        raise ValueError(f"{len(rows)} contenders but {len(paths)} models")
     sessions = [make_session(path, threads) for path in (*paths, paths[0])]
     runs = [partial(session.run, None, feeds_for(session, feeds)) for session in sessions]
     for run in runs * WARMUP_RUNS:
@@ -82,24 +98,52 @@ def run_off(
         same.append(statistics.median(a / b for a, b in zip(leader, times[-1], strict=True)))
     relative = {row["id"]: statistics.median(speed) for row, speed in zip(rows, speeds, strict=True)}
     noise = max([MIN_NOISE, *(abs(1.0 - ratio) for ratio in same)])
-    return Runoff(relative, noise, _winner(rows, relative, noise)["id"])
+    chosen = _winner(rows, relative, noise, by_bound)["id"] if noise <= MAX_NOISE else rows[0]["id"]
+    return Runoff(relative, noise, chosen)
 
 
-def _winner(rows: Sequence[dict[str, Any]], relative: dict[int, float], noise: float) -> dict[str, Any]:
+def describe(runoff: Runoff) -> str:
+    """Why the run-off's winner was chosen, in words."""
+    speeds = runoff.relative_speed
+    leader = next(iter(speeds))
+    timed = ", ".join(f"trial {ident} {speed:.2f}x" for ident, speed in speeds.items())
+    head = f"timed head to head, speed relative to trial {leader}: {timed}"
+    if not runoff.conclusive:
+        return (
+            f"{head}; trial {leader} against itself differed by {runoff.noise:.0%}, too much to tell them"
+            f" apart: trial {leader}, the fastest as first measured, is kept"
+        )
+    if speeds[runoff.chosen] == max(speeds.values()):
+        return f"{head}: trial {runoff.chosen} is the fastest"
+    return (
+        f"{head}: trial {runoff.chosen} is as fast as the fastest within the noise ({runoff.noise:.0%},"
+        " from the leader against itself) and has the smallest drop, fewest steps or smallest size of those"
+    )
+
+
+def _winner(
+    rows: Sequence[dict[str, Any]], relative: dict[int, float], noise: float, by_bound: bool
+) -> dict[str, Any]:
     """Among the rows as fast as the fastest within the noise: least drop, fewest steps, smallest size."""
     fastest = max(relative.values())
     tied = [row for row in rows if relative[row["id"]] >= fastest * (1.0 - noise)]
-    return min(tied, key=lambda row: (row["accuracy_drop"], len(row["steps"]), row["size_bytes"]))
+    return min(tied, key=lambda row: (_drop(row, by_bound), len(row["steps"]), row["size_bytes"]))
+
+
+def _drop(row: dict[str, Any], by_bound: bool) -> float:
+    """The drop the tie is broken on: its upper bound when the choice is made on bounds."""
+    bound = row.get("accuracy_drop_bound")
+    return float(bound) if by_bound and bound is not None else float(row["accuracy_drop"])
 
 
 def _rotate(runs: Sequence[Callable[[], object]], budget_s: float) -> list[list[float]]:
-    """Milliseconds per run of each callable, all of them once a round, the first of each round rotating."""
+    """Milliseconds per run of each callable, each once a round; the order rotates and turns around."""
     times: list[list[float]] = [[] for _ in runs]
     start = time.perf_counter()
     rounds = 0
     while rounds < MIN_ROUNDS or time.perf_counter() - start < budget_s:
-        for offset in range(len(runs)):
-            which = (rounds + offset) % len(runs)
+        order = [(rounds + offset) % len(runs) for offset in range(len(runs))]
+        for which in order if rounds % 2 == 0 else reversed(order):
             before = time.perf_counter()
             runs[which]()
             times[which].append((time.perf_counter() - before) * 1000.0)
