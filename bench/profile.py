@@ -117,8 +117,9 @@ def _write(rows: list[tuple[Any, ...]], details: list[str]) -> None:
         "Versions: " + ", ".join(f"{name} {version}" for name, version in info["versions"].items()) + ".",
         "",
         f"Goal: the profile's total node (kernel) time per run is within {GOAL:.0%} of the p50 latency of"
-        f" plain runs ({TIMED_RUNS} runs, no profiler). Profiled runs: up to 20 within"
-        f" {PROFILE_BUDGET_S:g} s. Each pair in fresh sessions, {REPEATS} times; the median ratio is judged.",
+        f" plain runs ({TIMED_RUNS} runs, no profiler). Profiled runs: warm-up runs left out (5 to 25),"
+        f" then 20 to 200 (more for a faster model) within {PROFILE_BUDGET_S:g} s;"
+        f" the median run counts. Each pair in fresh sessions, {REPEATS} times; the median ratio is judged.",
         "",
         "The profiler's own work inside each node's span (onnxruntime formats every input's and output's"
         " shape and reads its arena's statistics before it stops a node's clock) was measured on nodes"

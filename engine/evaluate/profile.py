@@ -20,7 +20,11 @@ from engine.evaluate.profiler_overhead import bookkeeping_ms, calibration_shape,
 from engine.evaluate.sessions import feeds_for, make_session
 
 TOP_NODES = 10
-MAX_RUNS = 20
+MIN_RUNS = 20
+MAX_RUNS = 200
+MAX_EVENTS = 50_000
+MAX_WARMUP_RUNS = 25
+WARMUP_SHARE = 0.2
 # Nodes onnxruntime inserts around int8 kernels: the price a static int8 model pays at each boundary.
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
 # Heavy op types that have an int8 kernel; found in float in a quantized model, they fell back to fp32.
@@ -128,14 +132,24 @@ def aggregate(events: list[dict[str, Any]], runs: int, *, top: int = TOP_NODES) 
 def profile_model(
     path: str | Path, arrays: Mapping[str, np.ndarray], *, threads: int, budget_s: float, warmup_runs: int = 5
 ) -> dict[str, Any]:
-    """Profile `path` on `arrays` (one batch): `warmup_runs` left out, then up to MAX_RUNS profiled runs."""
+    """Profile `path` on `arrays` (one batch): at least `warmup_runs` left out, then the profiled runs.
+
+    A fast model's profiled runs vary most (on a 35 µs MLP the first twenty runs after five warm-ups
+    took 46–57 µs, later ones 35 µs, with the odd slow stretch), so it gets more warm-up and more runs:
+    warm-up until MAX_WARMUP_RUNS or a WARMUP_SHARE of the budget, then up to profiled_runs() runs.
+    """
     with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
         session = make_session(path, threads, profile_prefix=str(Path(scratch) / "trace"))
         feeds = feeds_for(session, arrays)
-        for _ in range(warmup_runs):
+        warmed, started = 0, time.perf_counter()
+        while warmed < warmup_runs or (
+            warmed < MAX_WARMUP_RUNS and time.perf_counter() - started < WARMUP_SHARE * budget_s
+        ):
             session.run(None, feeds)
+            warmed += 1
+        wanted = profiled_runs((time.perf_counter() - started) / warmed)
         runs, started = 0, time.perf_counter()
-        while runs < MAX_RUNS and (runs < 1 or time.perf_counter() - started < budget_s):
+        while runs < wanted and (runs < 1 or time.perf_counter() - started < budget_s):
             session.run(None, feeds)
             runs += 1
         # Measured on tensors of the model's own rank and batch: on one-element tensors it came out at
@@ -143,12 +157,24 @@ def profile_model(
         shape = calibration_shape(next(iter(feeds.values())).shape)
         bookkeeping = bookkeeping_ms(threads, shape)
         trace = _read_trace(session.end_profiling())
-        events = node_events(trace, skip_runs=warmup_runs, bookkeeping=bookkeeping)
+        events = node_events(trace, skip_runs=warmed, bookkeeping=bookkeeping)
     return {
         **aggregate(events, runs),
+        "warmup_runs": warmed,
         "profiler_bookkeeping_us": {"per_node": bookkeeping[0] * 1e3, "per_tensor": bookkeeping[1] * 1e3},
         "profiler_calibration_shape": list(shape),
     }
+
+
+def profiled_runs(seconds_per_run: float) -> int:
+    """How many runs to profile: up to MAX_RUNS for a fast model, never fewer than MIN_RUNS.
+
+    onnxruntime keeps every event in memory and writes them as JSON at the end, so the trace is held
+    under about MAX_EVENTS node events: a profiled node takes at least a microsecond, so a run of t µs
+    has at most t nodes.
+    """
+    by_events = int(MAX_EVENTS / max(seconds_per_run * 1e6, 1.0))
+    return max(MIN_RUNS, min(MAX_RUNS, by_events))
 
 
 def compare_profiles(
