@@ -16,6 +16,7 @@ import importlib
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +168,13 @@ def _finish(
     best = choose(trials, params.objective, params.max_accuracy_drop, upper_bound=upper_bound)
     warnings: list[str] = []
     choice: dict[str, Any] = {}
+
+    def model_of(ident: int) -> Path:
+        return built[() if ident == 0 else candidates[ident - 1].steps]
+
     if params.objective != "size" and best["id"] != 0:
-        best, choice = _run_off(trials, built, candidates, judge, params, ctx, warnings)
-    steps = () if best["id"] == 0 else candidates[best["id"] - 1].steps
-    save_model(built[steps], output_path)
+        best, choice = _run_off(trials, model_of, judge, params, ctx, warnings)
+    save_model(model_of(best["id"]), output_path)
     metrics: dict[str, Any] = {
         "objective": params.objective,
         "batch_size": params.batch_size,
@@ -225,8 +229,7 @@ def _finish(
 
 def _run_off(
     trials: list[dict[str, Any]],
-    built: dict[tuple[Step, ...], Path],
-    candidates: list[Candidate],
+    model_of: Callable[[int], Path],
     judge: TrialJudge,
     params: OptimizeParams,
     ctx: StepContext,
@@ -241,7 +244,7 @@ def _run_off(
         return leader, {"choice": alone}
     ids = [row["id"] for row in close]
     ctx.progress(0.99, f"timing candidates {ids} head to head")
-    paths = [built[candidates[ident - 1].steps] for ident in ids]
+    paths = [model_of(ident) for ident in ids]
     seconds_each = runoff_reserve_s(params) / (MAX_CONTENDERS + 1)
     try:
         runoff = run_off(close, paths, judge.timing_feeds, judge.threads, seconds_each, by_bound=upper_bound)
