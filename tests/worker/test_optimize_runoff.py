@@ -57,11 +57,13 @@ def _fixed_times(per_session_ms: list[float]) -> Any:
 
 
 def test_contenders_are_the_eligible_trials_close_behind_the_leader() -> None:
-    rows = [_row(1, 1.5, 0.0, 1), _row(2, 3.0, 0.0, 1), _row(3, 2.5, 0.0, 2), _row(4, 2.3, 0.0, 1)]
+    rows = [_row(1, 1.9, 0.0, 1), _row(2, 3.0, 0.0, 1), _row(3, 2.5, 0.0, 2), _row(4, 2.3, 0.0, 1)]
 
     chosen = runoff.contenders(rows)
 
-    assert [row["id"] for row in chosen] == [2, 3]  # 3.0 / 2.3 = 1.30: more than CLOSE (1.25) slower
+    assert [row["id"] for row in chosen] == [2, 3, 4]  # 3.0 / 1.9 = 1.58: more than CLOSE (1.5) slower
+    many = [_row(ident, 3.0 - ident / 10, 0.0, 1) for ident in range(1, 8)]
+    assert [row["id"] for row in runoff.contenders(many)] == [1, 2, 3, 4]  # at most MAX_CONTENDERS
     assert runoff.contenders([]) == []
 
 
