@@ -36,10 +36,11 @@ def _matmul_chain(path: Path, layers: int) -> Path:
     return path
 
 
-def _row(ident: int, speedup: float, drop: float, steps: int) -> dict[str, Any]:
+def _row(ident: int, speedup: float, drop: float, steps: int, p50_ms: float = 0.1) -> dict[str, Any]:
     return {
         "id": ident,
         "speedup": speedup,
+        "latency_ms": {"p50": p50_ms},
         "accuracy_drop": drop,
         "steps": [{"technique": "quantize.dynamic"}] * steps,
         "size_bytes": 1000,
@@ -124,3 +125,10 @@ def test_rows_and_models_must_pair_up(tmp_path: Path) -> None:
     model = _matmul_chain(tmp_path / "model.onnx", 2)
     with pytest.raises(ValueError, match="2 contenders but 3 models"):
         runoff.run_off([_row(1, 2.0, 0.0, 1), _row(2, 1.9, 0.0, 1)], [model] * 3, FEEDS, 1, 0.01)
+
+
+def test_the_least_a_run_off_takes_counts_every_session_and_the_leader_twice() -> None:
+    rows = [_row(1, 2.0, 0.0, 1, p50_ms=1000.0), _row(2, 1.9, 0.0, 1, p50_ms=1000.0)]
+    runs_each = runoff.WARMUP_RUNS + runoff.REPEATS * runoff.MIN_ROUNDS
+
+    assert runoff.seconds_needed(rows) == pytest.approx(3 * runs_each)

@@ -201,3 +201,33 @@ def test_the_size_objective_has_no_run_off_and_keeps_no_time_for_one(
     # Five sessions' timing, but never more than a tenth of the whole budget.
     assert optimize.runoff_reserve_s(settings(timing_budget_s=1.0, time_budget_s=600)) == 5.0
     assert optimize.runoff_reserve_s(settings(timing_budget_s=1.0, time_budget_s=20)) == pytest.approx(2.0)
+
+
+def test_a_run_off_that_would_outrun_its_reserve_is_skipped(tmp_path: Path) -> None:
+    """Two candidates of 2 s a run: even the fewest rounds take a minute, past a 20 s budget's tenth."""
+
+    def trial(ident: int, speedup: float) -> dict[str, object]:
+        return {"id": ident, "status": "ok", "within_budget": True, "speedup": speedup, "size_bytes": 10,
+                "accuracy_drop": 0.0, "accuracy_drop_bound": 0.001, "steps": [{}],
+                "latency_ms": {"p50": 2000.0}}  # fmt: skip
+
+    trials = [trial(0, 1.0), trial(1, 1.6), trial(2, 1.5)]
+    params = OptimizeParams.model_validate({"dataset_id": "labelled", "time_budget_s": 20})
+    warnings: list[str] = []
+
+    def unreachable(ident: int) -> Path:
+        raise AssertionError("no model is loaded when the run-off is skipped")
+
+    best, choice = optimize._run_off(
+        trials,
+        unreachable,
+        None,
+        params,
+        StepContext(workdir=tmp_path, datasets={}),
+        warnings,  # type: ignore[arg-type]
+    )
+    assert best["id"] == 1 and not warnings
+    assert choice == {
+        "choice": "trial 1: the fastest as measured (timing [1, 2] head to head would take over the 2 s"
+        " kept for it)"
+    }

@@ -31,7 +31,14 @@ from engine.techniques.quantize.auto.prepare import save_model
 from engine.techniques.search.candidates import Candidate, Step, build
 from engine.techniques.search.choice import choose, closest, confidently_within, eligible, qualifying
 from engine.techniques.search.frontier import pareto
-from engine.techniques.search.runoff import CLOSE, MAX_CONTENDERS, contenders, describe, run_off
+from engine.techniques.search.runoff import (
+    CLOSE,
+    MAX_CONTENDERS,
+    contenders,
+    describe,
+    run_off,
+    seconds_needed,
+)
 from service.catalog import CATALOG
 from service.catalog.optimize import OptimizeParams
 
@@ -243,9 +250,14 @@ def _run_off(
         alone = f"trial {leader['id']}: no other candidate within {CLOSE:g}x of its speed, no run-off needed"
         return leader, {"choice": alone}
     ids = [row["id"] for row in close]
+    reserve = runoff_reserve_s(params)
+    if seconds_needed(close) > reserve:
+        # Runs this long are each timed many milliseconds at a time, so their own speedups are steadier.
+        slow = f"trial {leader['id']}: the fastest as measured (timing {ids} head to head would take"
+        return leader, {"choice": f"{slow} over the {reserve:.3g} s kept for it)"}
     ctx.progress(0.99, f"timing candidates {ids} head to head")
     paths = [model_of(ident) for ident in ids]
-    seconds_each = runoff_reserve_s(params) / (MAX_CONTENDERS + 1)
+    seconds_each = reserve / (MAX_CONTENDERS + 1)
     try:
         runoff = run_off(close, paths, judge.timing_feeds, judge.threads, seconds_each, by_bound=upper_bound)
     except Exception as error:  # the search's result stands without it

@@ -73,6 +73,13 @@ def contenders(eligible: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for row in ranked if row["speedup"] >= floor][:MAX_CONTENDERS]
 
 
+def seconds_needed(rows: Sequence[dict[str, Any]]) -> float:
+    """The least a run-off of `rows` takes: every session's warm-up and its fewest timed rounds."""
+    runs_each = WARMUP_RUNS + REPEATS * MIN_ROUNDS
+    p50s = [row["latency_ms"]["p50"] for row in (*rows, rows[0])]
+    return runs_each * sum(p50s) / 1000.0
+
+
 def run_off(
     rows: Sequence[dict[str, Any]],
     paths: Sequence[Path],
