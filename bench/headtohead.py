@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.evaluate.benchmark import MIN_ROUNDS
+from engine.evaluate.benchmark import rotating_ms
 from engine.evaluate.sessions import make_session
 
 REPEATS = 3
@@ -72,24 +72,10 @@ def duel(
         for _ in range(REPEATS):
             # Round by round the three runs sit next to each other in time, so their ratio cancels load
             # that comes and goes; the median over rounds is the repeat's figure.
-            hand_ms, ours_ms, again_ms = _rotate(runs, budget)
+            hand_ms, ours_ms, again_ms = (np.array(ms) for ms in rotating_ms(runs, budget))
             ratios[batch].append(float(np.median(hand_ms / ours_ms)))
             same[batch].append(float(np.median(hand_ms / again_ms)))
     return Duel(names[0], names[1], ratios, same)
-
-
-def _rotate(runs: Sequence[Callable[[], object]], budget_s: float) -> list[np.ndarray]:
-    """Latencies (ms) of each run per round, the order rotating from round to round."""
-    times: list[list[float]] = [[] for _ in runs]
-    started, rounds = time.perf_counter(), 0
-    while rounds < MIN_ROUNDS or time.perf_counter() - started < budget_s:
-        for offset in range(len(runs)):
-            which = (rounds + offset) % len(runs)
-            before = time.perf_counter()
-            runs[which]()
-            times[which].append((time.perf_counter() - before) * 1000.0)
-        rounds += 1
-    return [np.array(ms) for ms in times]
 
 
 def _seconds_per_round(runs: Sequence[Callable[[], object]]) -> float:

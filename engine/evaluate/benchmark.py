@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,24 @@ def timed_runs_ms(call: Callable[[], object], runs: int, *, warmup: int) -> list
 def keep_timing(rounds: int, elapsed_s: float, budget_s: float) -> bool:
     """Run until the budget is spent, and never report fewer than three runs."""
     return rounds < MIN_ROUNDS or elapsed_s < budget_s
+
+
+def rotating_ms(runs: Sequence[Callable[[], object]], budget_s: float) -> list[list[float]]:
+    """Milliseconds of each callable's runs, each once a round, until the budget is spent.
+
+    The order rotates from round to round and runs backwards every other round, so no callable
+    always goes first or always follows the same neighbour; entry i of every list is from round i.
+    """
+    times: list[list[float]] = [[] for _ in runs]
+    start = time.perf_counter()
+    while keep_timing(len(times[0]), time.perf_counter() - start, budget_s):
+        rounds = len(times[0])
+        order = [(rounds + offset) % len(runs) for offset in range(len(runs))]
+        for which in order if rounds % 2 == 0 else reversed(order):
+            before = time.perf_counter()
+            runs[which]()
+            times[which].append((time.perf_counter() - before) * 1000.0)
+    return times
 
 
 def time_pair(

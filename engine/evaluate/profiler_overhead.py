@@ -31,7 +31,7 @@ CALIBRATION_ELEMENTS = 4096
 
 
 @functools.lru_cache(maxsize=8)
-def bookkeeping_ms(threads: int, shape: tuple[int, ...] = (1,)) -> tuple[float, float]:
+def bookkeeping_ms(threads: int, shape: tuple[int, ...]) -> tuple[float, float]:
     """(per node, per input or output tensor) milliseconds the profiler adds inside a node's span.
 
     Fitted on two chains of Sum nodes over tensors of `shape`, with 1 and with 7 inputs each: how much

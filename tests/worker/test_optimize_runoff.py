@@ -72,7 +72,7 @@ def test_a_tie_goes_to_the_smaller_drop_then_fewer_steps(tmp_path: Path, monkeyp
     model = _matmul_chain(tmp_path / "model.onnx", 2)
     # Leader, a contender 2% slower (within the 5% floor) with fewer steps at the same drop, one 2% slower
     # with a smaller drop but 8% slower still (out), and the leader's second session.
-    monkeypatch.setattr(runoff, "_rotate", _fixed_times([1.0, 1.02, 1.08, 1.0]))
+    monkeypatch.setattr(runoff, "rotating_ms", _fixed_times([1.0, 1.02, 1.08, 1.0]))
     rows = [_row(1, 2.4, 0.004, 2), _row(2, 2.3, 0.004, 1), _row(3, 2.2, -0.01, 1)]
 
     result = runoff.run_off(rows, [model] * 3, FEEDS, threads=1, seconds_each=0.01)
@@ -85,7 +85,7 @@ def test_a_tie_goes_to_the_smaller_drop_then_fewer_steps(tmp_path: Path, monkeyp
 
 def test_under_upper_bound_the_tie_goes_to_the_smaller_bound(tmp_path: Path, monkeypatch: Any) -> None:
     model = _matmul_chain(tmp_path / "model.onnx", 2)
-    monkeypatch.setattr(runoff, "_rotate", _fixed_times([1.0, 1.0, 1.0]))
+    monkeypatch.setattr(runoff, "rotating_ms", _fixed_times([1.0, 1.0, 1.0]))
     lucky = {**_row(1, 2.4, 0.000, 1), "accuracy_drop_bound": 0.02}
     steady = {**_row(2, 2.3, 0.002, 1), "accuracy_drop_bound": 0.008}
 
@@ -99,7 +99,7 @@ def test_under_upper_bound_the_tie_goes_to_the_smaller_bound(tmp_path: Path, mon
 def test_a_machine_too_busy_to_tell_them_apart_keeps_the_leader(tmp_path: Path, monkeypatch: Any) -> None:
     model = _matmul_chain(tmp_path / "model.onnx", 2)
     # The leader's second session ran 30% slower than its first: nothing can be told apart at that noise.
-    monkeypatch.setattr(runoff, "_rotate", _fixed_times([1.0, 1.0, 1.3]))
+    monkeypatch.setattr(runoff, "rotating_ms", _fixed_times([1.0, 1.0, 1.3]))
     rows = [_row(1, 2.4, 0.004, 2), _row(2, 2.3, 0.0, 1)]
 
     result = runoff.run_off(rows, [model] * 2, FEEDS, threads=1, seconds_each=0.01)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.evaluate.benchmark import MIN_ROUNDS, time_pair
+from engine.evaluate.benchmark import MIN_ROUNDS, rotating_ms, time_pair
 from engine.evaluate.verdict import judge
 
 
@@ -72,3 +72,13 @@ def test_timing_alternates_and_stops_at_the_budget() -> None:
 
     slow = time_pair(runner("a", 5.0), runner("b", 5.0), warmup_runs=0, budget_s=1.0, clock=clock)
     assert slow.rounds == MIN_ROUNDS
+
+
+def test_rotating_timing_turns_the_order_around_every_other_round() -> None:
+    calls: list[int] = []
+    runs = [lambda which=which: calls.append(which) for which in range(3)]
+
+    times = rotating_ms(runs, budget_s=0.0)
+
+    assert calls == [0, 1, 2, 0, 2, 1, 2, 0, 1]  # rotated, then backwards, then rotated again
+    assert [len(ms) for ms in times] == [MIN_ROUNDS] * 3

@@ -16,13 +16,13 @@ anything apart and the leader stays.
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from engine.evaluate.benchmark import MIN_ROUNDS, rotating_ms
 from engine.evaluate.sessions import feeds_for, make_session
 
 # A trial is a contender when the leader's measured speedup is at most CLOSE times its own: two trials'
@@ -31,7 +31,6 @@ CLOSE = 1.5
 MAX_CONTENDERS = 4
 REPEATS = 3
 WARMUP_RUNS = 3
-MIN_ROUNDS = 3
 # Never call a difference smaller than this real, however quiet the leader's A/A runs were: the report
 # calls under 5% within run-to-run noise on a shared CPU too (service.report.decision.FASTER).
 MIN_NOISE = 0.05
@@ -101,7 +100,9 @@ def run_off(
     for _ in range(REPEATS):
         # Ratios of medians, as the trials' speedups are (p50 against p50): the median of each round's
         # ratio is another statistic, 2.7x where the p50s gave 2.1x on an MLP whose runs spread widely.
-        medians = [statistics.median(times) for times in _rotate(runs, seconds_each * len(runs) / REPEATS)]
+        medians = [
+            statistics.median(times) for times in rotating_ms(runs, seconds_each * len(runs) / REPEATS)
+        ]
         for index in range(len(rows)):
             speeds[index].append(medians[0] / medians[index])
         same.append(medians[0] / medians[-1])
@@ -143,18 +144,3 @@ def _drop(row: dict[str, Any], by_bound: bool) -> float:
     """The drop the tie is broken on: its upper bound when the choice is made on bounds."""
     bound = row.get("accuracy_drop_bound")
     return float(bound) if by_bound and bound is not None else float(row["accuracy_drop"])
-
-
-def _rotate(runs: Sequence[Callable[[], object]], budget_s: float) -> list[list[float]]:
-    """Milliseconds per run of each callable, each once a round; the order rotates and turns around."""
-    times: list[list[float]] = [[] for _ in runs]
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < MIN_ROUNDS or time.perf_counter() - start < budget_s:
-        order = [(rounds + offset) % len(runs) for offset in range(len(runs))]
-        for which in order if rounds % 2 == 0 else reversed(order):
-            before = time.perf_counter()
-            runs[which]()
-            times[which].append((time.perf_counter() - before) * 1000.0)
-        rounds += 1
-    return times
