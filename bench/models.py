@@ -134,15 +134,36 @@ def train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, learning_rate, total_steps=epochs * steps_per_epoch
     )
+    return fit_in_batches(model, optimizer, x, y, epochs, 32, after_step=schedule.step)
+
+
+def fit_in_batches(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    batch: int,
+    *,
+    after_step: Callable[[], object] | None = None,
+    after_epoch: Callable[[], object] | None = None,
+) -> nn.Module:
+    """Cross-entropy over freshly shuffled batches each epoch; the model in eval mode.
+
+    `after_step` and `after_epoch` advance a learning-rate schedule, whichever way it counts.
+    """
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(x))
-        for start in range(0, len(x), 32):
-            batch = order[start : start + 32]
+        for start in range(0, len(x), batch):
+            index = order[start : start + batch]
             optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            nn.functional.cross_entropy(model(x[index]), y[index]).backward()
             optimizer.step()
-            schedule.step()
+            if after_step is not None:
+                after_step()
+        if after_epoch is not None:
+            after_epoch()
     return model.eval()
 
 

@@ -14,6 +14,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
+from bench.models import fit_in_batches
 from engine.contract import StepContext
 
 SIZE, TRAIN = 16, 1000
@@ -68,18 +69,9 @@ def fit(
     model: nn.Module, optimizer: torch.optim.Optimizer, x: np.ndarray, y: np.ndarray, epochs: int
 ) -> nn.Module:
     """Cross-entropy training in shuffled batches of 64 under a cosine schedule; the model in eval mode."""
-    images, labels = torch.from_numpy(x), torch.from_numpy(y)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(images))
-        for start in range(0, len(images), 64):
-            index = order[start : start + 64]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(images[index]), labels[index]).backward()
-            optimizer.step()
-        schedule.step()
-    return model.eval()
+    images, labels = torch.from_numpy(x), torch.from_numpy(y)
+    return fit_in_batches(model, optimizer, images, labels, epochs, 64, after_epoch=schedule.step)
 
 
 def export(model: nn.Module, path: Path) -> Path:
