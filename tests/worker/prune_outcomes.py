@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from engine.contract import StepContext, StepOutcome
 from engine.techniques.prune import structured as prune_structured
@@ -32,3 +32,21 @@ def weights(path: Path) -> dict[str, np.ndarray]:
         if node.op_type == "Constant" and node.attribute[0].name == "value":
             found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     return found
+
+
+def conv_model(
+    nodes: list[onnx.NodeProto],
+    shapes: tuple[list[object], list[object]],
+    weights: dict[str, np.ndarray],
+    indices: dict[str, list[int]],
+) -> onnx.ModelProto:
+    """A graph from `x` to `y` (their shapes), float `weights` and int64 `indices` as initializers."""
+    body = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shapes[0])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, shapes[1])],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()]
+        + [numpy_helper.from_array(np.array(value, np.int64), name) for name, value in indices.items()],
+    )
+    return helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)

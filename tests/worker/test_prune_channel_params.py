@@ -12,7 +12,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from tests.worker import bridge_models
-from tests.worker.prune_outcomes import channels, prune, weights
+from tests.worker.prune_outcomes import channels, conv_model, prune, weights
 
 
 def _scaled_graph() -> onnx.ModelProto:
@@ -79,15 +79,7 @@ def _rankless_norm_graph() -> onnx.ModelProto:
         helper.make_node("Relu", ["n"], ["r"]),
         helper.make_node("Conv", ["r", "w2"], ["y"], name="second"),
     ]
-    body = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 8, 8])],
-        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in params.items()]
-        + [numpy_helper.from_array(np.array([0], np.int64), "zero")],
-    )
-    return helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return conv_model(nodes, (["batch", 3, 8, 8], ["batch", 4, 8, 8]), params, {"zero": [0]})
 
 
 def test_a_batch_norm_of_unknown_rank_is_sliced_like_a_layer(tmp_path: Path) -> None:
@@ -116,18 +108,8 @@ def test_squeeze_and_unsqueeze_of_other_axes_carry_the_channels(tmp_path: Path) 
         helper.make_node("Unsqueeze", ["r", "last"], ["u"], name="unsqueeze"),
         helper.make_node("Conv", ["u", "w2"], ["y"], name="second"),
     ]
-    body = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, 20, 1])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 4, 20, 1])],
-        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in params.items()]
-        + [numpy_helper.from_array(np.array([3], np.int64), "last")],
-    )
-    onnx.save(
-        helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
-        str(tmp_path / "m.onnx"),
-    )
+    model = conv_model(nodes, (["batch", 3, 20, 1], ["batch", 4, 20, 1]), params, {"last": [3]})
+    onnx.save(model, str(tmp_path / "m.onnx"))
     outcome = prune(tmp_path / "m.onnx", tmp_path / "out.onnx", sparsity=0.5)
     assert channels(outcome)["first"] == (16, 8)
     assert [k["node"] for k in outcome.metrics["kept_whole"]] == ["y"]
